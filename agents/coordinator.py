@@ -1,0 +1,350 @@
+"""The coordinator: turns intents into durable tasks and runs them on agents.
+
+Every intent becomes a ``tasks`` row before any work starts. One dispatcher loop
+claims runnable tasks, at most ``concurrency`` at once, and never two of the same
+lane (conversation) at once, so replies come back in the order they were asked.
+A task's outcome, its replies (into the outbox) and its events commit in one
+transaction.
+
+On :meth:`start`, tasks a crash left ``running`` are put back in the queue and run
+again; agents make their effects idempotent per task key, so a rerun does not repeat
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Self
+
+from agents.base import Agent, TaskContext
+from agents.errors import AgentError, ConfigurationError
+from agents.intents import Conversation, Intent, dump_intent, load_intent
+from agents.replies import Reply, error
+from agents.states import check_transition
+from memory.clock import Clock, SystemClock
+from memory.events import EventLog
+from memory.outbox import OutboxRepo
+from memory.store import Store, Transaction
+from memory.tasks import TaskRepo, TaskRow, TaskState
+
+log = logging.getLogger(__name__)
+
+ACTOR = "coordinator"
+
+
+def short_reason(exc: BaseException, limit: int = 160) -> str:
+    """One line saying what went wrong, for chat; the traceback goes to the log."""
+    text = " ".join(str(exc).split()) or "no details"
+    reason = text if isinstance(exc, AgentError) else f"{type(exc).__name__}: {text}"
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+class Coordinator:
+    """Runs tasks. Use as ``async with Coordinator(...) as coordinator``."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EventLog,
+        agents: Sequence[Agent],
+        *,
+        concurrency: int = 4,
+        clock: Clock | None = None,
+        on_reply: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._tasks = TaskRepo(store)
+        self._outbox = OutboxRepo(store)
+        self._clock = clock or SystemClock()
+        self._on_reply = on_reply
+        self._concurrency = concurrency
+        self._agents: dict[str, Agent] = {}
+        for agent in agents:
+            for kind in agent.kinds:
+                if kind in self._agents:
+                    raise ConfigurationError(
+                        f"intent kind {kind!r} is claimed by both {self._agents[kind].name!r}"
+                        f" and {agent.name!r}"
+                    )
+                self._agents[kind] = agent
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._busy_lanes: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    @property
+    def agents(self) -> dict[str, Agent]:
+        """Agents by the intent kind they handle."""
+        return dict(self._agents)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Requeue work a crash interrupted, then start dispatching."""
+        interrupted = await self._tasks.in_state(TaskState.RUNNING)
+        if interrupted:
+            async with self._store.write() as tx:
+                for task in interrupted:
+                    await self._move(tx, task, TaskState.QUEUED, expect=TaskState.RUNNING)
+                    await self._events.append(
+                        tx,
+                        "task.requeued",
+                        actor=ACTOR,
+                        subject=f"task:{task.id}",
+                        payload={
+                            "kind": task.kind,
+                            "reason": "interrupted",
+                            "attempts": task.attempts,
+                        },
+                    )
+            log.warning("requeued %d task(s) interrupted by a crash", len(interrupted))
+        self._accepting = True
+        self._loop_task = asyncio.create_task(self._dispatch_loop(), name="coordinator-dispatch")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop dispatching; give running tasks ``grace`` seconds, then interrupt them.
+
+        Interrupted tasks are put back in the queue and resume at the next start.
+        """
+        self._accepting = False
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        running = list(self._running.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        leftover = await self._tasks.in_state(TaskState.RUNNING)
+        if leftover:
+            async with self._store.write() as tx:
+                for row in leftover:
+                    await self._move(tx, row, TaskState.QUEUED, expect=TaskState.RUNNING)
+                    await self._events.append(
+                        tx,
+                        "task.requeued",
+                        actor=ACTOR,
+                        subject=f"task:{row.id}",
+                        payload={"kind": row.kind, "reason": "shutdown"},
+                    )
+
+    def agent_for(self, kind: str) -> Agent | None:
+        """The agent that handles ``kind``."""
+        return self._agents.get(kind)
+
+    async def enqueue(self, tx: Transaction, intent: Intent) -> tuple[TaskRow, bool]:
+        """Record a task for ``intent`` inside ``tx``; call :meth:`wake` after commit.
+
+        Returns the task and whether it is new (False: this idempotency key exists).
+        """
+        agent = self._agents.get(intent.kind)
+        if agent is None:
+            raise ConfigurationError(f"no agent handles intent kind {intent.kind!r}")
+        task, created = await self._tasks.create(
+            tx,
+            idempotency_key=intent.idempotency_key,
+            kind=intent.kind,
+            agent=agent.name,
+            lane=intent.conversation.lane,
+            intent=dump_intent(intent),
+            now=self._clock.now(),
+        )
+        if created:
+            await self._events.append(
+                tx,
+                "task.queued",
+                actor=intent.conversation.actor,
+                subject=f"task:{task.id}",
+                payload={"kind": intent.kind, "agent": agent.name},
+            )
+        return task, created
+
+    async def submit(self, intent: Intent) -> TaskRow:
+        """Record a task for ``intent`` and schedule it."""
+        async with self._store.write() as tx:
+            task, _ = await self.enqueue(tx, intent)
+        self.wake()
+        return task
+
+    def wake(self) -> None:
+        """Tell the dispatcher there may be new work."""
+        self._wakeup.set()
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is running and nothing runnable is queued."""
+        async with self._changed:
+            while True:
+                if not self._running and not await self._tasks.runnable(self._clock.now(), limit=1):
+                    return
+                self.wake()
+                await self._changed.wait()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._wakeup.clear()
+            try:
+                await self._dispatch_once()
+            except Exception:
+                log.exception("the dispatcher failed to claim work; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                self._wakeup.set()
+            await self._notify()
+            await self._wakeup.wait()
+
+    async def _dispatch_once(self) -> None:
+        free = self._concurrency - len(self._running)
+        if free <= 0 or not self._accepting:
+            return
+        seen_lanes: set[str] = set()
+        chosen: list[TaskRow] = []
+        for task in await self._tasks.runnable(self._clock.now()):
+            if task.lane in seen_lanes or task.lane in self._busy_lanes:
+                seen_lanes.add(task.lane)
+                continue
+            seen_lanes.add(task.lane)
+            chosen.append(task)
+            if len(chosen) == free:
+                break
+        for task in chosen:
+            async with self._store.write() as tx:
+                if not await self._move(
+                    tx, task, TaskState.RUNNING, expect=TaskState.QUEUED, attempt=True
+                ):
+                    continue
+                await self._events.append(
+                    tx,
+                    "task.started",
+                    actor=ACTOR,
+                    subject=f"task:{task.id}",
+                    payload={"kind": task.kind, "agent": task.agent, "attempt": task.attempts + 1},
+                )
+            self._busy_lanes.add(task.lane)
+            runner = asyncio.create_task(self._run(task), name=f"task-{task.id}")
+            self._running[task.id] = runner
+
+    async def _run(self, task: TaskRow) -> None:
+        try:
+            await self._execute(task)
+        finally:
+            self._running.pop(task.id, None)
+            self._busy_lanes.discard(task.lane)
+            self.wake()
+            await self._notify()
+
+    async def _execute(self, task: TaskRow) -> None:
+        ctx = TaskContext(
+            task_id=task.id, attempt=task.attempts + 1, idempotency_key=task.idempotency_key
+        )
+        try:
+            intent = load_intent(task.intent)
+            agent = self._agents.get(intent.kind)
+            if agent is None:
+                raise AgentError(f"no agent handles {intent.kind!r} any more")
+            replies = list(await agent.handle(intent, ctx))
+        except asyncio.CancelledError:
+            raise  # a stop: the task stays running and is requeued
+        except Exception as exc:
+            if isinstance(exc, AgentError):
+                log.info("task %d (%s) refused: %s", task.id, task.kind, exc)
+            else:
+                log.exception("task %d (%s) failed", task.id, task.kind)
+            await self._finish_failed(task, exc)
+            return
+        await self._finish_succeeded(task, replies)
+
+    async def _finish_succeeded(self, task: TaskRow, replies: list[Reply]) -> None:
+        conversation = load_intent(task.intent).conversation
+        async with self._store.write() as tx:
+            await self._move(tx, task, TaskState.SUCCEEDED, expect=TaskState.RUNNING)
+            await self._events.append(
+                tx,
+                "task.succeeded",
+                actor=ACTOR,
+                subject=f"task:{task.id}",
+                payload={"kind": task.kind, "replies": len(replies)},
+            )
+            for reply in replies:
+                await self._queue_reply(tx, task, conversation, reply)
+        if replies:
+            self._on_reply()
+
+    async def _finish_failed(self, task: TaskRow, exc: BaseException) -> None:
+        reason = short_reason(exc)
+        async with self._store.write() as tx:
+            await self._move(tx, task, TaskState.FAILED, expect=TaskState.RUNNING, error=reason)
+            seq = await self._events.append(
+                tx,
+                "task.failed",
+                actor=ACTOR,
+                subject=f"task:{task.id}",
+                payload={"kind": task.kind, "error": reason, "error_type": type(exc).__name__},
+            )
+            try:
+                conversation = load_intent(task.intent).conversation
+            except ValueError:
+                return  # nowhere to answer; the event says what happened
+            if isinstance(exc, AgentError):
+                text = f"{reason} (event #{seq})"
+            else:
+                text = (
+                    f"Sorry, that failed: {reason}\n"
+                    f"Nothing else was changed. Event #{seq}; details: soloops events --kind task"
+                )
+            await self._queue_reply(tx, task, conversation, error(text))
+        self._on_reply()
+
+    async def _queue_reply(
+        self, tx: Transaction, task: TaskRow, conversation: Conversation, reply: Reply
+    ) -> None:
+        await self._outbox.enqueue(
+            tx,
+            platform=conversation.platform,
+            chat_id=conversation.chat_id,
+            thread_id=conversation.thread_id,
+            reply_to=conversation.message_id,
+            body=reply.to_json(),
+            now=self._clock.now(),
+            task_id=task.id,
+        )
+
+    async def _move(
+        self,
+        tx: Transaction,
+        task: TaskRow,
+        new: TaskState,
+        *,
+        expect: TaskState,
+        error: str | None = None,
+        attempt: bool = False,
+    ) -> bool:
+        check_transition(expect, new)
+        return await self._tasks.update(
+            tx,
+            task.id,
+            state=new,
+            now=self._clock.now(),
+            expect=expect,
+            error=error,
+            attempt=attempt,
+        )
+
+    def now(self) -> datetime:
+        """The coordinator's clock."""
+        return self._clock.now()

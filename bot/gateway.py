@@ -1,0 +1,199 @@
+"""The gateway: every inbound message passes here on its way to the coordinator.
+
+    adapter -> Gateway.handle(inbound):
+        record (dedupe) -> operator check -> input checks -> route -> task
+
+All of it happens in one write transaction: the message, its events and either its
+task or the short reply that explains why there is none commit together. A message
+is therefore never acknowledged without being stored, and bad input never costs
+anything already stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from agents.coordinator import Coordinator
+from agents.replies import Reply, error
+from bot.inbound import Inbound
+from bot.intents import Rejection, route
+from memory.events import EventLog
+from memory.inbound import InboundRepo
+from memory.outbox import OutboxRepo
+from memory.store import Store, Transaction
+
+log = logging.getLogger(__name__)
+
+PREVIEW = 200
+STORE_LIMIT = 1_000_000  # characters of one message kept in the inbound log
+
+
+class Outcome(StrEnum):
+    """What became of one inbound message."""
+
+    QUEUED = "queued"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """The gateway's answer for one message."""
+
+    outcome: Outcome
+    event_seq: int
+    task_id: int | None = None
+
+
+class OperatorCheck:
+    """Who may command soloops. The console user is the operator by construction."""
+
+    def __init__(self, allowed: dict[str, frozenset[str]] | None = None) -> None:
+        self._allowed = allowed or {}
+
+    def is_operator(self, platform: str, user_id: str) -> bool:
+        if platform == "console":
+            return True
+        return user_id in self._allowed.get(platform, frozenset())
+
+
+def input_problem(text: str, max_chars: int) -> Rejection | None:
+    """Checks every message passes before it is parsed: length and plain text."""
+    if len(text) > max_chars:
+        return Rejection(
+            "too_long",
+            f"That message is {len(text):,} characters; the limit is {max_chars:,}. "
+            "Nothing was run. Split it, or keep the long text elsewhere and /remember a summary.",
+        )
+    if "\ufffd" in text or any(
+        unicodedata.category(ch) in ("Cc", "Cs", "Co") and ch not in "\t\n\r" for ch in text
+    ):
+        return Rejection(
+            "not_text",
+            "That message has bytes that are not readable text (control characters or invalid "
+            "UTF-8). Nothing was run. Send plain text.",
+        )
+    return None
+
+
+class Gateway:
+    """Records, checks and routes inbound messages."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EventLog,
+        coordinator: Coordinator,
+        *,
+        operators: OperatorCheck | None = None,
+        max_message_chars: int = 16000,
+        on_reply: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._coordinator = coordinator
+        self._operators = operators or OperatorCheck()
+        self._max_chars = max_message_chars
+        self._inbound = InboundRepo(store)
+        self._outbox = OutboxRepo(store)
+        self._on_reply = on_reply
+
+    async def handle(self, inbound: Inbound) -> Handled:
+        """Take one message: store it, then queue its task or explain the refusal."""
+        actor = f"{inbound.platform}:{inbound.user_id}"
+        subject = f"message:{inbound.platform}:{inbound.message_id}"
+        async with self._store.write() as tx:
+            if await self._seen(tx, inbound):
+                seq = await self._events.append(
+                    tx, "message.duplicate", actor=actor, subject=subject, payload={}
+                )
+                return Handled(Outcome.DUPLICATE, seq)
+            seq = await self._events.append(
+                tx, "message.received", actor=actor, subject=subject, payload=_describe(inbound)
+            )
+            await self._inbound.record(
+                tx,
+                platform=inbound.platform,
+                message_id=inbound.message_id,
+                chat_id=inbound.chat_id,
+                thread_id=inbound.thread_id,
+                user_id=inbound.user_id,
+                text=inbound.text[:STORE_LIMIT],
+                received_at=inbound.received_at,
+                event_seq=seq,
+            )
+            if not self._operators.is_operator(inbound.platform, inbound.user_id):
+                seq = await self._events.append(
+                    tx,
+                    "message.refused",
+                    actor=actor,
+                    subject=subject,
+                    payload={"reason": "not_operator", "user_name": inbound.user_name},
+                )
+                return Handled(Outcome.REFUSED, seq)
+            problem = input_problem(inbound.text, self._max_chars)
+            result = problem or route(inbound.text, inbound.conversation, inbound.idempotency_key)
+            if isinstance(result, Rejection):
+                seq = await self._reject(tx, inbound, result, actor, subject)
+                handled = Handled(Outcome.REJECTED, seq)
+            else:
+                task, _ = await self._coordinator.enqueue(tx, result)
+                handled = Handled(Outcome.QUEUED, seq, task.id)
+        if handled.outcome is Outcome.QUEUED:
+            self._coordinator.wake()
+        else:
+            self._on_reply()
+        return handled
+
+    async def _seen(self, tx: Transaction, inbound: Inbound) -> bool:
+        row = await tx.fetchone(
+            "SELECT 1 FROM inbound WHERE platform = ? AND message_id = ?",
+            (inbound.platform, inbound.message_id),
+        )
+        return row is not None
+
+    async def _reject(
+        self, tx: Transaction, inbound: Inbound, rejection: Rejection, actor: str, subject: str
+    ) -> int:
+        seq = await self._events.append(
+            tx,
+            "command.rejected",
+            actor=actor,
+            subject=subject,
+            payload={"reason": rejection.reason, "message": rejection.message},
+        )
+        reply: Reply = (
+            error(rejection.message)
+            if rejection.reason != "free_text"
+            else Reply(text=rejection.message)
+        )
+        await self._outbox.enqueue(
+            tx,
+            platform=inbound.platform,
+            chat_id=inbound.chat_id,
+            thread_id=inbound.thread_id,
+            reply_to=inbound.message_id,
+            body=reply.to_json(),
+            now=inbound.received_at,
+        )
+        return seq
+
+
+def _describe(inbound: Inbound) -> dict[str, object]:
+    text = inbound.text
+    preview = text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
+    described: dict[str, object] = {
+        "chat": inbound.chat_id,
+        "chars": len(text),
+        "text": preview,
+    }
+    if inbound.thread_id:
+        described["thread"] = inbound.thread_id
+    if inbound.callback_data:
+        described["button"] = True
+    return described

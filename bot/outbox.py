@@ -1,0 +1,199 @@
+"""Delivers stored replies to their platforms, with retries.
+
+Agents and the gateway write replies into the ``outbox`` table inside their own
+transactions; this dispatcher reads due rows and hands each to the platform's
+:class:`Sender`. A sender raises :class:`DeliveryError` saying whether a failure is
+worth retrying. Pending rows survive restarts, so a crash or an outage loses no reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Protocol
+
+from agents.replies import Reply
+from memory.clock import Clock, SystemClock
+from memory.events import EventLog
+from memory.outbox import OutboxRepo, OutboxRow
+from memory.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+IDLE_POLL_S = 30.0
+
+
+class DeliveryError(Exception):
+    """A platform did not take a reply.
+
+    ``permanent`` means retrying cannot help (e.g. the chat does not exist);
+    ``retry_after`` is the platform's own wait, when it gave one.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class Sender(Protocol):
+    """Something that puts a reply into a platform's chat."""
+
+    platform: str
+
+    async def send(self, row: OutboxRow, reply: Reply) -> None: ...
+
+
+def retry_delay(
+    attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: the platform's word, else backoff.
+
+    Exponential from 1 s, capped at 5 minutes, with up to 20% jitter so many stuck
+    replies do not retry in lockstep.
+    """
+    if retry_after is not None:
+        return max(0.0, retry_after)
+    base = min(300.0, 2.0 ** max(0, attempt - 1))
+    return base * (1 + 0.2 * (rng or random).random())
+
+
+class OutboxDispatcher:
+    """One loop that drains the outbox for the platforms it has senders for."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EventLog,
+        senders: Mapping[str, Sender],
+        *,
+        clock: Clock | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._senders = dict(senders)
+        self._repo = OutboxRepo(store)
+        self._clock = clock or SystemClock()
+        self._max_attempts = max_attempts
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add_sender(self, sender: Sender) -> None:
+        """Deliver replies for ``sender.platform`` from now on."""
+        self._senders[sender.platform] = sender
+        self.wake()
+
+    def wake(self) -> None:
+        """There may be new replies to deliver."""
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        """Start delivering (including replies left pending by an earlier run)."""
+        self._task = asyncio.create_task(self._loop(), name="outbox")
+        self.wake()
+
+    async def stop(self) -> None:
+        """Stop delivering; undelivered replies stay pending for the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def drain(self) -> None:
+        """Return once every reply that is due now has been handled."""
+        self.wake()
+        await self._idle.wait()
+
+    async def _loop(self) -> None:
+        while True:
+            self._wakeup.clear()
+            try:
+                await self._deliver_due()
+            except Exception:
+                log.exception("outbox delivery loop failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            if self._wakeup.is_set():
+                continue
+            self._idle.set()
+            timeout = IDLE_POLL_S
+            next_at = await self._repo.next_due_at(list(self._senders))
+            if next_at is not None:
+                timeout = max(0.0, min(timeout, (next_at - self._clock.now()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+
+    async def _deliver_due(self) -> None:
+        while True:
+            rows = await self._repo.due(list(self._senders), self._clock.now())
+            if not rows:
+                return
+            for row in rows:
+                await self._deliver(row)
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        sender = self._senders[row.platform]
+        subject = f"reply:{row.id}"
+        try:
+            reply = Reply.from_json(row.body)
+            await sender.send(row, reply)
+        except DeliveryError as exc:
+            attempt = row.attempts + 1
+            reason = str(exc)[:300]
+            async with self._store.write() as tx:
+                if exc.permanent or attempt >= self._max_attempts:
+                    await self._repo.mark_failed(tx, row.id, reason)
+                    await self._events.append(
+                        tx,
+                        "reply.failed",
+                        actor="outbox",
+                        subject=subject,
+                        payload={"platform": row.platform, "error": reason, "attempts": attempt},
+                    )
+                    log.warning("reply %d to %s failed for good: %s", row.id, row.platform, reason)
+                else:
+                    delay = retry_delay(attempt, exc.retry_after)
+                    next_at = self._clock.now() + timedelta(seconds=delay)
+                    await self._repo.mark_retry(tx, row.id, reason, next_at)
+                    await self._events.append(
+                        tx,
+                        "reply.retry",
+                        actor="outbox",
+                        subject=subject,
+                        payload={
+                            "platform": row.platform,
+                            "error": reason,
+                            "attempt": attempt,
+                            "wait_s": round(delay, 3),
+                        },
+                    )
+            return
+        except Exception as exc:  # a bug in a sender or a corrupt body: do not retry forever
+            log.exception("reply %d could not be delivered", row.id)
+            async with self._store.write() as tx:
+                await self._repo.mark_failed(tx, row.id, f"{type(exc).__name__}: {exc}"[:300])
+                await self._events.append(
+                    tx,
+                    "reply.failed",
+                    actor="outbox",
+                    subject=subject,
+                    payload={"platform": row.platform, "error": type(exc).__name__},
+                )
+            return
+        async with self._store.write() as tx:
+            await self._repo.mark_sent(tx, row.id, self._clock.now())
+            await self._events.append(
+                tx,
+                "reply.sent",
+                actor="outbox",
+                subject=subject,
+                payload={"platform": row.platform, "chat": row.chat_id},
+            )

@@ -1,0 +1,95 @@
+"""Wiring: the one place that builds the store, the agents, the coordinator, the
+gateway and the outbox from settings, and starts and stops them in order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import version
+
+from agents.base import Agent
+from agents.coordinator import Coordinator
+from agents.notes import NotesAgent
+from agents.ops import OpsAgent
+from bot.gateway import Gateway, OperatorCheck
+from bot.intents import CATALOG
+from bot.outbox import OutboxDispatcher, Sender
+from config import Settings
+from memory.clock import Clock, SystemClock
+from memory.events import EventLog
+from memory.redact import Redactor
+from memory.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """A running soloops."""
+
+    settings: Settings
+    store: Store
+    events: EventLog
+    coordinator: Coordinator
+    gateway: Gateway
+    outbox: OutboxDispatcher
+
+    async def settle(self) -> None:
+        """Wait until queued work has run and its replies are delivered."""
+        await self.coordinator.wait_idle()
+        await self.outbox.drain()
+
+
+def default_agents(store: Store, events: EventLog, clock: Clock) -> list[Agent]:
+    """The agents every soloops runs."""
+    return [
+        OpsAgent(store, events, CATALOG, clock),
+        NotesAgent(store, events, clock),
+    ]
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    senders: Sequence[Sender] = (),
+    *,
+    extra_agents: Sequence[Agent] = (),
+    clock: Clock | None = None,
+    mode: str = "run",
+) -> AsyncIterator[Runtime]:
+    """Open the store, start the coordinator and the outbox; stop them on exit."""
+    clock = clock or SystemClock()
+    redactor = Redactor(settings.secret_values())
+    async with Store.open(settings.database_path) as store:
+        events = EventLog(store, redactor, clock)
+        outbox = OutboxDispatcher(store, events, {s.platform: s for s in senders}, clock=clock)
+        coordinator = Coordinator(
+            store,
+            events,
+            [*default_agents(store, events, clock), *extra_agents],
+            concurrency=settings.coordinator.concurrency,
+            clock=clock,
+            on_reply=outbox.wake,
+        )
+        gateway = Gateway(
+            store,
+            events,
+            coordinator,
+            operators=OperatorCheck(),
+            max_message_chars=settings.gateway.max_message_chars,
+            on_reply=outbox.wake,
+        )
+        await events.record(
+            "system.started", actor="soloops", payload={"version": version("soloops"), "mode": mode}
+        )
+        await outbox.start()
+        await coordinator.start()
+        runtime = Runtime(settings, store, events, coordinator, gateway, outbox)
+        try:
+            yield runtime
+        finally:
+            await coordinator.stop(settings.coordinator.shutdown_grace_s)
+            await outbox.stop()
+            await events.record("system.stopped", actor="soloops", payload={"mode": mode})

@@ -1,0 +1,17 @@
+"""Settings for soloops: one pydantic-settings model, defaults in ``soloops.toml``."""
+
+from config.settings import (
+    ConfigError,
+    CoordinatorSettings,
+    GatewaySettings,
+    Settings,
+    load_settings,
+)
+
+__all__ = [
+    "ConfigError",
+    "CoordinatorSettings",
+    "GatewaySettings",
+    "Settings",
+    "load_settings",
+]

@@ -1,0 +1,206 @@
+"""The append-only event log, chained by hashes so tampering is detectable.
+
+Each event stores ``hash = sha256(prev_hash, seq, ts, kind, actor, subject, payload)``.
+Editing, inserting or deleting a row breaks the chain from that row on, and
+:meth:`EventLog.verify` reports the first broken sequence number. Triggers also refuse
+UPDATE and DELETE, so only a deliberate tamperer (who drops them) gets that far.
+
+Events are appended inside the caller's write transaction, so an event and the state
+change it describes commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from memory.clock import Clock, SystemClock, from_iso, to_iso
+from memory.redact import Redactor
+from memory.store import Store, Transaction
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the event log."""
+
+    seq: int
+    ts: datetime
+    kind: str
+    actor: str
+    subject: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (times as ISO strings)."""
+        return {
+            "seq": self.seq,
+            "ts": to_iso(self.ts),
+            "kind": self.kind,
+            "actor": self.actor,
+            "subject": self.subject,
+            "payload": self.payload,
+            "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """The result of checking the hash chain."""
+
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad_seq is None
+
+
+def canonical(payload: dict[str, Any]) -> str:
+    """The one JSON text of a payload that the hash covers."""
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+
+
+def chain_hash(
+    prev_hash: str, seq: int, ts: str, kind: str, actor: str, subject: str, payload: str
+) -> str:
+    """The hash of one event given its predecessor's."""
+    material = "\x1f".join((prev_hash, str(seq), ts, kind, actor, subject, payload))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+class EventLog:
+    """Append and read events. Payloads are redacted before they are written."""
+
+    def __init__(self, store: Store, redactor: Redactor | None = None, clock: Clock | None = None):
+        self._store = store
+        self._redactor = redactor or Redactor()
+        self._clock = clock or SystemClock()
+
+    async def append(
+        self,
+        tx: Transaction,
+        kind: str,
+        *,
+        actor: str,
+        subject: str = "",
+        payload: dict[str, Any] | None = None,
+    ) -> int:
+        """Append one event inside ``tx``; return its sequence number."""
+        last = await tx.fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        seq = 1 if last is None else int(last["seq"]) + 1
+        prev_hash = GENESIS if last is None else str(last["hash"])
+        ts = to_iso(self._clock.now())
+        body = canonical(self._redactor.data(payload or {}))
+        actor, subject = self._redactor.text(actor), self._redactor.text(subject)
+        digest = chain_hash(prev_hash, seq, ts, kind, actor, subject, body)
+        await tx.execute(
+            "INSERT INTO events (seq, ts, kind, actor, subject, payload, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, ts, kind, actor, subject, body, prev_hash, digest),
+        )
+        return seq
+
+    async def record(
+        self, kind: str, *, actor: str, subject: str = "", payload: dict[str, Any] | None = None
+    ) -> int:
+        """Append one event in a transaction of its own."""
+        async with self._store.write() as tx:
+            return await self.append(tx, kind, actor=actor, subject=subject, payload=payload)
+
+    async def query(
+        self,
+        *,
+        since: datetime | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Event]:
+        """Events matching the filters. ``kind`` matches exactly or as a dotted prefix."""
+        where: list[str] = []
+        params: list[object] = []
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(to_iso(since))
+        if kind:
+            where.append("(kind = ? OR kind LIKE ? ESCAPE '\\')")
+            escaped = kind.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.extend([kind, f"{escaped}.%"])
+        sql = "SELECT * FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        order = "DESC" if newest_first else "ASC"
+        if limit is not None and not newest_first:
+            # The newest N, shown oldest first.
+            sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?) ORDER BY seq ASC"
+            params.append(limit)
+        else:
+            sql += f" ORDER BY seq {order}"
+            if limit is not None:
+                sql += " LIMIT ?"
+                params.append(limit)
+        return [_row_to_event(row) for row in await self._store.fetchall(sql, params)]
+
+    async def last_seq(self) -> int:
+        """The newest sequence number, 0 when the log is empty."""
+        return int(await self._store.scalar("SELECT COALESCE(MAX(seq), 0) FROM events"))
+
+    async def verify(self, batch: int = 5000) -> ChainReport:
+        """Walk the whole chain and report the first event whose hash does not hold."""
+        checked = 0
+        expected_prev, expected_seq = GENESIS, 1
+        async for row in self._rows(batch):
+            seq = int(row["seq"])
+            if seq != expected_seq:
+                return ChainReport(checked, expected_seq, f"event #{expected_seq} is missing")
+            if row["prev_hash"] != expected_prev:
+                return ChainReport(checked, seq, f"event #{seq} does not follow #{seq - 1}")
+            digest = chain_hash(
+                row["prev_hash"],
+                seq,
+                row["ts"],
+                row["kind"],
+                row["actor"],
+                row["subject"],
+                row["payload"],
+            )
+            if digest != row["hash"]:
+                return ChainReport(checked, seq, f"event #{seq} was changed after it was written")
+            expected_prev, expected_seq = digest, seq + 1
+            checked += 1
+        return ChainReport(checked)
+
+    async def _rows(self, batch: int) -> AsyncIterator[Any]:
+        after = 0
+        while True:
+            rows = await self._store.fetchall(
+                "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, batch)
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield row
+            after = int(rows[-1]["seq"])
+
+
+def _row_to_event(row: Any) -> Event:
+    return Event(
+        seq=int(row["seq"]),
+        ts=from_iso(row["ts"]),
+        kind=row["kind"],
+        actor=row["actor"],
+        subject=row["subject"],
+        payload=json.loads(row["payload"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )

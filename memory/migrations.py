@@ -1,0 +1,97 @@
+"""Numbered schema migrations, tracked with ``PRAGMA user_version``.
+
+Each migration runs once, inside one transaction with the version bump, so a crash
+mid-migration leaves the previous version intact. Never edit a released migration:
+append a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: the event log, inbound messages, tasks, outbox, notes.
+    """
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY,
+        ts         TEXT    NOT NULL,
+        kind       TEXT    NOT NULL,
+        actor      TEXT    NOT NULL,
+        subject    TEXT    NOT NULL,
+        payload    TEXT    NOT NULL,
+        prev_hash  TEXT    NOT NULL,
+        hash       TEXT    NOT NULL
+    );
+    CREATE INDEX events_ts ON events(ts);
+    CREATE INDEX events_kind ON events(kind);
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+
+    CREATE TABLE inbound (
+        id           INTEGER PRIMARY KEY,
+        platform     TEXT NOT NULL,
+        message_id   TEXT NOT NULL,
+        chat_id      TEXT NOT NULL,
+        thread_id    TEXT,
+        user_id      TEXT NOT NULL,
+        text         TEXT NOT NULL,
+        received_at  TEXT NOT NULL,
+        event_seq    INTEGER NOT NULL,
+        UNIQUE (platform, message_id)
+    );
+
+    CREATE TABLE tasks (
+        id               INTEGER PRIMARY KEY,
+        idempotency_key  TEXT NOT NULL UNIQUE,
+        kind             TEXT NOT NULL,
+        agent            TEXT NOT NULL,
+        lane             TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        intent           TEXT NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        error            TEXT,
+        created_at       TEXT NOT NULL,
+        updated_at       TEXT NOT NULL,
+        next_attempt_at  TEXT,
+        checkpoint       TEXT
+    );
+    CREATE INDEX tasks_state ON tasks(state, id);
+
+    CREATE TABLE outbox (
+        id               INTEGER PRIMARY KEY,
+        platform         TEXT NOT NULL,
+        chat_id          TEXT NOT NULL,
+        thread_id        TEXT,
+        reply_to         TEXT,
+        body             TEXT NOT NULL,
+        state            TEXT NOT NULL DEFAULT 'pending',
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  TEXT NOT NULL,
+        last_error       TEXT,
+        task_id          INTEGER REFERENCES tasks(id),
+        created_at       TEXT NOT NULL,
+        sent_at          TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox(state, platform, next_attempt_at);
+
+    CREATE TABLE notes (
+        id          INTEGER PRIMARY KEY,
+        text        TEXT NOT NULL,
+        source_key  TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL
+    );
+    CREATE VIRTUAL TABLE notes_fts USING fts5(
+        text, content='notes', content_rowid='id', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER notes_ai AFTER INSERT ON notes BEGIN
+        INSERT INTO notes_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER notes_ad AFTER DELETE ON notes BEGIN
+        INSERT INTO notes_fts(notes_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    """,
+)
+
+SCHEMA_VERSION: Final[int] = len(MIGRATIONS)

@@ -1,0 +1,134 @@
+"""The outbox: every reply is stored here before it is delivered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from memory.clock import from_iso, to_iso
+from memory.store import Store, Transaction
+
+
+class DeliveryState(StrEnum):
+    """Where a reply is on its way out."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One stored reply."""
+
+    id: int
+    platform: str
+    chat_id: str
+    thread_id: str | None
+    reply_to: str | None
+    body: str
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    task_id: int | None
+
+
+def _row(row: Any) -> OutboxRow:
+    return OutboxRow(
+        id=int(row["id"]),
+        platform=row["platform"],
+        chat_id=row["chat_id"],
+        thread_id=row["thread_id"],
+        reply_to=row["reply_to"],
+        body=row["body"],
+        state=DeliveryState(row["state"]),
+        attempts=int(row["attempts"]),
+        next_attempt_at=from_iso(row["next_attempt_at"]),
+        last_error=row["last_error"],
+        task_id=row["task_id"],
+    )
+
+
+class OutboxRepo:
+    """Queries and writes over the ``outbox`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def enqueue(
+        self,
+        tx: Transaction,
+        *,
+        platform: str,
+        chat_id: str,
+        thread_id: str | None,
+        reply_to: str | None,
+        body: str,
+        now: datetime,
+        task_id: int | None = None,
+    ) -> int:
+        """Store a reply as pending; return its id."""
+        stamp = to_iso(now)
+        return await tx.execute(
+            "INSERT INTO outbox (platform, chat_id, thread_id, reply_to, body, next_attempt_at,"
+            " task_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (platform, chat_id, thread_id, reply_to, body, stamp, task_id, stamp),
+        )
+
+    async def due(self, platforms: list[str], now: datetime, limit: int = 100) -> list[OutboxRow]:
+        """Pending replies for these platforms whose next attempt is due, oldest first."""
+        if not platforms:
+            return []
+        marks = ",".join("?" * len(platforms))
+        rows = await self._store.fetchall(
+            f"SELECT * FROM outbox WHERE state = ? AND platform IN ({marks})"
+            " AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            (DeliveryState.PENDING, *platforms, to_iso(now), limit),
+        )
+        return [_row(row) for row in rows]
+
+    async def next_due_at(self, platforms: list[str]) -> datetime | None:
+        """When the earliest pending reply for these platforms is due."""
+        if not platforms:
+            return None
+        marks = ",".join("?" * len(platforms))
+        value = await self._store.scalar(
+            f"SELECT MIN(next_attempt_at) FROM outbox WHERE state = ? AND platform IN ({marks})",
+            (DeliveryState.PENDING, *platforms),
+        )
+        return None if value is None else from_iso(value)
+
+    async def mark_sent(self, tx: Transaction, outbox_id: int, now: datetime) -> None:
+        """Record a delivery."""
+        await tx.execute(
+            "UPDATE outbox SET state = ?, sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+            (DeliveryState.SENT, to_iso(now), outbox_id),
+        )
+
+    async def mark_retry(
+        self, tx: Transaction, outbox_id: int, error: str, next_at: datetime
+    ) -> None:
+        """Record a failed attempt that will be tried again at ``next_at``."""
+        await tx.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+            " WHERE id = ?",
+            (error, to_iso(next_at), outbox_id),
+        )
+
+    async def mark_failed(self, tx: Transaction, outbox_id: int, error: str) -> None:
+        """Record a delivery the platform refused for good."""
+        await tx.execute(
+            "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (DeliveryState.FAILED, error, outbox_id),
+        )
+
+    async def counts(self) -> dict[DeliveryState, int]:
+        """How many replies are in each delivery state."""
+        rows = await self._store.fetchall("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
+        counts = dict.fromkeys(DeliveryState, 0)
+        for row in rows:
+            counts[DeliveryState(row["state"])] = int(row["n"])
+        return counts

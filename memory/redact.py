@@ -1,0 +1,65 @@
+"""Keep secrets out of the event log and the log file.
+
+Two rules: values under secret-looking keys are replaced, and any configured secret
+value found inside a string is replaced wherever it appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+REDACTED = "[redacted]"
+_SECRET_KEY = re.compile(
+    r"(token|secret|passw(or)?d|api[_-]?key|authorization|signature|cookie|credential)",
+    re.IGNORECASE,
+)
+
+
+class Redactor:
+    """Removes known secret values and secret-named fields from data."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first so a secret that contains another is replaced whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        """Replace every configured secret inside ``value``."""
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+
+    def data(self, value: Any) -> Any:
+        """Redact a JSON-like structure recursively, returning a new one."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {
+                key: REDACTED if _SECRET_KEY.search(str(key)) else self.data(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.data(item) for item in value]
+        return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that runs every record's final message through a Redactor."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self._redactor.text(message)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._redactor.text(record.exc_text)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True

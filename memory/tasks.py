@@ -1,0 +1,157 @@
+"""Task rows: the coordinator's durable to-do list.
+
+The rules of which state may follow which live in ``agents/`` (the coordinator owns
+them); this module only stores and queries rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from memory.clock import from_iso, to_iso
+from memory.store import Store, Transaction
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING_APPROVAL = "waiting_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """One stored task."""
+
+    id: int
+    idempotency_key: str
+    kind: str
+    agent: str
+    lane: str
+    state: TaskState
+    intent: str
+    attempts: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None
+    checkpoint: str | None
+
+
+def _row(row: Any) -> TaskRow:
+    return TaskRow(
+        id=int(row["id"]),
+        idempotency_key=row["idempotency_key"],
+        kind=row["kind"],
+        agent=row["agent"],
+        lane=row["lane"],
+        state=TaskState(row["state"]),
+        intent=row["intent"],
+        attempts=int(row["attempts"]),
+        error=row["error"],
+        created_at=from_iso(row["created_at"]),
+        updated_at=from_iso(row["updated_at"]),
+        next_attempt_at=from_iso(row["next_attempt_at"]) if row["next_attempt_at"] else None,
+        checkpoint=row["checkpoint"],
+    )
+
+
+class TaskRepo:
+    """Queries and writes over the ``tasks`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def create(
+        self,
+        tx: Transaction,
+        *,
+        idempotency_key: str,
+        kind: str,
+        agent: str,
+        lane: str,
+        intent: str,
+        now: datetime,
+    ) -> tuple[TaskRow, bool]:
+        """Insert a queued task; if the key exists, return the existing one and False."""
+        stamp = to_iso(now)
+        await tx.execute(
+            "INSERT OR IGNORE INTO tasks (idempotency_key, kind, agent, lane, state, intent,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (idempotency_key, kind, agent, lane, TaskState.QUEUED, intent, stamp, stamp),
+        )
+        row = await tx.fetchone("SELECT * FROM tasks WHERE idempotency_key = ?", (idempotency_key,))
+        assert row is not None  # just inserted or already there
+        task = _row(row)
+        return (
+            task,
+            task.created_at == now and task.state is TaskState.QUEUED and task.attempts == 0,
+        )
+
+    async def get(self, task_id: int) -> TaskRow | None:
+        """The task with this id, if any."""
+        row = await self._store.fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        return None if row is None else _row(row)
+
+    async def runnable(self, now: datetime, limit: int = 200) -> list[TaskRow]:
+        """Queued tasks whose next attempt is due, oldest first."""
+        rows = await self._store.fetchall(
+            "SELECT * FROM tasks WHERE state = ?"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
+            (TaskState.QUEUED, to_iso(now), limit),
+        )
+        return [_row(row) for row in rows]
+
+    async def in_state(self, state: TaskState, limit: int = 1000) -> list[TaskRow]:
+        """Tasks in one state, oldest first."""
+        rows = await self._store.fetchall(
+            "SELECT * FROM tasks WHERE state = ? ORDER BY id LIMIT ?", (state, limit)
+        )
+        return [_row(row) for row in rows]
+
+    async def update(
+        self,
+        tx: Transaction,
+        task_id: int,
+        *,
+        state: TaskState,
+        now: datetime,
+        expect: TaskState | None = None,
+        error: str | None = None,
+        attempt: bool = False,
+        checkpoint: str | None = None,
+    ) -> bool:
+        """Move a task to ``state``; with ``expect``, only if it is still in that state."""
+        sql = (
+            "UPDATE tasks SET state = ?, updated_at = ?, error = ?,"
+            " attempts = attempts + ?, checkpoint = COALESCE(?, checkpoint) WHERE id = ?"
+        )
+        params: list[Any] = [state, to_iso(now), error, 1 if attempt else 0, checkpoint, task_id]
+        if expect is not None:
+            sql += " AND state = ?"
+            params.append(expect)
+        return await tx.execute(sql, params) == 1
+
+    async def counts(self) -> dict[TaskState, int]:
+        """How many tasks are in each state (states with none are 0)."""
+        rows = await self._store.fetchall("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
+        counts = dict.fromkeys(TaskState, 0)
+        for row in rows:
+            counts[TaskState(row["state"])] = int(row["n"])
+        return counts
+
+    async def recent_failures(self, limit: int = 5) -> list[TaskRow]:
+        """The newest failed tasks."""
+        rows = await self._store.fetchall(
+            "SELECT * FROM tasks WHERE state IN (?, ?) ORDER BY updated_at DESC LIMIT ?",
+            (TaskState.FAILED, TaskState.DEAD, limit),
+        )
+        return [_row(row) for row in rows]
