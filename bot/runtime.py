@@ -55,11 +55,16 @@ async def open_runtime(
     settings: Settings,
     senders: Sequence[Sender] = (),
     *,
+    agents: Sequence[Agent] | None = None,
     extra_agents: Sequence[Agent] = (),
     clock: Clock | None = None,
     mode: str = "run",
 ) -> AsyncIterator[Runtime]:
-    """Open the store, start the coordinator and the outbox; stop them on exit."""
+    """Open the store, start the coordinator and the outbox; stop them on exit.
+
+    ``agents`` replaces the default agents (tests use it to wrap one); ``extra_agents``
+    adds to them.
+    """
     clock = clock or SystemClock()
     redactor = Redactor(settings.secret_values())
     async with Store.open(settings.database_path) as store:
@@ -68,7 +73,7 @@ async def open_runtime(
         coordinator = Coordinator(
             store,
             events,
-            [*default_agents(store, events, clock), *extra_agents],
+            [*(default_agents(store, events, clock) if agents is None else agents), *extra_agents],
             concurrency=settings.coordinator.concurrency,
             clock=clock,
             on_reply=outbox.wake,

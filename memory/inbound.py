@@ -42,8 +42,7 @@ class InboundRepo:
                 event_seq,
             ),
         )
-        changes = await tx.fetchone("SELECT changes() AS n")
-        return inserted > 0 and changes is not None and int(changes["n"]) == 1
+        return inserted != 0
 
     async def seen(self, platform: str, message_id: str) -> bool:
         """Whether this platform message id is already stored."""

@@ -12,11 +12,51 @@ from memory.store import Store, Transaction
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to help a search; dropped unless they are all the query has.
-_STOPWORDS = frozenset(  # noqa: SIM905 - one string reads better than 42 quoted words
-    (
-        "a an and are at be by did do does for from how i in is it me my of on or our say said"
-        " that the their them they this to was we what when where which who why with you"
-    ).split()
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "at",
+        "be",
+        "by",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "say",
+        "said",
+        "that",
+        "the",
+        "their",
+        "them",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "with",
+        "you",
+    ]
 )
 
 
@@ -62,7 +102,7 @@ class NotesRepo:
         )
         row = await tx.fetchone("SELECT * FROM notes WHERE source_key = ?", (source_key,))
         assert row is not None
-        return _note(row), bool(inserted) and int(row["id"]) == inserted
+        return _note(row), inserted != 0
 
     async def get(self, note_id: int) -> Note | None:
         """The note with this id, if any."""

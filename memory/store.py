@@ -44,11 +44,12 @@ class Transaction:
         self._conn = conn
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one statement; return ``lastrowid`` (for INSERT) or the row count."""
+        """Run one statement; return the new rowid for an INSERT (0 when it inserted
+        nothing, e.g. ``INSERT OR IGNORE`` on a duplicate), else the row count."""
         cursor = await self._conn.execute(sql, params)
         try:
             if sql.lstrip()[:6].upper() == "INSERT":
-                return cursor.lastrowid or 0
+                return (cursor.lastrowid or 0) if cursor.rowcount > 0 else 0
             return cursor.rowcount
         finally:
             await cursor.close()

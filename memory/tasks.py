@@ -83,18 +83,14 @@ class TaskRepo:
     ) -> tuple[TaskRow, bool]:
         """Insert a queued task; if the key exists, return the existing one and False."""
         stamp = to_iso(now)
-        await tx.execute(
+        inserted = await tx.execute(
             "INSERT OR IGNORE INTO tasks (idempotency_key, kind, agent, lane, state, intent,"
             " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (idempotency_key, kind, agent, lane, TaskState.QUEUED, intent, stamp, stamp),
         )
         row = await tx.fetchone("SELECT * FROM tasks WHERE idempotency_key = ?", (idempotency_key,))
         assert row is not None  # just inserted or already there
-        task = _row(row)
-        return (
-            task,
-            task.created_at == now and task.state is TaskState.QUEUED and task.attempts == 0,
-        )
+        return _row(row), inserted != 0
 
     async def get(self, task_id: int) -> TaskRow | None:
         """The task with this id, if any."""

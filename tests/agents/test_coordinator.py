@@ -1,0 +1,202 @@
+"""The coordinator with real SQLite and small agents built on the public Agent contract."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from agents.base import Agent, TaskContext
+from agents.coordinator import Coordinator, short_reason
+from agents.errors import AgentError, ConfigurationError
+from agents.intents import Conversation, Intent, RecallIntent, RememberIntent
+from agents.replies import Reply
+from memory.events import EventLog
+from memory.outbox import OutboxRepo
+from memory.store import Store
+from memory.tasks import TaskRepo, TaskState
+
+
+def remember(text: str, chat: str = "c1", key: str | None = None) -> RememberIntent:
+    conversation = Conversation(platform="test", chat_id=chat, user_id="u")
+    return RememberIntent(
+        conversation=conversation, idempotency_key=key or f"{chat}:{text}", text=text
+    )
+
+
+class Recorder(Agent):
+    """Records the order and overlap of the work it is given."""
+
+    name: ClassVar[str] = "recorder"
+    kinds: ClassVar[frozenset[str]] = frozenset({"remember"})
+
+    def __init__(self, delay: float = 0.02) -> None:
+        self.delay = delay
+        self.seen: list[str] = []
+        self.active = 0
+        self.peak = 0
+
+    async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
+        assert isinstance(intent, RememberIntent)
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            await asyncio.sleep(self.delay)
+            self.seen.append(intent.text)
+            if intent.text == "explode":
+                raise RuntimeError("the disk is on fire")
+            if intent.text == "refuse":
+                raise AgentError("I will not do that")
+            return [Reply(text=f"did {intent.text}")]
+        finally:
+            self.active -= 1
+
+
+async def _replies(store: Store) -> list[str]:
+    rows = await store.fetchall("SELECT body FROM outbox ORDER BY id")
+    return [Reply.from_json(r["body"]).text for r in rows]
+
+
+async def test_a_task_row_exists_before_work_starts(store: Store, events: EventLog) -> None:
+    gate = asyncio.Event()
+
+    class Waiting(Recorder):
+        async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
+            await gate.wait()
+            return await super().handle(intent, ctx)
+
+    async with Coordinator(store, events, [Waiting()]) as coordinator:
+        task = await coordinator.submit(remember("a"))
+        await asyncio.sleep(0.05)
+        assert (await TaskRepo(store).get(task.id)).state is TaskState.RUNNING  # type: ignore[union-attr]
+        gate.set()
+        await coordinator.wait_idle()
+    done = await TaskRepo(store).get(task.id)
+    assert done is not None and done.state is TaskState.SUCCEEDED and done.attempts == 1
+    kinds = [e.kind for e in await events.query(kind="task")]
+    assert kinds == ["task.queued", "task.started", "task.succeeded"]
+    assert await _replies(store) == ["did a"]
+
+
+async def test_one_conversation_runs_in_order_and_others_run_alongside(
+    store: Store, events: EventLog
+) -> None:
+    agent = Recorder()
+    async with Coordinator(store, events, [agent], concurrency=3) as coordinator:
+        for n in range(5):
+            await coordinator.submit(remember(f"a{n}", chat="A"))
+            await coordinator.submit(remember(f"b{n}", chat="B"))
+        await coordinator.wait_idle()
+    assert [t for t in agent.seen if t.startswith("a")] == [f"a{n}" for n in range(5)]
+    assert [t for t in agent.seen if t.startswith("b")] == [f"b{n}" for n in range(5)]
+    assert agent.peak == 2  # two lanes, never two tasks of one lane at once
+
+
+async def test_concurrency_is_bounded(store: Store, events: EventLog) -> None:
+    agent = Recorder(delay=0.05)
+    async with Coordinator(store, events, [agent], concurrency=3) as coordinator:
+        for n in range(9):
+            await coordinator.submit(remember("x", chat=f"chat{n}", key=f"k{n}"))
+        await coordinator.wait_idle()
+    assert len(agent.seen) == 9
+    assert agent.peak == 3
+
+
+async def test_same_idempotency_key_makes_one_task(store: Store, events: EventLog) -> None:
+    agent = Recorder()
+    async with Coordinator(store, events, [agent]) as coordinator:
+        first = await coordinator.submit(remember("once", key="same"))
+        second = await coordinator.submit(remember("once", key="same"))
+        await coordinator.wait_idle()
+    assert first.id == second.id
+    assert agent.seen == ["once"]
+
+
+async def test_a_crashing_agent_fails_the_task_with_a_short_reason(
+    store: Store, events: EventLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        async with Coordinator(store, events, [Recorder()]) as coordinator:
+            task = await coordinator.submit(remember("explode"))
+            ok = await coordinator.submit(remember("fine"))
+            await coordinator.wait_idle()
+    failed = await TaskRepo(store).get(task.id)
+    assert failed is not None and failed.state is TaskState.FAILED
+    assert failed.error == "RuntimeError: the disk is on fire"
+    assert (await TaskRepo(store).get(ok.id)).state is TaskState.SUCCEEDED  # type: ignore[union-attr]
+    [text, fine] = await _replies(store)
+    assert text.startswith("Sorry, that failed: RuntimeError: the disk is on fire")
+    assert "Traceback" not in text and "Event #" in text
+    assert fine == "did fine"
+    assert "Traceback" in caplog.text  # the full error goes to the log
+    [event] = await events.query(kind="task.failed")
+    assert event.payload["error_type"] == "RuntimeError"
+
+
+async def test_an_agent_refusal_is_said_as_is(store: Store, events: EventLog) -> None:
+    async with Coordinator(store, events, [Recorder()]) as coordinator:
+        await coordinator.submit(remember("refuse"))
+        await coordinator.wait_idle()
+    [text] = await _replies(store)
+    assert text.startswith("I will not do that (event #")
+
+
+async def test_stop_requeues_running_work_and_start_resumes_it(tmp_path: Path) -> None:
+    started = asyncio.Event()
+
+    class Slow(Recorder):
+        async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
+            started.set()
+            await asyncio.sleep(30)
+            raise AssertionError("not reached")
+
+    async with Store.open(tmp_path / "a.db") as store:
+        events = EventLog(store)
+        coordinator = Coordinator(store, events, [Slow()])
+        await coordinator.start()
+        task = await coordinator.submit(remember("long"))
+        await started.wait()
+        await coordinator.stop(grace=0.05)
+        assert (await TaskRepo(store).get(task.id)).state is TaskState.QUEUED  # type: ignore[union-attr]
+        agent = Recorder()
+        async with Coordinator(store, events, [agent]) as again:
+            await again.wait_idle()
+        resumed = await TaskRepo(store).get(task.id)
+        assert resumed is not None and resumed.state is TaskState.SUCCEEDED
+        assert resumed.attempts == 2
+        assert agent.seen == ["long"]
+
+
+def test_two_agents_cannot_claim_one_kind(store: Store, events: EventLog) -> None:
+    with pytest.raises(ConfigurationError, match="claimed by both"):
+        Coordinator(store, events, [Recorder(), Recorder()])
+
+
+async def test_an_intent_without_agent_is_refused(store: Store, events: EventLog) -> None:
+    coordinator = Coordinator(store, events, [Recorder()])
+    recall = RecallIntent(
+        conversation=Conversation(platform="t", chat_id="c", user_id="u"),
+        idempotency_key="k",
+        query="x",
+    )
+    with pytest.raises(ConfigurationError, match="no agent handles"):
+        async with store.write() as tx:
+            await coordinator.enqueue(tx, recall)
+    assert await OutboxRepo(store).counts() is not None
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (RuntimeError("a\n  b"), "RuntimeError: a b"),
+        (AgentError("plain words"), "plain words"),
+        (ValueError(""), "ValueError: no details"),
+        (RuntimeError("x" * 500), "RuntimeError: " + "x" * 145 + "…"),
+    ],
+)
+def test_short_reason(exc: BaseException, expected: str) -> None:
+    assert short_reason(exc) == expected

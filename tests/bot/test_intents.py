@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import pytest
+
+from agents.intents import (
+    Conversation,
+    EventsIntent,
+    ForgetIntent,
+    HelpIntent,
+    RecallIntent,
+    RememberIntent,
+    StatusIntent,
+)
+from bot.intents import CATALOG, Rejection, route
+
+CONV = Conversation(platform="console", chat_id="local", user_id="op")
+
+
+def parse(text: str) -> object:
+    return route(text, CONV, "key-1")
+
+
+def test_free_text_commands_keep_the_line_verbatim() -> None:
+    intent = parse('/remember Bob\'s invoice is "late" again')
+    assert isinstance(intent, RememberIntent)
+    assert intent.text == 'Bob\'s invoice is "late" again'
+    assert intent.idempotency_key == "key-1"
+    assert intent.conversation == CONV
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "fields"),
+    [
+        ("/help", HelpIntent, {"topic": None}),
+        ("/help recall", HelpIntent, {"topic": "recall"}),
+        ("/status", StatusIntent, {}),
+        ("/STATUS@soloops_bot", StatusIntent, {}),
+        ("/events", EventsIntent, {"limit": 10}),
+        ("/events 25", EventsIntent, {"limit": 25}),
+        ("/recall   acme billing  ", RecallIntent, {"query": "acme billing"}),
+        ("/forget 12", ForgetIntent, {"note_id": 12}),
+        ("/forget #12", ForgetIntent, {"note_id": 12}),
+        ("/forget '7'", ForgetIntent, {"note_id": 7}),
+        ("  /remember  multi\nline", RememberIntent, {"text": "multi\nline"}),
+    ],
+)
+def test_commands(text: str, kind: type, fields: dict[str, object]) -> None:
+    intent = parse(text)
+    assert isinstance(intent, kind)
+    for name, value in fields.items():
+        assert getattr(intent, name) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "says"),
+    [
+        ("/frobnicate", "unknown_command", "Unknown command /frobnicate."),
+        ("/recal acme", "unknown_command", "Did you mean /recall?"),
+        ("", "empty", "empty"),
+        ("   \n ", "empty", "empty"),
+        ('/forget "12', "bad_arguments", "unbalanced quote"),
+        ("/forget", "bad_arguments", "Usage: /forget <id>"),
+        ("/forget twelve", "bad_arguments", "note id"),
+        ("/forget 0", "bad_arguments", "greater than or equal to 1"),
+        ("/forget 1 2", "bad_arguments", "exactly one"),
+        ("/events 500", "bad_arguments", "less than or equal to 50"),
+        ("/remember", "bad_arguments", "needs some text"),
+        ("/status now", "bad_arguments", "takes no arguments"),
+        ("/123", "unknown_command", "is not a command"),
+        ("hello there", "free_text", "/remember"),
+    ],
+)
+def test_rejections_say_what_to_do(text: str, reason: str, says: str) -> None:
+    result = parse(text)
+    assert isinstance(result, Rejection)
+    assert result.reason == reason
+    assert says in result.message
+
+
+def test_every_command_is_in_the_catalog_with_usage() -> None:
+    names = [info.name for info in CATALOG]
+    assert names == sorted(set(names), key=names.index)
+    for info in CATALOG:
+        assert info.usage.startswith(info.name)
+        assert (
+            not isinstance(parse(f"/{info.name}"), Rejection)
+            or "Usage" in parse(f"/{info.name}").message
+        )  # type: ignore[union-attr]
