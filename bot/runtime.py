@@ -4,7 +4,7 @@ gateway and the outbox from settings, and starts and stops them in order."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -24,6 +24,8 @@ from memory.store import Store
 
 log = logging.getLogger(__name__)
 
+AgentFactory = Callable[[Store, EventLog, Clock], Sequence[Agent]]
+
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
@@ -42,7 +44,7 @@ class Runtime:
         await self.outbox.drain()
 
 
-def default_agents(store: Store, events: EventLog, clock: Clock) -> list[Agent]:
+def default_agents(store: Store, events: EventLog, clock: Clock) -> Sequence[Agent]:
     """The agents every soloops runs."""
     return [
         OpsAgent(store, events, CATALOG, clock),
@@ -55,15 +57,14 @@ async def open_runtime(
     settings: Settings,
     senders: Sequence[Sender] = (),
     *,
-    agents: Sequence[Agent] | None = None,
-    extra_agents: Sequence[Agent] = (),
+    agents: AgentFactory | None = None,
     clock: Clock | None = None,
     mode: str = "run",
 ) -> AsyncIterator[Runtime]:
     """Open the store, start the coordinator and the outbox; stop them on exit.
 
-    ``agents`` replaces the default agents (tests use it to wrap one); ``extra_agents``
-    adds to them.
+    ``agents`` builds the agents instead of :func:`default_agents` (tests use it to
+    wrap one).
     """
     clock = clock or SystemClock()
     redactor = Redactor(settings.secret_values())
@@ -73,7 +74,7 @@ async def open_runtime(
         coordinator = Coordinator(
             store,
             events,
-            [*(default_agents(store, events, clock) if agents is None else agents), *extra_agents],
+            (agents or default_agents)(store, events, clock),
             concurrency=settings.coordinator.concurrency,
             clock=clock,
             on_reply=outbox.wake,

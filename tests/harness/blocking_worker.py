@@ -1,0 +1,55 @@
+"""A soloops process whose notes agent stops mid-task, for crash tests.
+
+Run as ``python -m tests.harness.blocking_worker MARKER TEXT``: it sends
+``/remember TEXT`` through the real gateway; the notes agent writes MARKER once the
+task is running, then hangs until the test kills this process with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agents.base import Agent, TaskContext
+from agents.intents import Intent
+from agents.notes import NotesAgent
+from agents.ops import OpsAgent
+from agents.replies import Reply
+from bot.inbound import Inbound
+from bot.intents import CATALOG
+from bot.runtime import open_runtime
+from config import load_settings
+from memory.clock import Clock
+from memory.events import EventLog
+from memory.store import Store
+
+
+async def main(marker: Path, text: str) -> None:
+    class HangingNotes(NotesAgent):
+        async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
+            marker.write_text(str(ctx.task_id))  # noqa: ASYNC240 - a few bytes, once
+            await asyncio.Event().wait()  # until SIGKILL
+            return []
+
+    def agents(store: Store, events: EventLog, clock: Clock) -> Sequence[Agent]:
+        return [OpsAgent(store, events, CATALOG, clock), HangingNotes(store, events, clock)]
+
+    async with open_runtime(load_settings(), [], agents=agents) as runtime:
+        await runtime.gateway.handle(
+            Inbound(
+                platform="console",
+                message_id="crash-1",
+                chat_id="local",
+                user_id="op",
+                text=f"/remember {text}",
+                received_at=datetime.now(UTC),
+            )
+        )
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2]))
