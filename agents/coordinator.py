@@ -14,12 +14,14 @@ them.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Self
 
-from agents.base import Agent, TaskContext
+from agents.approvals import ApprovalDesk, decision_of
+from agents.base import Agent, Decision, NeedsApproval, TaskContext, fingerprint
 from agents.errors import AgentError, ConfigurationError
 from agents.intents import Conversation, Intent, dump_intent, load_intent
 from agents.replies import Reply, error
@@ -61,6 +63,7 @@ class Coordinator:
         self._outbox = OutboxRepo(store)
         self._clock = clock or SystemClock()
         self._on_reply = on_reply
+        self.approvals = ApprovalDesk(store, events, self._clock)
         self._concurrency = concurrency
         self._agents: dict[str, Agent] = {}
         for agent in agents:
@@ -249,15 +252,22 @@ class Coordinator:
             await self._notify()
 
     async def _execute(self, task: TaskRow) -> None:
-        ctx = TaskContext(
-            task_id=task.id, attempt=task.attempts + 1, idempotency_key=task.idempotency_key
-        )
         try:
+            ctx = TaskContext(
+                task_id=task.id,
+                attempt=task.attempts + 1,
+                idempotency_key=task.idempotency_key,
+                decision=await self._decision(task),
+            )
             intent = load_intent(task.intent)
             agent = self._agents.get(intent.kind)
             if agent is None:
                 raise AgentError(f"no agent handles {intent.kind!r} any more")
-            replies = list(await agent.handle(intent, ctx))
+            outcome = await agent.handle(intent, ctx)
+            if isinstance(outcome, NeedsApproval):
+                await self._park(task, agent, intent.conversation, outcome, ctx.decision)
+                return
+            replies = list(outcome)
         except asyncio.CancelledError:
             raise  # a stop: the task stays running and is requeued
         except Exception as exc:
@@ -268,6 +278,52 @@ class Coordinator:
             await self._finish_failed(task, exc)
             return
         await self._finish_succeeded(task, replies)
+
+    async def _decision(self, task: TaskRow) -> Decision | None:
+        if not task.checkpoint:
+            return None
+        approval_id = json.loads(task.checkpoint).get("approval")
+        if approval_id is None:
+            return None
+        row = await self.approvals.repo.get(int(approval_id))
+        return None if row is None else decision_of(row)
+
+    async def _park(
+        self,
+        task: TaskRow,
+        agent: Agent,
+        conversation: Conversation,
+        need: NeedsApproval,
+        previous: Decision | None,
+    ) -> None:
+        """Stop the task until the operator decides; ask with a card."""
+        if previous is not None and previous.fingerprint == fingerprint(agent.name, need.action):
+            raise AgentError(f"{agent.name} asked again for an approval already {previous.outcome}")
+        async with self._store.write() as tx:
+            if previous is not None:
+                old = await self.approvals.repo.get(previous.approval_id)
+                if old is not None:
+                    await self.approvals.void(tx, old, "the action changed after the decision")
+            approval = await self.approvals.request(
+                tx, task_id=task.id, agent=agent.name, need=need, conversation=conversation
+            )
+            check_transition(TaskState.RUNNING, TaskState.WAITING_APPROVAL)
+            await self._tasks.update(
+                tx,
+                task.id,
+                state=TaskState.WAITING_APPROVAL,
+                now=self._clock.now(),
+                expect=TaskState.RUNNING,
+                checkpoint=json.dumps({"approval": approval.id}),
+            )
+            await self._events.append(
+                tx,
+                "task.waiting",
+                actor=ACTOR,
+                subject=f"task:{task.id}",
+                payload={"kind": task.kind, "approval": approval.id},
+            )
+        self._on_reply()
 
     async def _finish_succeeded(self, task: TaskRow, replies: list[Reply]) -> None:
         conversation = load_intent(task.intent).conversation

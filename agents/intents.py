@@ -90,6 +90,27 @@ class NotesIntent(_Intent):
     limit: int = Field(default=10, ge=1, le=50)
 
 
+class ConfirmIntent(_Intent):
+    """Ask the operator to confirm something, with an approval card."""
+
+    kind: Literal["confirm"] = "confirm"
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class PendingIntent(_Intent):
+    """List approvals still waiting, with their buttons."""
+
+    kind: Literal["pending"] = "pending"
+
+
+class DecideIntent(_Intent):
+    """Approve or reject by the short code a card shows (``/approve K7Q2MX``)."""
+
+    kind: Literal["decide"] = "decide"
+    code: str = Field(min_length=4, max_length=16)
+    decision: Literal["approve", "reject"]
+
+
 Intent = Annotated[
     HelpIntent
     | StatusIntent
@@ -97,7 +118,10 @@ Intent = Annotated[
     | RememberIntent
     | RecallIntent
     | ForgetIntent
-    | NotesIntent,
+    | NotesIntent
+    | ConfirmIntent
+    | PendingIntent
+    | DecideIntent,
     Field(discriminator="kind"),
 ]
 

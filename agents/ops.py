@@ -8,9 +8,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
 
-from agents.base import Agent, TaskContext
+from agents.approvals import ApprovalDesk
+from agents.base import Agent, NeedsApproval, Outcome, TaskContext
 from agents.catalog import CommandInfo
-from agents.intents import EventsIntent, HelpIntent, Intent, StatusIntent
+from agents.intents import (
+    ConfirmIntent,
+    Conversation,
+    EventsIntent,
+    HelpIntent,
+    Intent,
+    PendingIntent,
+    StatusIntent,
+)
 from agents.replies import Reply
 from memory.clock import Clock, SystemClock
 from memory.events import Event, EventLog
@@ -79,7 +88,7 @@ class OpsAgent(Agent):
     """Answers questions about soloops itself."""
 
     name: ClassVar[str] = "ops"
-    kinds: ClassVar[frozenset[str]] = frozenset({"help", "status", "events"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"help", "status", "events", "confirm", "pending"})
 
     def __init__(
         self,
@@ -93,8 +102,9 @@ class OpsAgent(Agent):
         self._catalog = list(catalog)
         self._clock = clock or SystemClock()
         self._started_at = self._clock.now()
+        self._desk = ApprovalDesk(store, events, self._clock)
 
-    async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
+    async def handle(self, intent: Intent, ctx: TaskContext) -> Outcome:
         match intent:
             case HelpIntent(topic=topic):
                 return [Reply(text=render_help(self._catalog, topic))]
@@ -113,4 +123,35 @@ class OpsAgent(Agent):
                 if not events:
                     return [Reply(text="No events yet.")]
                 return [Reply(text="\n".join(render_event(event) for event in events))]
+            case ConfirmIntent(text=text):
+                return await self._confirm(text, intent.conversation, ctx)
+            case PendingIntent():
+                return await self._pending(intent.conversation)
         raise AssertionError(f"ops got an intent it does not handle: {intent.kind}")
+
+    async def _confirm(self, text: str, conversation: Conversation, ctx: TaskContext) -> Outcome:
+        action = {"confirm": text}
+        decision = ctx.decision
+        if decision is None or not decision.covers(self.name, action):
+            return NeedsApproval(summary=f"Confirm: {text}", action=action)
+        await self._events.record(
+            f"confirm.{decision.outcome}",
+            actor=decision.by or "system",
+            subject=f"approval:{decision.approval_id}",
+            payload={"text": text[:200], "task": ctx.task_id},
+        )
+        if decision.outcome == "approved":
+            return [Reply(text=f"Confirmed by {decision.by}: {text}")]
+        why = {"rejected": f"rejected by {decision.by}", "expired": "the approval expired"}
+        return [
+            Reply(text=f"Not confirmed ({why.get(decision.outcome, decision.outcome)}): {text}")
+        ]
+
+    async def _pending(self, conversation: Conversation) -> Sequence[Reply]:
+        waiting = await self._desk.repo.pending()
+        if not waiting:
+            return [Reply(text="Nothing is waiting for your approval.")]
+        async with self._store.write() as tx:
+            for row in waiting:
+                await self._desk.resend(tx, row, conversation)
+        return [Reply(text=f"{len(waiting)} approval(s) waiting; their cards are above.")]

@@ -6,18 +6,36 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+CALLBACK_DATA_MAX = 64  # Telegram's limit on callback data, the strictest platform's
+
+
+class Button(BaseModel):
+    """An inline button. ``data`` is opaque to the platform and comes back on a press."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str = Field(min_length=1, max_length=64)
+    data: str = Field(min_length=1, max_length=CALLBACK_DATA_MAX)
+    style: Literal["primary", "danger", "default"] = "default"
+
 
 class Reply(BaseModel):
-    """One message to the operator, in the conversation that asked."""
+    """One message to the operator, in the conversation that asked.
+
+    ``buttons`` render as inline buttons where the platform has them; every action a
+    button offers is also written in ``text`` as a command, for the console and as a
+    fallback.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     text: str = Field(min_length=1)
     tone: Literal["info", "error"] = "info"
+    buttons: tuple[Button, ...] = ()
 
     def to_json(self) -> str:
         """The outbox body."""
-        return self.model_dump_json()
+        return self.model_dump_json(exclude_defaults=True)
 
     @classmethod
     def from_json(cls, body: str) -> Reply:

@@ -14,10 +14,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import BinaryIO, TextIO
 
-from agents.replies import Reply
 from bot.inbound import Inbound
-from bot.outbox import DeliveryError
-from memory.outbox import OutboxRow
+from bot.outbox import Delivery, DeliveryError
 
 PLATFORM = "console"
 CHAT_ID = "local"
@@ -33,8 +31,11 @@ class ConsoleSender:
         self._out = out
         self._interactive = interactive
 
-    async def send(self, row: OutboxRow, reply: Reply) -> None:
+    async def send(self, delivery: Delivery) -> str | None:
+        reply = delivery.reply
         text = reply.text if reply.tone == "info" else f"⚠ {reply.text}"
+        if delivery.replaces_ref is not None or delivery.row.replaces_outbox_id is not None:
+            text = f"[card updated] {text}"
         if self._interactive:
             text = "\n".join(f"  {line}" for line in text.splitlines())
         try:
@@ -42,6 +43,7 @@ class ConsoleSender:
             self._out.flush()
         except (BrokenPipeError, ValueError) as exc:  # the reader went away
             raise DeliveryError(f"console output closed: {exc}", permanent=True) from exc
+        return str(delivery.row.id)
 
 
 class ConsoleSession:

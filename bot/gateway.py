@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from agents.approvals import Verdict
 from agents.coordinator import Coordinator
+from agents.intents import DecideIntent
 from agents.replies import Reply, error
 from bot.inbound import Inbound
 from bot.intents import Rejection, route
@@ -39,6 +41,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     REFUSED = "refused"
     REJECTED = "rejected"
+    DECIDED = "decided"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class Handled:
     outcome: Outcome
     event_seq: int
     task_id: int | None = None
+    notice: str | None = None  # a short word for the presser (a callback answer, an ephemeral)
 
 
 class OperatorCheck:
@@ -107,6 +111,8 @@ class Gateway:
         """Take one message: store it, then queue its task or explain the refusal."""
         actor = f"{inbound.platform}:{inbound.user_id}"
         subject = f"message:{inbound.platform}:{inbound.message_id}"
+        press = inbound.callback_data
+        decide: DecideIntent | None = None
         async with self._store.write() as tx:
             if await self._seen(tx, inbound):
                 seq = await self._events.append(
@@ -135,19 +141,40 @@ class Gateway:
                     subject=subject,
                     payload={"reason": "not_operator", "user_name": inbound.user_name},
                 )
-                return Handled(Outcome.REFUSED, seq)
-            problem = input_problem(inbound.text, self._max_chars)
-            result = problem or route(inbound.text, inbound.conversation, inbound.idempotency_key)
-            if isinstance(result, Rejection):
-                seq = await self._reject(tx, inbound, result, actor, subject)
-                handled = Handled(Outcome.REJECTED, seq)
+                return Handled(Outcome.REFUSED, seq, notice="Not allowed.")
+            if press is not None:
+                handled = Handled(Outcome.DECIDED, seq)
             else:
-                task, _ = await self._coordinator.enqueue(tx, result)
-                handled = Handled(Outcome.QUEUED, seq, task.id)
-        if handled.outcome is Outcome.QUEUED:
+                problem = input_problem(inbound.text, self._max_chars)
+                result = problem or route(
+                    inbound.text, inbound.conversation, inbound.idempotency_key
+                )
+                if isinstance(result, Rejection):
+                    seq = await self._reject(tx, inbound, result, actor, subject)
+                    handled = Handled(Outcome.REJECTED, seq)
+                elif isinstance(result, DecideIntent):
+                    decide = result
+                    handled = Handled(Outcome.DECIDED, seq)
+                else:
+                    task, _ = await self._coordinator.enqueue(tx, result)
+                    handled = Handled(Outcome.QUEUED, seq, task.id)
+        # Decisions run after the message is committed: recorded first, applied once.
+        if press is not None:
+            verdict = await self._coordinator.approvals.decide_by_button(press, actor)
+            handled = Handled(Outcome.DECIDED, seq, notice=verdict.message)
+        elif decide is not None:
+            verdict = await self._coordinator.approvals.decide_by_code(
+                decide.code, decide.decision, actor
+            )
+            reply = Reply(text=f"{decide.code.upper()}: {verdict.message}")
+            if verdict.verdict is not Verdict.APPLIED:
+                reply = error(reply.text)
+            async with self._store.write() as tx:
+                await self._queue(tx, inbound, reply)
+            handled = Handled(Outcome.DECIDED, seq, notice=verdict.message)
+        if handled.outcome in (Outcome.QUEUED, Outcome.DECIDED):
             self._coordinator.wake()
-        else:
-            self._on_reply()
+        self._on_reply()
         return handled
 
     async def _seen(self, tx: Transaction, inbound: Inbound) -> bool:
@@ -172,6 +199,10 @@ class Gateway:
             if rejection.reason != "free_text"
             else Reply(text=rejection.message)
         )
+        await self._queue(tx, inbound, reply)
+        return seq
+
+    async def _queue(self, tx: Transaction, inbound: Inbound, reply: Reply) -> None:
         await self._outbox.enqueue(
             tx,
             platform=inbound.platform,
@@ -181,7 +212,6 @@ class Gateway:
             body=reply.to_json(),
             now=inbound.received_at,
         )
-        return seq
 
 
 def _describe(inbound: Inbound) -> dict[str, object]:

@@ -101,6 +101,46 @@ COMMANDS: tuple[Command, ...] = (
     Command(CommandInfo("notes", "notes [n]", "the newest notes"), "tokens", _limit_arg),
 )
 
+
+def _decide(decision: str) -> Callable[[list[str]], dict[str, Any]]:
+    def build(tokens: list[str]) -> dict[str, Any]:
+        if len(tokens) != 1:
+            raise ValueError("takes the code shown on the card")
+        return {"code": tokens[0].upper(), "decision": decision}
+
+    return build
+
+
+COMMANDS += (
+    Command(
+        CommandInfo(
+            "confirm",
+            "confirm <text>",
+            "ask yourself for a yes/no with an approval card; the answer is logged",
+            "/confirm ship the October newsletter",
+        ),
+        "text",
+        lambda text: {"text": text},
+    ),
+    Command(
+        CommandInfo("pending", "pending", "approvals waiting for you, with their buttons"),
+        "none",
+        lambda _: {},
+    ),
+    Command(
+        CommandInfo(
+            "approve", "approve <code>", "approve the card with this code", "/approve K7Q2MX"
+        ),
+        "tokens",
+        _decide("approve"),
+    ),
+    Command(
+        CommandInfo("reject", "reject <code>", "reject the card with this code", "/reject K7Q2MX"),
+        "tokens",
+        _decide("reject"),
+    ),
+)
+
 CATALOG: tuple[CommandInfo, ...] = tuple(command.info for command in COMMANDS)
 _BY_NAME = {command.name: command for command in COMMANDS}
 
@@ -138,9 +178,10 @@ def route(text: str, conversation: Conversation, idempotency_key: str) -> Intent
     except ValueError as exc:
         return Rejection("bad_arguments", f"/{name} {exc}. Usage: /{command.info.usage}")
     try:
+        kind = "decide" if name in ("approve", "reject") else name
         return INTENTS.validate_python(
             {
-                "kind": name,
+                "kind": kind,
                 "conversation": conversation,
                 "idempotency_key": idempotency_key,
                 **fields,

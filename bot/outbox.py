@@ -13,13 +13,14 @@ import contextlib
 import logging
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
 from agents.replies import Reply
 from memory.clock import Clock, SystemClock
 from memory.events import EventLog
-from memory.outbox import OutboxRepo, OutboxRow
+from memory.outbox import DeliveryState, OutboxRepo, OutboxRow
 from memory.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,27 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One reply to put into a chat.
+
+    ``replaces_ref`` is the platform's id of an earlier message this one edits (a card
+    after its decision); None means send a new message.
+    """
+
+    row: OutboxRow
+    reply: Reply
+    replaces_ref: str | None = None
+
+
 class Sender(Protocol):
     """Something that puts a reply into a platform's chat."""
 
     platform: str
 
-    async def send(self, row: OutboxRow, reply: Reply) -> None: ...
+    async def send(self, delivery: Delivery) -> str | None:
+        """Deliver; return the platform's id of the message (for later edits), if any."""
+        ...
 
 
 def retry_delay(
@@ -143,8 +159,15 @@ class OutboxDispatcher:
         sender = self._senders[row.platform]
         subject = f"reply:{row.id}"
         try:
+            replaces_ref = None
+            if row.replaces_outbox_id is not None:
+                target = await self._repo.get(row.replaces_outbox_id)
+                if target is not None and target.state is DeliveryState.PENDING:
+                    # The card itself is not out yet: edit it once it is.
+                    raise DeliveryError("the message to edit is not delivered yet", retry_after=1.0)
+                replaces_ref = target.sent_ref if target is not None else None
             reply = Reply.from_json(row.body)
-            await sender.send(row, reply)
+            sent_ref = await sender.send(Delivery(row, reply, replaces_ref))
         except DeliveryError as exc:
             attempt = row.attempts + 1
             reason = str(exc)[:300]
@@ -189,7 +212,7 @@ class OutboxDispatcher:
                 )
             return
         async with self._store.write() as tx:
-            await self._repo.mark_sent(tx, row.id, self._clock.now())
+            await self._repo.mark_sent(tx, row.id, self._clock.now(), sent_ref)
             await self._events.append(
                 tx,
                 "reply.sent",

@@ -3,6 +3,7 @@ gateway and the outbox from settings, and starts and stops them in order."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -93,9 +94,30 @@ async def open_runtime(
         await outbox.start()
         await coordinator.start()
         runtime = Runtime(settings, store, events, coordinator, gateway, outbox)
+        expiry = asyncio.create_task(_expire_approvals(runtime, clock), name="approval-expiry")
         try:
             yield runtime
         finally:
+            expiry.cancel()
+            await asyncio.gather(expiry, return_exceptions=True)
             await coordinator.stop(settings.coordinator.shutdown_grace_s)
             await outbox.stop()
             await events.record("system.stopped", actor="soloops", payload={"mode": mode})
+
+
+async def _expire_approvals(runtime: Runtime, clock: Clock, poll_s: float = 60.0) -> None:
+    """Expire approvals when their time is up (expiry counts as a rejection)."""
+    desk = runtime.coordinator.approvals
+    while True:
+        try:
+            if await desk.expire_due():
+                runtime.coordinator.wake()
+                runtime.outbox.wake()
+            upcoming = await desk.next_expiry()
+        except Exception:
+            log.exception("approval expiry failed; trying again in %.0f s", poll_s)
+            upcoming = None
+        wait = poll_s
+        if upcoming is not None:
+            wait = min(poll_s, max(0.2, (upcoming - clock.now()).total_seconds()))
+        await asyncio.sleep(wait)

@@ -92,6 +92,37 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         INSERT INTO notes_fts(notes_fts, rowid, text) VALUES ('delete', old.id, old.text);
     END;
     """,
+    # 2: approvals, buttons, and the outbox learning which platform message it sent
+    # (so a card can be edited after a decision).
+    """
+    CREATE TABLE approvals (
+        id              INTEGER PRIMARY KEY,
+        code            TEXT NOT NULL UNIQUE,
+        task_id         INTEGER NOT NULL REFERENCES tasks(id),
+        agent           TEXT NOT NULL,
+        summary         TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        fingerprint     TEXT NOT NULL,
+        conversation    TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending',
+        created_at      TEXT NOT NULL,
+        expires_at      TEXT NOT NULL,
+        decided_at      TEXT,
+        decided_by      TEXT,
+        card_outbox_id  INTEGER REFERENCES outbox(id)
+    );
+    CREATE INDEX approvals_pending ON approvals(state, expires_at);
+
+    CREATE TABLE buttons (
+        token       TEXT PRIMARY KEY,
+        approval_id INTEGER REFERENCES approvals(id),
+        decision    TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+
+    ALTER TABLE outbox ADD COLUMN sent_ref TEXT;
+    ALTER TABLE outbox ADD COLUMN replaces_outbox_id INTEGER REFERENCES outbox(id);
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)

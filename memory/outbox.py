@@ -34,6 +34,8 @@ class OutboxRow:
     next_attempt_at: datetime
     last_error: str | None
     task_id: int | None
+    sent_ref: str | None
+    replaces_outbox_id: int | None
 
 
 def _row(row: Any) -> OutboxRow:
@@ -49,6 +51,8 @@ def _row(row: Any) -> OutboxRow:
         next_attempt_at=from_iso(row["next_attempt_at"]),
         last_error=row["last_error"],
         task_id=row["task_id"],
+        sent_ref=row["sent_ref"],
+        replaces_outbox_id=row["replaces_outbox_id"],
     )
 
 
@@ -69,14 +73,23 @@ class OutboxRepo:
         body: str,
         now: datetime,
         task_id: int | None = None,
+        replaces: int | None = None,
     ) -> int:
-        """Store a reply as pending; return its id."""
+        """Store a reply as pending; return its id.
+
+        ``replaces`` names an earlier outbox message this one edits (a decided card).
+        """
         stamp = to_iso(now)
         return await tx.execute(
             "INSERT INTO outbox (platform, chat_id, thread_id, reply_to, body, next_attempt_at,"
-            " task_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (platform, chat_id, thread_id, reply_to, body, stamp, task_id, stamp),
+            " task_id, created_at, replaces_outbox_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (platform, chat_id, thread_id, reply_to, body, stamp, task_id, stamp, replaces),
         )
+
+    async def get(self, outbox_id: int) -> OutboxRow | None:
+        """One outbox message."""
+        row = await self._store.fetchone("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+        return None if row is None else _row(row)
 
     async def due(self, platforms: list[str], now: datetime, limit: int = 100) -> list[OutboxRow]:
         """Pending replies for these platforms whose next attempt is due, oldest first."""
@@ -101,11 +114,14 @@ class OutboxRepo:
         )
         return None if value is None else from_iso(value)
 
-    async def mark_sent(self, tx: Transaction, outbox_id: int, now: datetime) -> None:
-        """Record a delivery."""
+    async def mark_sent(
+        self, tx: Transaction, outbox_id: int, now: datetime, sent_ref: str | None = None
+    ) -> None:
+        """Record a delivery and the platform's id for the message it became."""
         await tx.execute(
-            "UPDATE outbox SET state = ?, sent_at = ?, attempts = attempts + 1 WHERE id = ?",
-            (DeliveryState.SENT, to_iso(now), outbox_id),
+            "UPDATE outbox SET state = ?, sent_at = ?, attempts = attempts + 1, sent_ref = ?"
+            " WHERE id = ?",
+            (DeliveryState.SENT, to_iso(now), sent_ref, outbox_id),
         )
 
     async def mark_retry(

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agents.replies import Reply
-from bot.outbox import DeliveryError, OutboxDispatcher, retry_delay
+from bot.outbox import Delivery, DeliveryError, OutboxDispatcher, retry_delay
 from memory.events import EventLog
-from memory.outbox import DeliveryState, OutboxRepo, OutboxRow
+from memory.outbox import DeliveryState, OutboxRepo
 from memory.store import Store
 
 
@@ -24,10 +24,11 @@ class FlakySender:
         self.failures = failures
         self.delivered: list[str] = []
 
-    async def send(self, row: OutboxRow, reply: Reply) -> None:
+    async def send(self, delivery: Delivery) -> str | None:
         if self.failures:
             raise self.failures.pop(0)
-        self.delivered.append(reply.text)
+        self.delivered.append(delivery.reply.text)
+        return f"msg-{delivery.row.id}"
 
 
 async def _enqueue(store: Store, text: str) -> int:

@@ -1,0 +1,195 @@
+"""Approval rows and the button tokens that point at them.
+
+An approval binds one exact action (its fingerprint) to a one-time decision. The
+decision is a single conditional UPDATE, so two presses at once apply once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from memory.clock import from_iso, to_iso
+from memory.store import Store, Transaction
+
+
+class ApprovalState(StrEnum):
+    """Where an approval is."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    VOIDED = "voided"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    """One stored approval."""
+
+    id: int
+    code: str
+    task_id: int
+    agent: str
+    summary: str
+    action: str
+    fingerprint: str
+    conversation: str
+    state: ApprovalState
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    card_outbox_id: int | None
+
+
+def _row(row: Any) -> ApprovalRow:
+    return ApprovalRow(
+        id=int(row["id"]),
+        code=row["code"],
+        task_id=int(row["task_id"]),
+        agent=row["agent"],
+        summary=row["summary"],
+        action=row["action"],
+        fingerprint=row["fingerprint"],
+        conversation=row["conversation"],
+        state=ApprovalState(row["state"]),
+        created_at=from_iso(row["created_at"]),
+        expires_at=from_iso(row["expires_at"]),
+        decided_at=from_iso(row["decided_at"]) if row["decided_at"] else None,
+        decided_by=row["decided_by"],
+        card_outbox_id=row["card_outbox_id"],
+    )
+
+
+class ApprovalRepo:
+    """Queries and writes over ``approvals`` and ``buttons``."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def create(
+        self,
+        tx: Transaction,
+        *,
+        code: str,
+        task_id: int,
+        agent: str,
+        summary: str,
+        action: str,
+        fingerprint: str,
+        conversation: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> ApprovalRow:
+        """Store a pending approval."""
+        approval_id = await tx.execute(
+            "INSERT INTO approvals (code, task_id, agent, summary, action, fingerprint,"
+            " conversation, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                code,
+                task_id,
+                agent,
+                summary,
+                action,
+                fingerprint,
+                conversation,
+                to_iso(now),
+                to_iso(expires_at),
+            ),
+        )
+        row = await tx.fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        assert row is not None
+        return _row(row)
+
+    async def add_button(
+        self, tx: Transaction, *, token: str, approval_id: int, decision: str, now: datetime
+    ) -> None:
+        """Map an opaque button token to a decision on an approval."""
+        await tx.execute(
+            "INSERT INTO buttons (token, approval_id, decision, created_at) VALUES (?, ?, ?, ?)",
+            (token, approval_id, decision, to_iso(now)),
+        )
+
+    async def set_card(self, tx: Transaction, approval_id: int, outbox_id: int) -> None:
+        """Remember which outbox message is the approval's card."""
+        await tx.execute(
+            "UPDATE approvals SET card_outbox_id = ? WHERE id = ?", (outbox_id, approval_id)
+        )
+
+    async def button(self, tx: Transaction, token: str) -> tuple[ApprovalRow, str] | None:
+        """The approval and decision a button token stands for."""
+        row = await tx.fetchone(
+            "SELECT a.*, b.decision AS button_decision FROM buttons b"
+            " JOIN approvals a ON a.id = b.approval_id WHERE b.token = ?",
+            (token,),
+        )
+        return None if row is None else (_row(row), str(row["button_decision"]))
+
+    async def by_code(self, tx: Transaction, code: str) -> ApprovalRow | None:
+        """The approval with this short code."""
+        row = await tx.fetchone("SELECT * FROM approvals WHERE code = ?", (code,))
+        return None if row is None else _row(row)
+
+    async def get(self, approval_id: int) -> ApprovalRow | None:
+        """The approval with this id."""
+        row = await self._store.fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        return None if row is None else _row(row)
+
+    async def decide(
+        self,
+        tx: Transaction,
+        approval_id: int,
+        *,
+        state: ApprovalState,
+        by: str,
+        now: datetime,
+    ) -> bool:
+        """Record a decision if the approval is still pending and unexpired; True if it was."""
+        changed = await tx.execute(
+            "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?"
+            " WHERE id = ? AND state = ? AND expires_at > ?",
+            (state, by, to_iso(now), approval_id, ApprovalState.PENDING, to_iso(now)),
+        )
+        return changed == 1
+
+    async def expire(self, tx: Transaction, approval_id: int, now: datetime) -> bool:
+        """Mark a pending approval whose time is up as expired."""
+        changed = await tx.execute(
+            "UPDATE approvals SET state = ?, decided_by = 'expiry', decided_at = ?"
+            " WHERE id = ? AND state = ? AND expires_at <= ?",
+            (ApprovalState.EXPIRED, to_iso(now), approval_id, ApprovalState.PENDING, to_iso(now)),
+        )
+        return changed == 1
+
+    async def void(self, tx: Transaction, approval_id: int, now: datetime) -> None:
+        """Void an approval (its action changed), whatever state it was in."""
+        await tx.execute(
+            "UPDATE approvals SET state = ?, decided_by = 'system', decided_at = ? WHERE id = ?",
+            (ApprovalState.VOIDED, to_iso(now), approval_id),
+        )
+
+    async def overdue(self, now: datetime, limit: int = 100) -> list[ApprovalRow]:
+        """Pending approvals whose time is up."""
+        rows = await self._store.fetchall(
+            "SELECT * FROM approvals WHERE state = ? AND expires_at <= ? ORDER BY id LIMIT ?",
+            (ApprovalState.PENDING, to_iso(now), limit),
+        )
+        return [_row(r) for r in rows]
+
+    async def pending(self, limit: int = 50) -> list[ApprovalRow]:
+        """Approvals still waiting for a decision, oldest first."""
+        rows = await self._store.fetchall(
+            "SELECT * FROM approvals WHERE state = ? ORDER BY id LIMIT ?",
+            (ApprovalState.PENDING, limit),
+        )
+        return [_row(r) for r in rows]
+
+    async def next_expiry(self) -> datetime | None:
+        """When the next pending approval expires."""
+        value = await self._store.scalar(
+            "SELECT MIN(expires_at) FROM approvals WHERE state = ?", (ApprovalState.PENDING,)
+        )
+        return None if value is None else from_iso(value)
