@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import re
 import signal
 import sys
@@ -14,12 +15,15 @@ from importlib.metadata import version
 
 from bot.console import ConsoleSender, ConsoleSession
 from bot.doctor import run_checks
+from bot.frontends import FrontEnd, configured_front_ends
 from bot.logs import configure_logging
 from bot.runtime import open_runtime
 from config import ConfigError, Settings, load_settings
 from memory.events import EventLog
 from memory.redact import Redactor
 from memory.store import Store
+
+log = logging.getLogger("soloops")
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -79,8 +83,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         settings.log_path, settings.log_level, Redactor(settings.secret_values()), to_stderr=False
     )
-    # No platform front ends exist yet: `run` is the console.
+    if command == "run":
+        front_ends = configured_front_ends(settings)
+        if front_ends:
+            configure_logging(
+                settings.log_path,
+                settings.log_level,
+                Redactor(settings.secret_values()),
+                to_stderr=True,
+            )
+            return asyncio.run(_serve(settings, front_ends))
     return asyncio.run(_chat(settings, mode=command))
+
+
+async def _serve(settings: Settings, front_ends: list[FrontEnd]) -> int:
+    """Run the platform front ends until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_runtime(
+        settings,
+        [front_end.sender for front_end in front_ends],
+        operators={front_end.platform: front_end.operators for front_end in front_ends},
+    ) as runtime:
+        started: list[FrontEnd] = []
+        try:
+            for front_end in front_ends:
+                await front_end.start(runtime)
+                started.append(front_end)
+                log.info("%s front end started", front_end.platform)
+            await stop.wait()
+        finally:
+            for front_end in reversed(started):
+                await front_end.stop()
+    return 0
 
 
 async def _chat(settings: Settings, *, mode: str) -> int:

@@ -59,13 +59,14 @@ async def open_runtime(
     senders: Sequence[Sender] = (),
     *,
     agents: AgentFactory | None = None,
+    operators: dict[str, frozenset[str]] | None = None,
     clock: Clock | None = None,
     mode: str = "run",
 ) -> AsyncIterator[Runtime]:
     """Open the store, start the coordinator and the outbox; stop them on exit.
 
     ``agents`` builds the agents instead of :func:`default_agents` (tests use it to
-    wrap one).
+    wrap one). ``operators`` maps each platform to the user ids allowed to command.
     """
     clock = clock or SystemClock()
     redactor = Redactor(settings.secret_values())
@@ -84,7 +85,7 @@ async def open_runtime(
             store,
             events,
             coordinator,
-            operators=OperatorCheck(),
+            operators=OperatorCheck(operators),
             max_message_chars=settings.gateway.max_message_chars,
             on_reply=outbox.wake,
         )
