@@ -1,20 +1,22 @@
-"""Approvals: the operator's yes or no on one exact action, decided once.
+"""Approval cards: the operator's yes or no on one exact thing, decided once.
 
-An agent returns :class:`~agents.base.NeedsApproval`; the coordinator parks the task
-(``waiting_approval``) and asks the desk for a card. The card carries two buttons
-whose callback data are opaque, unguessable tokens (``b:<22 url-safe chars>``, well
-inside Telegram's 64 bytes), and a short code for ``/approve CODE`` / ``/reject CODE``
-where buttons are missing or fail.
+A card has a purpose — ``action`` (an agent asks before acting), ``dead_letter``
+(Retry / Discard), ``reconcile`` (Mark done / Retry after a crash), ``budget``
+(Extend today / Keep paused) — and two buttons. Their callback data are opaque,
+unguessable tokens (``b:<22 url-safe chars>``, well inside Telegram's 64 bytes); a
+short code allows ``/approve CODE`` / ``/reject CODE`` where buttons are missing.
 
 A decision is one transaction: a conditional UPDATE of the approval (pending and
-unexpired, so two presses at once apply once), the waiting task back in the queue with
-the decision, an event, and an edit of the card queued in the outbox.
+unexpired, so two presses at once apply once), the purpose's handler (for an action:
+the waiting task back in the queue), an event, and the card's edit queued in the
+outbox. Expiry counts as the second button (reject) unless the purpose says otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -34,6 +36,21 @@ BUTTON_PREFIX = "b:"
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no 0/O, 1/I/L, U
 CODE_LENGTH = 6
 DEFAULT_TTL = timedelta(hours=24)
+APPROVE_REJECT = ("Approve", "Reject")
+
+TITLES = {
+    "action": "Approval needed",
+    "dead_letter": "Action failed",
+    "reconcile": "Did this go through?",
+    "budget": "Budget reached",
+}
+EXPIRED_WORDS = {
+    "dead_letter": "Expired (left in /failed)",
+    "reconcile": "Expired (left in /failed for you to check)",
+    "budget": "Expired (the agent stays paused)",
+}
+
+Handler = Callable[[Transaction, ApprovalRow, ApprovalState], Awaitable[None]]
 
 
 class Verdict(StrEnum):
@@ -65,20 +82,26 @@ def new_button_data() -> str:
 
 
 def card_text(row: ApprovalRow, tz_label: str = "UTC") -> str:
-    """The text of a pending approval card."""
+    """The text of a pending card, with the typed fallback for each button."""
+    yes, no = row.labels
+    title = TITLES.get(row.purpose, "Decision needed")
     return (
-        f"Approval needed ({row.agent})\n{row.summary}\n"
+        f"{title} ({row.agent})\n{row.summary}\n"
         f"Expires {row.expires_at:%Y-%m-%d %H:%M} {tz_label}. "
-        f"Reply /approve {row.code} or /reject {row.code}"
+        f"{yes}: /approve {row.code} · {no}: /reject {row.code}"
     )
 
 
 def decided_text(row: ApprovalRow, state: ApprovalState, by: str, at: datetime) -> str:
     """The text a card is edited to once it is decided (no buttons)."""
+    yes, no = row.labels
+    if row.labels == APPROVE_REJECT:
+        chosen = {ApprovalState.APPROVED: "Approved", ApprovalState.REJECTED: "Rejected"}
+    else:
+        chosen = {ApprovalState.APPROVED: f"{yes} chosen", ApprovalState.REJECTED: f"{no} chosen"}
     verb = {
-        ApprovalState.APPROVED: "Approved",
-        ApprovalState.REJECTED: "Rejected",
-        ApprovalState.EXPIRED: "Expired (counts as rejected)",
+        **chosen,
+        ApprovalState.EXPIRED: EXPIRED_WORDS.get(row.purpose, "Expired (counts as rejected)"),
         ApprovalState.VOIDED: "Voided (the action changed)",
     }[state]
     who = "" if state in (ApprovalState.EXPIRED, ApprovalState.VOIDED) else f" by {by}"
@@ -98,15 +121,24 @@ def decision_of(row: ApprovalRow) -> Decision | None:
 
 
 class ApprovalDesk:
-    """Creates approval cards and applies decisions on them."""
+    """Creates cards and applies decisions on them."""
 
-    def __init__(self, store: Store, events: EventLog, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        events: EventLog,
+        clock: Clock | None = None,
+        default_ttl: timedelta = DEFAULT_TTL,
+    ) -> None:
         self._store = store
         self._events = events
         self._clock = clock or SystemClock()
         self._repo = ApprovalRepo(store)
         self._tasks = TaskRepo(store)
         self._outbox = OutboxRepo(store)
+        self.default_ttl = default_ttl
+        # What a decision does, per card purpose; the coordinator registers its own.
+        self.handlers: dict[str, Handler] = {"action": self._resume_waiting_task}
 
     @property
     def repo(self) -> ApprovalRepo:
@@ -120,8 +152,10 @@ class ApprovalDesk:
         agent: str,
         need: NeedsApproval,
         conversation: Conversation,
+        purpose: str = "action",
+        labels: tuple[str, str] = APPROVE_REJECT,
     ) -> ApprovalRow:
-        """Store an approval and queue its card in ``conversation``."""
+        """Store a card and queue it in ``conversation``."""
         now = self._clock.now()
         row = await self._repo.create(
             tx,
@@ -133,30 +167,24 @@ class ApprovalDesk:
             fingerprint=fingerprint(agent, need.action),
             conversation=conversation.model_dump_json(),
             now=now,
-            expires_at=now + (need.ttl or DEFAULT_TTL),
+            expires_at=now + (need.ttl or self.default_ttl),
+            purpose=purpose,
+            labels=labels,
         )
-        buttons = []
-        for label, decision, style in (
-            ("Approve", "approve", "primary"),
-            ("Reject", "reject", "danger"),
-        ):
-            data = new_button_data()
+        for decision in ("approve", "reject"):
             await self._repo.add_button(
-                tx, token=data, approval_id=row.id, decision=decision, now=now
+                tx, token=new_button_data(), approval_id=row.id, decision=decision, now=now
             )
-            buttons.append(Button(label=label, data=data, style=style))
-        outbox_id = await self._queue(
-            tx, conversation, Reply(text=card_text(row), buttons=tuple(buttons))
-        )
-        await self._repo.set_card(tx, row.id, outbox_id)
+        await self._show(tx, row, conversation)
         await self._events.append(
             tx,
-            "approval.requested",
+            f"{purpose}.card" if purpose != "action" else "approval.requested",
             actor=agent,
             subject=f"approval:{row.id}",
             payload={
                 "task": task_id,
                 "code": row.code,
+                "purpose": purpose,
                 "summary": need.summary[:200],
                 "fingerprint": row.fingerprint[:16],
                 "expires_at": row.expires_at.isoformat(),
@@ -165,20 +193,8 @@ class ApprovalDesk:
         return row
 
     async def resend(self, tx: Transaction, row: ApprovalRow, conversation: Conversation) -> None:
-        """Show a pending card again (``/pending``); the new copy becomes the card."""
-        rows = await tx.fetchall(
-            "SELECT token, decision FROM buttons WHERE approval_id = ? ORDER BY rowid", (row.id,)
-        )
-        buttons = tuple(
-            Button(
-                label=r["decision"].title(),
-                data=r["token"],
-                style="primary" if r["decision"] == "approve" else "danger",
-            )
-            for r in rows
-        )
-        outbox_id = await self._queue(tx, conversation, Reply(text=card_text(row), buttons=buttons))
-        await self._repo.set_card(tx, row.id, outbox_id)
+        """Show a pending card again (``/pending``, ``/failed``); the new copy becomes the card."""
+        await self._show(tx, row, conversation)
 
     async def decide_by_button(self, data: str, actor: str) -> DecisionResult:
         """Apply the decision a button press carries."""
@@ -209,12 +225,12 @@ class ApprovalDesk:
                     payload={"code": code[:16]},
                 )
                 return DecisionResult(
-                    Verdict.UNKNOWN, f"No approval has the code {code!r}. /pending lists them."
+                    Verdict.UNKNOWN, f"No card has the code {code!r}. /pending lists them."
                 )
             return await self._decide(tx, row, decision, actor)
 
     async def expire_due(self) -> int:
-        """Expire every pending approval whose time is up; return how many."""
+        """Expire every pending card whose time is up; return how many."""
         overdue = await self._repo.overdue(self._clock.now())
         for row in overdue:
             async with self._store.write() as tx:
@@ -222,7 +238,7 @@ class ApprovalDesk:
         return len(overdue)
 
     async def next_expiry(self) -> datetime | None:
-        """When the next pending approval expires."""
+        """When the next pending card expires."""
         return await self._repo.next_expiry()
 
     async def void(self, tx: Transaction, row: ApprovalRow, reason: str) -> None:
@@ -244,7 +260,9 @@ class ApprovalDesk:
         now = self._clock.now()
         if row.state is not ApprovalState.PENDING:
             when = f" at {row.decided_at:%H:%M} UTC" if row.decided_at else ""
-            who = f" by {row.decided_by}" if row.decided_by and row.decided_by != "expiry" else ""
+            who = (
+                f" by {row.decided_by}" if row.decided_by not in (None, "expiry", "system") else ""
+            )
             await self._events.append(
                 tx,
                 "approval.repeat",
@@ -255,9 +273,11 @@ class ApprovalDesk:
             return DecisionResult(Verdict.ALREADY, f"Already {row.state.value}{who}{when}.", row.id)
         if row.expires_at <= now:
             await self._expire(tx, row)
-            return DecisionResult(
-                Verdict.EXPIRED, "This approval expired; it counts as rejected.", row.id
-            )
+            if row.purpose == "action":
+                message = "This approval expired; it counts as rejected."
+            else:
+                message = f"This card expired: {EXPIRED_WORDS.get(row.purpose, 'no change')}."
+            return DecisionResult(Verdict.EXPIRED, message, row.id)
         state = ApprovalState.APPROVED if decision == "approve" else ApprovalState.REJECTED
         if not await self._repo.decide(tx, row.id, state=state, by=actor, now=now):
             return DecisionResult(Verdict.ALREADY, "Already decided.", row.id)
@@ -266,11 +286,20 @@ class ApprovalDesk:
             "approval.decided",
             actor=actor,
             subject=f"approval:{row.id}",
-            payload={"decision": state.value, "task": row.task_id, "code": row.code},
+            payload={
+                "decision": state.value,
+                "choice": row.labels[0 if decision == "approve" else 1],
+                "purpose": row.purpose,
+                "task": row.task_id,
+                "code": row.code,
+            },
         )
-        await self._resume(tx, row)
+        await self.handlers.get(row.purpose, self._resume_waiting_task)(tx, row, state)
         await self._edit_card(tx, row, state, actor, now)
-        return DecisionResult(Verdict.APPLIED, f"{state.value.title()}.", row.id)
+        word = row.labels[0 if state is ApprovalState.APPROVED else 1]
+        if row.labels == APPROVE_REJECT:
+            word = state.value.title()
+        return DecisionResult(Verdict.APPLIED, f"{word}.", row.id)
 
     async def _expire(self, tx: Transaction, row: ApprovalRow) -> None:
         now = self._clock.now()
@@ -281,12 +310,15 @@ class ApprovalDesk:
             "approval.expired",
             actor="coordinator",
             subject=f"approval:{row.id}",
-            payload={"task": row.task_id, "code": row.code},
+            payload={"task": row.task_id, "code": row.code, "purpose": row.purpose},
         )
-        await self._resume(tx, row)
+        handler = self.handlers.get(row.purpose, self._resume_waiting_task)
+        await handler(tx, row, ApprovalState.EXPIRED)
         await self._edit_card(tx, row, ApprovalState.EXPIRED, "expiry", now)
 
-    async def _resume(self, tx: Transaction, row: ApprovalRow) -> None:
+    async def _resume_waiting_task(
+        self, tx: Transaction, row: ApprovalRow, state: ApprovalState
+    ) -> None:
         check_transition(TaskState.WAITING_APPROVAL, TaskState.QUEUED)
         moved = await self._tasks.update(
             tx,
@@ -301,8 +333,21 @@ class ApprovalDesk:
                 "task.resumed",
                 actor="coordinator",
                 subject=f"task:{row.task_id}",
-                payload={"approval": row.id},
+                payload={"approval": row.id, "decision": state.value},
             )
+
+    async def _show(self, tx: Transaction, row: ApprovalRow, conversation: Conversation) -> None:
+        labels = {"approve": row.labels[0], "reject": row.labels[1]}
+        buttons = tuple(
+            Button(
+                label=labels[decision],
+                data=token,
+                style="primary" if decision == "approve" else "danger",
+            )
+            for token, decision in await self._repo.buttons_of(tx, row.id)
+        )
+        outbox_id = await self._queue(tx, conversation, Reply(text=card_text(row), buttons=buttons))
+        await self._repo.set_card(tx, row.id, outbox_id)
 
     async def _edit_card(
         self, tx: Transaction, row: ApprovalRow, state: ApprovalState, by: str, at: datetime
@@ -312,8 +357,14 @@ class ApprovalDesk:
             tx,
             conversation,
             Reply(text=decided_text(row, state, by, at)),
-            replaces=row.card_outbox_id,
+            replaces=await self._card_outbox(tx, row.id),
         )
+
+    async def _card_outbox(self, tx: Transaction, approval_id: int) -> int | None:
+        fresh = await tx.fetchone(
+            "SELECT card_outbox_id FROM approvals WHERE id = ?", (approval_id,)
+        )
+        return None if fresh is None else fresh["card_outbox_id"]
 
     async def _queue(
         self, tx: Transaction, conversation: Conversation, reply: Reply, replaces: int | None = None
@@ -332,5 +383,5 @@ class ApprovalDesk:
     async def _unique_code(self, tx: Transaction) -> str:
         while True:
             code = new_code()
-            if await tx.fetchone("SELECT 1 FROM approvals WHERE code = ?", (code,)) is None:
+            if await self._repo.by_code(tx, code) is None:
                 return code

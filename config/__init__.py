@@ -1,6 +1,9 @@
 """Settings for soloops: one pydantic-settings model, defaults in ``soloops.toml``."""
 
 from config.settings import (
+    ActionSettings,
+    BreakerSettings,
+    BudgetSettings,
     ConfigError,
     CoordinatorSettings,
     GatewaySettings,
@@ -9,6 +12,9 @@ from config.settings import (
 )
 
 __all__ = [
+    "ActionSettings",
+    "BreakerSettings",
+    "BudgetSettings",
     "ConfigError",
     "CoordinatorSettings",
     "GatewaySettings",

@@ -50,6 +50,59 @@ class GatewaySettings(BaseModel):
     max_message_chars: int = Field(default=16000, ge=100, le=1_000_000)
 
 
+class ActionSettings(BaseModel):
+    """How actions are retried and how long approvals wait."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    retry_base_s: float = Field(default=2.0, gt=0, le=3600)
+    retry_max_s: float = Field(default=600.0, gt=0, le=86400)
+    call_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    approval_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    policies_file: Path | None = None
+
+    @field_validator("policies_file", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+
+class BreakerSettings(BaseModel):
+    """When a connector's circuit breaker opens, and for how long."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: int = Field(default=5, ge=1, le=1000)
+    cooldown_s: float = Field(default=30.0, gt=0, le=86400)
+
+
+class SupervisorSettings(BaseModel):
+    """When an agent that keeps failing is marked degraded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    degrade_after_failures: int = Field(default=3, ge=1, le=1000)
+
+
+class BudgetSettings(BaseModel):
+    """One agent's daily budget (the ``default`` entry applies to the others)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actions_per_day: int = Field(default=200, ge=0)
+    spend_per_day: float = Field(default=5.0, ge=0)
+
+
+class ModelPrice(BaseModel):
+    """What a model costs per 1000 tokens, in the budget's currency."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_1k: float = Field(ge=0)
+    output_per_1k: float = Field(ge=0)
+
+
 class Settings(BaseSettings):
     """All soloops settings. See ``config/soloops.toml`` for the documented defaults."""
 
@@ -66,6 +119,13 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     coordinator: CoordinatorSettings = CoordinatorSettings()
     gateway: GatewaySettings = GatewaySettings()
+    actions: ActionSettings = ActionSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
+    budgets: dict[str, BudgetSettings] = Field(
+        default_factory=lambda: {"default": BudgetSettings()}
+    )
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     @field_validator("home", mode="before")
     @classmethod
@@ -84,6 +144,10 @@ class Settings(BaseSettings):
                 f"unknown time zone {value!r}; use an IANA name like 'Europe/Paris'"
             ) from exc
         return value
+
+    def budget_for(self, agent: str) -> BudgetSettings:
+        """The agent's own budget, else the default one."""
+        return self.budgets.get(agent) or self.budgets.get("default") or BudgetSettings()
 
     @property
     def data_dir(self) -> Path:

@@ -6,6 +6,7 @@ decision is a single conditional UPDATE, so two presses at once apply once.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -43,6 +44,8 @@ class ApprovalRow:
     decided_at: datetime | None
     decided_by: str | None
     card_outbox_id: int | None
+    purpose: str
+    labels: tuple[str, str]
 
 
 def _row(row: Any) -> ApprovalRow:
@@ -61,6 +64,8 @@ def _row(row: Any) -> ApprovalRow:
         decided_at=from_iso(row["decided_at"]) if row["decided_at"] else None,
         decided_by=row["decided_by"],
         card_outbox_id=row["card_outbox_id"],
+        purpose=row["purpose"],
+        labels=(json.loads(row["labels"])[0], json.loads(row["labels"])[1]),
     )
 
 
@@ -83,11 +88,14 @@ class ApprovalRepo:
         conversation: str,
         now: datetime,
         expires_at: datetime,
+        purpose: str = "action",
+        labels: tuple[str, str] = ("Approve", "Reject"),
     ) -> ApprovalRow:
         """Store a pending approval."""
         approval_id = await tx.execute(
             "INSERT INTO approvals (code, task_id, agent, summary, action, fingerprint,"
-            " conversation, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " conversation, created_at, expires_at, purpose, labels)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 code,
                 task_id,
@@ -98,6 +106,8 @@ class ApprovalRepo:
                 conversation,
                 to_iso(now),
                 to_iso(expires_at),
+                purpose,
+                json.dumps(list(labels)),
             ),
         )
         row = await tx.fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
@@ -112,6 +122,22 @@ class ApprovalRepo:
             "INSERT INTO buttons (token, approval_id, decision, created_at) VALUES (?, ?, ?, ?)",
             (token, approval_id, decision, to_iso(now)),
         )
+
+    async def buttons_of(self, tx: Transaction, approval_id: int) -> list[tuple[str, str]]:
+        """(token, decision) of an approval's buttons, in card order."""
+        rows = await tx.fetchall(
+            "SELECT token, decision FROM buttons WHERE approval_id = ? ORDER BY rowid",
+            (approval_id,),
+        )
+        return [(str(r["token"]), str(r["decision"])) for r in rows]
+
+    async def pending_for(self, purpose: str) -> list[ApprovalRow]:
+        """Pending approvals of one purpose, oldest first."""
+        rows = await self._store.fetchall(
+            "SELECT * FROM approvals WHERE state = ? AND purpose = ? ORDER BY id",
+            (ApprovalState.PENDING, purpose),
+        )
+        return [_row(r) for r in rows]
 
     async def set_card(self, tx: Transaction, approval_id: int, outbox_id: int) -> None:
         """Remember which outbox message is the approval's card."""

@@ -109,7 +109,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         expires_at      TEXT NOT NULL,
         decided_at      TEXT,
         decided_by      TEXT,
-        card_outbox_id  INTEGER REFERENCES outbox(id)
+        card_outbox_id  INTEGER REFERENCES outbox(id),
+        purpose         TEXT NOT NULL DEFAULT 'action',
+        labels          TEXT NOT NULL DEFAULT '["Approve", "Reject"]'
     );
     CREATE INDEX approvals_pending ON approvals(state, expires_at);
 
@@ -122,6 +124,60 @@ MIGRATIONS: Final[tuple[str, ...]] = (
 
     ALTER TABLE outbox ADD COLUMN sent_ref TEXT;
     ALTER TABLE outbox ADD COLUMN replaces_outbox_id INTEGER REFERENCES outbox(id);
+    """,
+    # 3: durable actions, policy changes made from chat, agent lifecycle, model spend.
+    """
+    CREATE TABLE actions (
+        id               INTEGER PRIMARY KEY,
+        task_id          INTEGER NOT NULL REFERENCES tasks(id),
+        agent            TEXT NOT NULL,
+        name             TEXT NOT NULL,
+        connector        TEXT NOT NULL,
+        operation        TEXT NOT NULL,
+        params           TEXT NOT NULL,
+        summary          TEXT NOT NULL,
+        risk             TEXT NOT NULL,
+        compensation     TEXT,
+        idempotency_key  TEXT NOT NULL UNIQUE,
+        fingerprint      TEXT NOT NULL,
+        gate             TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        result           TEXT,
+        error            TEXT,
+        undo_of          INTEGER REFERENCES actions(id),
+        created_at       TEXT NOT NULL,
+        updated_at       TEXT NOT NULL
+    );
+    CREATE INDEX actions_state ON actions(state);
+    CREATE INDEX actions_agent_day ON actions(agent, created_at);
+
+    CREATE TABLE policy_overrides (
+        key         TEXT PRIMARY KEY,
+        rule        TEXT NOT NULL,
+        updated_by  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+
+    CREATE TABLE agent_state (
+        agent          TEXT PRIMARY KEY,
+        state          TEXT NOT NULL,
+        reason         TEXT,
+        updated_at     TEXT NOT NULL,
+        extended_day   TEXT,
+        extra_actions  INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE spend (
+        id          INTEGER PRIMARY KEY,
+        agent       TEXT NOT NULL,
+        model       TEXT NOT NULL,
+        tokens_in   INTEGER NOT NULL,
+        tokens_out  INTEGER NOT NULL,
+        cost        REAL NOT NULL,
+        at          TEXT NOT NULL
+    );
+    CREATE INDEX spend_agent_day ON spend(agent, at);
     """,
 )
 

@@ -228,4 +228,4 @@ async def test_repo_decision_is_conditional(store: Store) -> None:
         )
         assert await repo.decide(tx, row.id, state=ApprovalState.APPROVED, by="a", now=now)
         assert not await repo.decide(tx, row.id, state=ApprovalState.REJECTED, by="b", now=now)
-    assert card_text(row).endswith("Reply /approve ABCDEF or /reject ABCDEF")
+    assert card_text(row).endswith("Approve: /approve ABCDEF · Reject: /reject ABCDEF")
