@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from agents.base import fingerprint
+from agents.fingerprint import fingerprint
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from agents.base import Decision, NeedsApproval, fingerprint
+from agents.base import Decision, NeedsApproval
+from agents.fingerprint import fingerprint
 from agents.intents import Conversation
 from agents.replies import Button, Reply
 from agents.states import check_transition
@@ -365,6 +366,10 @@ class ApprovalDesk:
             "SELECT card_outbox_id FROM approvals WHERE id = ?", (approval_id,)
         )
         return None if fresh is None else fresh["card_outbox_id"]
+
+    async def notify(self, tx: Transaction, conversation: Conversation, reply: Reply) -> None:
+        """Queue a plain message to the operator in ``conversation``."""
+        await self._queue(tx, conversation, reply)
 
     async def _queue(
         self, tx: Transaction, conversation: Conversation, reply: Reply, replaces: int | None = None

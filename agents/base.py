@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
+from agents.actions import Propose
+from agents.fingerprint import fingerprint
 from agents.intents import Intent
 from agents.replies import Reply
-
-
-def fingerprint(agent: str, action: dict[str, Any]) -> str:
-    """The identity of an exact action: any change to it gives another fingerprint."""
-    body = json.dumps(
-        action, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
-    return hashlib.sha256(f"{agent}\x1f{body}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +51,19 @@ class TaskContext:
     decision: Decision | None = None
 
 
-Outcome = Sequence[Reply] | NeedsApproval
+@dataclass(frozen=True, slots=True)
+class ActionReport:
+    """How a proposed action ended, given back to the agent that proposed it."""
+
+    action_id: int
+    summary: str
+    outcome: Literal["succeeded", "rejected", "discarded"]
+    result: dict[str, Any] | None = None
+    by: str | None = None
+    reason: str | None = None
+
+
+Outcome = Sequence[Reply] | NeedsApproval | Propose
 
 
 class Agent(ABC):
@@ -72,7 +76,19 @@ class Agent(ABC):
 
     name: ClassVar[str]
     kinds: ClassVar[frozenset[str]]
+    # Least privilege: the (connector, operation) pairs this agent may propose.
+    capabilities: ClassVar[frozenset[tuple[str, str]]] = frozenset()
 
     @abstractmethod
     async def handle(self, intent: Intent, ctx: TaskContext) -> Outcome:
         """Do the work of one intent."""
+
+    async def on_action(self, intent: Intent, report: ActionReport) -> Outcome:
+        """Say how a proposed action ended (override for a better reply or a next step)."""
+        if report.outcome == "succeeded":
+            said = (report.result or {}).get("summary")
+            return [Reply(text=f"Done: {report.summary}" + (f" ({said})" if said else ""))]
+        if report.outcome == "rejected":
+            why = report.reason or (f"rejected by {report.by}" if report.by else "rejected")
+            return [Reply(text=f"Not done ({why}): {report.summary}")]
+        return [Reply(text=f"Discarded: {report.summary}")]

@@ -14,18 +14,25 @@ them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Self
 
+from agents.actions import Propose
 from agents.approvals import ApprovalDesk, decision_of
-from agents.base import Agent, Decision, NeedsApproval, TaskContext, fingerprint
+from agents.base import Agent, Decision, NeedsApproval, TaskContext
 from agents.errors import AgentError, ConfigurationError
+from agents.executor import Executor, Parked, RetryPolicy
+from agents.fingerprint import fingerprint
 from agents.intents import Conversation, Intent, dump_intent, load_intent
+from agents.lifecycle import Lifecycle
 from agents.replies import Reply, error
 from agents.states import check_transition
+from config import Settings
+from connectors.base import Connector
 from memory.clock import Clock, SystemClock
 from memory.events import EventLog
 from memory.outbox import OutboxRepo
@@ -56,6 +63,8 @@ class Coordinator:
         concurrency: int = 4,
         clock: Clock | None = None,
         on_reply: Callable[[], None] = lambda: None,
+        connectors: Mapping[str, Connector] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self._store = store
         self._events = events
@@ -63,7 +72,38 @@ class Coordinator:
         self._outbox = OutboxRepo(store)
         self._clock = clock or SystemClock()
         self._on_reply = on_reply
-        self.approvals = ApprovalDesk(store, events, self._clock)
+        settings = settings or Settings()
+        self.approvals = ApprovalDesk(
+            store,
+            events,
+            self._clock,
+            default_ttl=timedelta(hours=settings.actions.approval_ttl_hours),
+        )
+        self.lifecycle = Lifecycle(
+            store,
+            events,
+            self._clock,
+            settings.budget_for,
+            degrade_after=settings.supervisor.degrade_after_failures,
+        )
+        self.executor = Executor(
+            store,
+            events,
+            self.approvals,
+            self.lifecycle,
+            connectors or {},
+            self._clock,
+            retry=RetryPolicy(
+                max_attempts=settings.actions.max_attempts,
+                base_s=settings.actions.retry_base_s,
+                max_s=settings.actions.retry_max_s,
+                call_timeout_s=settings.actions.call_timeout_s,
+            ),
+            breaker_threshold=settings.breaker.threshold,
+            breaker_cooldown=timedelta(seconds=settings.breaker.cooldown_s),
+            policies_file=settings.actions.policies_file,
+            on_change=self._changed_elsewhere,
+        )
         self._concurrency = concurrency
         self._agents: dict[str, Agent] = {}
         for agent in agents:
@@ -93,8 +133,13 @@ class Coordinator:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    def _changed_elsewhere(self) -> None:
+        self.wake()
+        self._on_reply()
+
     async def start(self) -> None:
         """Requeue work a crash interrupted, then start dispatching."""
+        await self.lifecycle.load()
         interrupted = await self._tasks.in_state(TaskState.RUNNING)
         if interrupted:
             async with self._store.write() as tx:
@@ -190,10 +235,18 @@ class Coordinator:
         """Return once nothing is running and nothing runnable is queued."""
         async with self._changed:
             while True:
-                if not self._running and not await self._tasks.runnable(self._clock.now(), limit=1):
+                if not self._running and not await self._runnable():
                     return
                 self.wake()
                 await self._changed.wait()
+
+    async def _runnable(self) -> list[TaskRow]:
+        """Due queued tasks, minus those whose agent is paused or degraded."""
+        return [
+            task
+            for task in await self._tasks.runnable(self._clock.now())
+            if not self.lifecycle.holds(task.agent, task.kind)
+        ]
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -209,7 +262,12 @@ class Coordinator:
                 await asyncio.sleep(1.0)
                 self._wakeup.set()
             await self._notify()
-            await self._wakeup.wait()
+            timeout = 60.0
+            due = await self._tasks.next_due_at(self._clock.now())
+            if due is not None:
+                timeout = min(timeout, max(0.01, (due - self._clock.now()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
 
     async def _dispatch_once(self) -> None:
         free = self._concurrency - len(self._running)
@@ -217,7 +275,7 @@ class Coordinator:
             return
         seen_lanes: set[str] = set()
         chosen: list[TaskRow] = []
-        for task in await self._tasks.runnable(self._clock.now()):
+        for task in await self._runnable():
             if task.lane in seen_lanes or task.lane in self._busy_lanes:
                 seen_lanes.add(task.lane)
                 continue
@@ -263,7 +321,15 @@ class Coordinator:
             agent = self._agents.get(intent.kind)
             if agent is None:
                 raise AgentError(f"no agent handles {intent.kind!r} any more")
-            outcome = await agent.handle(intent, ctx)
+            checkpoint = json.loads(task.checkpoint) if task.checkpoint else {}
+            if "action" in checkpoint:
+                outcome = await self.executor.resume(task, agent, intent, checkpoint)
+            else:
+                outcome = await agent.handle(intent, ctx)
+            while isinstance(outcome, Propose):
+                outcome = await self.executor.start(task, agent, intent, outcome)
+            if isinstance(outcome, Parked):
+                return
             if isinstance(outcome, NeedsApproval):
                 await self._park(task, agent, intent.conversation, outcome, ctx.decision)
                 return

@@ -185,6 +185,17 @@ class ActionRepo:
             params.extend(expected)
         return await tx.execute(sql, params) == 1
 
+    async def retry(self, tx: Transaction, action_id: int, now: datetime) -> bool:
+        """Send a failed action again, same key, fresh attempts (a dead letter's Retry)."""
+        return (
+            await tx.execute(
+                "UPDATE actions SET state = ?, attempts = 0, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (ActionState.APPROVED, to_iso(now), action_id, ActionState.FAILED),
+            )
+            == 1
+        )
+
     async def in_state(self, *states: ActionState) -> list[ActionRow]:
         """Actions in any of these states, oldest first."""
         marks = ",".join("?" * len(states))

@@ -106,6 +106,14 @@ class TaskRepo:
         )
         return [_row(row) for row in rows]
 
+    async def next_due_at(self, now: datetime) -> datetime | None:
+        """When the earliest delayed queued task becomes due."""
+        value = await self._store.scalar(
+            "SELECT MIN(next_attempt_at) FROM tasks WHERE state = ? AND next_attempt_at > ?",
+            (TaskState.QUEUED, to_iso(now)),
+        )
+        return None if value is None else from_iso(value)
+
     async def in_state(self, state: TaskState, limit: int = 1000) -> list[TaskRow]:
         """Tasks in one state, oldest first."""
         rows = await self._store.fetchall(
@@ -124,17 +132,37 @@ class TaskRepo:
         error: str | None = None,
         attempt: bool = False,
         checkpoint: str | None = None,
+        next_attempt_at: datetime | None = None,
+        reset_attempts: bool = False,
     ) -> bool:
-        """Move a task to ``state``; with ``expect``, only if it is still in that state."""
+        """Move a task to ``state``; with ``expect``, only if it is still in that state.
+
+        ``next_attempt_at`` delays a queued task (retries, an open breaker); it is
+        cleared by any other move.
+        """
         sql = (
             "UPDATE tasks SET state = ?, updated_at = ?, error = ?,"
-            " attempts = attempts + ?, checkpoint = COALESCE(?, checkpoint) WHERE id = ?"
+            " attempts = CASE WHEN ? THEN 0 ELSE attempts END + ?,"
+            " checkpoint = COALESCE(?, checkpoint), next_attempt_at = ? WHERE id = ?"
         )
-        params: list[Any] = [state, to_iso(now), error, 1 if attempt else 0, checkpoint, task_id]
+        params: list[Any] = [
+            state,
+            to_iso(now),
+            error,
+            1 if reset_attempts else 0,
+            1 if attempt else 0,
+            checkpoint,
+            None if next_attempt_at is None else to_iso(next_attempt_at),
+            task_id,
+        ]
         if expect is not None:
             sql += " AND state = ?"
             params.append(expect)
         return await tx.execute(sql, params) == 1
+
+    async def set_checkpoint(self, tx: Transaction, task_id: int, checkpoint: str) -> None:
+        """Record where a task is, so a resume continues from there."""
+        await tx.execute("UPDATE tasks SET checkpoint = ? WHERE id = ?", (checkpoint, task_id))
 
     async def counts(self) -> dict[TaskState, int]:
         """How many tasks are in each state (states with none are 0)."""
@@ -143,6 +171,15 @@ class TaskRepo:
         for row in rows:
             counts[TaskState(row["state"])] = int(row["n"])
         return counts
+
+    async def recent_outcomes(self, agent: str, limit: int) -> list[TaskState]:
+        """The final states of an agent's newest finished tasks, newest first."""
+        rows = await self._store.fetchall(
+            "SELECT state FROM tasks WHERE agent = ? AND state IN (?, ?, ?)"
+            " ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (agent, TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, limit),
+        )
+        return [TaskState(r["state"]) for r in rows]
 
     async def recent_failures(self, limit: int = 5) -> list[TaskRow]:
         """The newest failed tasks."""
