@@ -122,6 +122,14 @@ class Coordinator:
         self._accepting = False
 
     @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def events(self) -> EventLog:
+        return self._events
+
+    @property
     def agents(self) -> dict[str, Agent]:
         """Agents by the intent kind they handle."""
         return dict(self._agents)

@@ -111,6 +111,54 @@ class DecideIntent(_Intent):
     decision: Literal["approve", "reject"]
 
 
+class HookIntent(_Intent):
+    """Post to a named outbound webhook (``name`` None: list the hooks)."""
+
+    kind: Literal["hook"] = "hook"
+    name: str | None = Field(default=None, max_length=64)
+    text: str = Field(default="", max_length=8000)
+
+
+class PolicyIntent(_Intent):
+    """Show or change policies: ``/policy [<agent.action> <change...>]``."""
+
+    kind: Literal["policy"] = "policy"
+    words: tuple[str, ...] = ()
+
+
+class AgentsIntent(_Intent):
+    """List agents with state, last run, failures and budget use."""
+
+    kind: Literal["agents"] = "agents"
+
+
+class PauseIntent(_Intent):
+    """Hold an agent's work until it is resumed."""
+
+    kind: Literal["pause"] = "pause"
+    agent: str = Field(min_length=1, max_length=64)
+
+
+class ResumeIntent(_Intent):
+    """Let a paused or degraded agent work again."""
+
+    kind: Literal["resume"] = "resume"
+    agent: str = Field(min_length=1, max_length=64)
+
+
+class UndoIntent(_Intent):
+    """Undo the last reversible action, or the one an event names."""
+
+    kind: Literal["undo"] = "undo"
+    event: int | None = Field(default=None, ge=1)
+
+
+class FailedIntent(_Intent):
+    """List dead letters with their Retry / Discard buttons."""
+
+    kind: Literal["failed"] = "failed"
+
+
 Intent = Annotated[
     HelpIntent
     | StatusIntent
@@ -121,7 +169,14 @@ Intent = Annotated[
     | NotesIntent
     | ConfirmIntent
     | PendingIntent
-    | DecideIntent,
+    | DecideIntent
+    | HookIntent
+    | PolicyIntent
+    | AgentsIntent
+    | PauseIntent
+    | ResumeIntent
+    | UndoIntent
+    | FailedIntent,
     Field(discriminator="kind"),
 ]
 

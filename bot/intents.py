@@ -25,7 +25,7 @@ _COMMAND = re.compile(
     r"^/(?P<name>[A-Za-z][A-Za-z0-9_]{0,31})(?:@\S+)?(?:\s+(?P<rest>.*))?$", re.DOTALL
 )
 
-ArgStyle = Literal["none", "text", "tokens"]
+ArgStyle = Literal["none", "text", "optional_text", "tokens"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +141,74 @@ COMMANDS += (
     ),
 )
 
+
+def _hook_args(rest: str) -> dict[str, Any]:
+    if not rest:
+        return {}
+    name, _, text = rest.partition(" ")
+    return {"name": name.lower(), "text": text.strip()}
+
+
+def _one_agent(tokens: list[str]) -> dict[str, Any]:
+    if len(tokens) != 1:
+        raise ValueError("takes one agent name (see /agents)")
+    return {"agent": tokens[0].lower()}
+
+
+def _undo_args(tokens: list[str]) -> dict[str, Any]:
+    if len(tokens) > 1:
+        raise ValueError("takes at most one event number")
+    return {"event": tokens[0].lstrip("#")} if tokens else {}
+
+
+COMMANDS += (
+    Command(
+        CommandInfo(
+            "hook",
+            "hook <name> <text>",
+            "post to one of your webhooks (n8n, Zapier, a script), with approval",
+            "/hook crm new lead Jane Doe",
+        ),
+        "optional_text",
+        _hook_args,
+    ),
+    Command(
+        CommandInfo(
+            "policy",
+            "policy [agent.action change]",
+            "show policies, or change one",
+            "/policy ops.hook approve-above 500 EUR",
+        ),
+        "tokens",
+        lambda tokens: {"words": tuple(tokens)},
+    ),
+    Command(
+        CommandInfo("agents", "agents", "agents: state, last run, failures, budget"),
+        "none",
+        lambda _: {},
+    ),
+    Command(
+        CommandInfo("pause", "pause <agent>", "hold an agent's work", "/pause ops"),
+        "tokens",
+        _one_agent,
+    ),
+    Command(
+        CommandInfo("resume", "resume <agent>", "let an agent work again", "/resume ops"),
+        "tokens",
+        _one_agent,
+    ),
+    Command(
+        CommandInfo(
+            "undo", "undo [event]", "undo the last reversible action (or the one an event names)"
+        ),
+        "tokens",
+        _undo_args,
+    ),
+    Command(
+        CommandInfo("failed", "failed", "dead letters, with Retry / Discard"), "none", lambda _: {}
+    ),
+)
+
 CATALOG: tuple[CommandInfo, ...] = tuple(command.info for command in COMMANDS)
 _BY_NAME = {command.name: command for command in COMMANDS}
 
@@ -201,6 +269,8 @@ def _arguments(command: Command, rest: str) -> Any:
     if command.style == "text":
         if not rest:
             raise ValueError("needs some text")
+        return rest
+    if command.style == "optional_text":
         return rest
     try:
         return shlex.split(rest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -18,6 +18,7 @@ from bot.gateway import Gateway, OperatorCheck
 from bot.intents import CATALOG
 from bot.outbox import OutboxDispatcher, Sender
 from config import Settings
+from connectors.base import Connector
 from memory.clock import Clock, SystemClock
 from memory.events import EventLog
 from memory.redact import Redactor
@@ -26,6 +27,7 @@ from memory.store import Store
 log = logging.getLogger(__name__)
 
 AgentFactory = Callable[[Store, EventLog, Clock], Sequence[Agent]]
+ConnectorFactory = Callable[[Settings], Mapping[str, Connector]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,11 @@ class Runtime:
         await self.outbox.drain()
 
 
+def default_connectors(settings: Settings) -> dict[str, Connector]:
+    """The connectors soloops runs with, built from settings."""
+    return {}
+
+
 def default_agents(store: Store, events: EventLog, clock: Clock) -> Sequence[Agent]:
     """The agents every soloops runs."""
     return [
@@ -60,6 +67,7 @@ async def open_runtime(
     *,
     agents: AgentFactory | None = None,
     operators: dict[str, frozenset[str]] | None = None,
+    connectors: ConnectorFactory | None = None,
     clock: Clock | None = None,
     mode: str = "run",
 ) -> AsyncIterator[Runtime]:
@@ -73,14 +81,22 @@ async def open_runtime(
     async with Store.open(settings.database_path) as store:
         events = EventLog(store, redactor, clock)
         outbox = OutboxDispatcher(store, events, {s.platform: s for s in senders}, clock=clock)
+        built = (agents or default_agents)(store, events, clock)
         coordinator = Coordinator(
             store,
             events,
-            (agents or default_agents)(store, events, clock),
+            built,
             concurrency=settings.coordinator.concurrency,
             clock=clock,
             on_reply=outbox.wake,
+            connectors=connectors(settings)
+            if connectors is not None
+            else default_connectors(settings),
+            settings=settings,
         )
+        for agent in built:
+            if isinstance(agent, OpsAgent):
+                agent.bind(coordinator)
         gateway = Gateway(
             store,
             events,
@@ -102,6 +118,7 @@ async def open_runtime(
             expiry.cancel()
             await asyncio.gather(expiry, return_exceptions=True)
             await coordinator.stop(settings.coordinator.shutdown_grace_s)
+            await coordinator.executor.aclose()
             await outbox.stop()
             await events.record("system.stopped", actor="soloops", payload={"mode": mode})
 

@@ -151,6 +151,11 @@ class EventLog:
                 params.append(limit)
         return [_row_to_event(row) for row in await self._store.fetchall(sql, params)]
 
+    async def get(self, seq: int) -> Event | None:
+        """One event by its sequence number."""
+        row = await self._store.fetchone("SELECT * FROM events WHERE seq = ?", (seq,))
+        return None if row is None else _row_to_event(row)
+
     async def last_seq(self) -> int:
         """The newest sequence number, 0 when the log is empty."""
         return int(await self._store.scalar("SELECT COALESCE(MAX(seq), 0) FROM events"))

@@ -172,6 +172,27 @@ class TaskRepo:
             counts[TaskState(row["state"])] = int(row["n"])
         return counts
 
+    async def agent_stats(self, agent: str, since: datetime) -> tuple[datetime | None, int]:
+        """(when the agent last finished a task, how many of its tasks failed since ``since``)."""
+        row = await self._store.fetchone(
+            "SELECT MAX(CASE WHEN state IN (?, ?, ?) THEN updated_at END) AS last,"
+            " SUM(CASE WHEN state IN (?, ?) AND updated_at >= ? THEN 1 ELSE 0 END) AS failed"
+            " FROM tasks WHERE agent = ?",
+            (
+                TaskState.SUCCEEDED,
+                TaskState.FAILED,
+                TaskState.DEAD,
+                TaskState.FAILED,
+                TaskState.DEAD,
+                to_iso(since),
+                agent,
+            ),
+        )
+        if row is None:
+            return None, 0
+        last = from_iso(row["last"]) if row["last"] else None
+        return last, int(row["failed"] or 0)
+
     async def recent_outcomes(self, agent: str, limit: int) -> list[TaskState]:
         """The final states of an agent's newest finished tasks, newest first."""
         rows = await self._store.fetchall(
