@@ -14,7 +14,6 @@ them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +37,7 @@ from memory.events import EventLog
 from memory.outbox import OutboxRepo
 from memory.store import Store, Transaction
 from memory.tasks import TaskRepo, TaskRow, TaskState
+from memory.waiting import wait_for_event
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +274,7 @@ class Coordinator:
             due = await self._tasks.next_due_at(self._clock.now())
             if due is not None:
                 timeout = min(timeout, max(0.01, (due - self._clock.now()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+            await wait_for_event(self._wakeup, timeout)
 
     async def _dispatch_once(self) -> None:
         free = self._concurrency - len(self._running)

@@ -369,10 +369,8 @@ class Executor:
             )
         connector = self._connectors[row.connector]
         try:
-            result = await asyncio.wait_for(
-                connector.execute(row.operation, row.params, row.idempotency_key),
-                timeout=self._retry.call_timeout_s,
-            )
+            async with asyncio.timeout(self._retry.call_timeout_s):
+                result = await connector.execute(row.operation, row.params, row.idempotency_key)
         except TransientError as exc:
             return await self._transient(task, agent, intent, row, str(exc), exc.retry_after)
         except TimeoutError:
@@ -568,10 +566,8 @@ class Executor:
         lookup = None
         if connector is not None:
             try:
-                lookup = await asyncio.wait_for(
-                    connector.lookup(row.operation, row.params, row.idempotency_key),
-                    timeout=self._retry.call_timeout_s,
-                )
+                async with asyncio.timeout(self._retry.call_timeout_s):
+                    lookup = await connector.lookup(row.operation, row.params, row.idempotency_key)
                 known = lookup.known
             except Exception:  # a failed lookup tells us nothing
                 log.warning("lookup of %s failed", row.idempotency_key, exc_info=True)

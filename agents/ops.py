@@ -212,9 +212,9 @@ class OpsAgent(Agent):
             return [
                 Reply(
                     text=(
-                        "No hooks are configured. Add one to your settings, e.g.\n"
-                        "SOLOOPS_HOOKS='{\"crm\": {\"url\": \"https://example.com/hook\",\n"
-                        '  "secret": "..."}}'"
+                        "No hooks are configured. Add one: a [hooks.<name>] table with url"
+                        " and secret in your TOML file (SOLOOPS_CONFIG), or the same as JSON"
+                        " in SOLOOPS_HOOKS. The README shows both."
                     )
                 )
             ]

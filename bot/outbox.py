@@ -9,7 +9,6 @@ worth retrying. Pending rows survive restarts, so a crash or an outage loses no 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from memory.clock import Clock, SystemClock
 from memory.events import EventLog
 from memory.outbox import DeliveryState, OutboxRepo, OutboxRow
 from memory.store import Store
+from memory.waiting import wait_for_event
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,7 @@ class OutboxDispatcher:
             next_at = await self._repo.next_due_at(list(self._senders))
             if next_at is not None:
                 timeout = max(0.0, min(timeout, (next_at - self._clock.now()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+            await wait_for_event(self._wakeup, timeout)
 
     async def _deliver_due(self) -> None:
         while True:

@@ -7,6 +7,7 @@ from config.settings import (
     ConfigError,
     CoordinatorSettings,
     GatewaySettings,
+    HookSettings,
     Settings,
     load_settings,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "ConfigError",
     "CoordinatorSettings",
     "GatewaySettings",
+    "HookSettings",
     "Settings",
     "load_settings",
 ]

@@ -11,9 +11,11 @@ goes through :func:`load_settings`.
 from __future__ import annotations
 
 import os
+import re
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -103,6 +105,68 @@ class ModelPrice(BaseModel):
     output_per_1k: float = Field(ge=0)
 
 
+HOOK_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+MIN_HOOK_SECRET_CHARS = 16
+
+
+def _http_url(value: str, what: str) -> str:
+    """Check that ``value`` is an absolute http(s) URL; say what is wrong otherwise."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"{what} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{what} must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError(f"{what} has no host name")
+    return value
+
+
+class HookSettings(BaseModel):
+    """One outbound webhook: where to POST, and the secret that signs each request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    secret: SecretStr
+    status_url: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str) -> str:
+        return _http_url(value, "url")
+
+    @field_validator("status_url", mode="before")
+    @classmethod
+    def _empty_status_url_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("status_url")
+    @classmethod
+    def _status_url_has_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "{key}" not in value:
+            raise ValueError(
+                "status_url must contain '{key}' where the idempotency key goes, "
+                "e.g. 'https://example.com/status/{key}'"
+            )
+        _http_url(value.replace("{key}", "k"), "status_url")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_is_long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_HOOK_SECRET_CHARS:
+            raise ValueError(
+                f"secret must be at least {MIN_HOOK_SECRET_CHARS} characters; generate one with "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+
 class Settings(BaseSettings):
     """All soloops settings. See ``config/soloops.toml`` for the documented defaults."""
 
@@ -127,6 +191,8 @@ class Settings(BaseSettings):
     )
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
+    hooks: dict[str, HookSettings] = Field(default_factory=dict)
+
     @field_validator("home", mode="before")
     @classmethod
     def _empty_home_is_default(cls, value: Any) -> Any:
@@ -148,6 +214,17 @@ class Settings(BaseSettings):
     def budget_for(self, agent: str) -> BudgetSettings:
         """The agent's own budget, else the default one."""
         return self.budgets.get(agent) or self.budgets.get("default") or BudgetSettings()
+
+    @field_validator("hooks")
+    @classmethod
+    def _hook_names(cls, value: dict[str, HookSettings]) -> dict[str, HookSettings]:
+        for name in value:
+            if not HOOK_NAME.match(name):
+                raise ValueError(
+                    f"hook name {name!r} must start with a lowercase letter and hold only "
+                    "lowercase letters, digits, '-' and '_' (32 characters at most)"
+                )
+        return value
 
     @property
     def data_dir(self) -> Path:
@@ -229,6 +306,10 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"Could not read the settings: {exc}") from None
 
 
+# A rejected value under one of these names is never echoed: it may be a real secret.
+_SECRET_NAME = re.compile(r"secret|token|password|api_?key", re.IGNORECASE)
+
+
 def _explain(exc: ValidationError) -> str:
     lines = ["Invalid settings:"]
     for error in exc.errors():
@@ -236,7 +317,8 @@ def _explain(exc: ValidationError) -> str:
         dotted = ".".join(path)
         env_name = ENV_PREFIX + "__".join(part.upper() for part in path)
         given = error.get("input")
-        shown = "" if isinstance(given, dict) or given is None else f" (got {str(given)[:60]!r})"
+        hidden = isinstance(given, dict) or given is None or _SECRET_NAME.search(path[-1])
+        shown = "" if hidden else f" (got {str(given)[:60]!r})"
         if error["type"] == "extra_forbidden":
             lines.append(
                 f"- '{dotted}' is not a known setting{shown}: remove it from your TOML file "

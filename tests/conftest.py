@@ -17,6 +17,7 @@ from bot.runtime import Runtime, open_runtime
 from config import Settings
 from memory.events import EventLog
 from memory.store import Store
+from tests.emulators.provider import Provider
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +78,10 @@ async def chat(settings: Settings) -> AsyncIterator[Chat]:
     out = io.StringIO()
     async with open_runtime(settings, [ConsoleSender(out)]) as runtime:
         yield Chat(runtime, out)
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[Provider]:
+    """A loopback webhook receiver on 127.0.0.1 (see ``tests/emulators/provider.py``)."""
+    async with Provider() as running:
+        yield running
