@@ -5,6 +5,7 @@ from config.settings import (
     CoordinatorSettings,
     GatewaySettings,
     Settings,
+    TelegramSettings,
     load_settings,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "CoordinatorSettings",
     "GatewaySettings",
     "Settings",
+    "TelegramSettings",
     "load_settings",
 ]

@@ -17,6 +17,7 @@ from bot.runtime import Runtime, open_runtime
 from config import Settings
 from memory.events import EventLog
 from memory.store import Store
+from tests.emulators.telegram import TelegramEmulator
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +78,14 @@ async def chat(settings: Settings) -> AsyncIterator[Chat]:
     out = io.StringIO()
     async with open_runtime(settings, [ConsoleSender(out)]) as runtime:
         yield Chat(runtime, out)
+
+
+@pytest.fixture
+async def telegram_api() -> AsyncIterator[TelegramEmulator]:
+    """The loopback Telegram Bot API emulator, serving on 127.0.0.1."""
+    emulator = TelegramEmulator()
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
