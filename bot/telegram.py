@@ -231,6 +231,7 @@ class TelegramFrontEnd:
         try:
             await self._app.initialize()
         except InvalidToken as exc:
+            await self._app.bot.shutdown()  # close the HTTP client the failed start opened
             raise ConfigError(
                 f"Telegram refused the bot token ({exc.message}). Check "
                 "SOLOOPS_TELEGRAM__TOKEN against the token BotFather gave you."

@@ -16,10 +16,11 @@ import aiohttp
 import pytest
 
 from agents.replies import CALLBACK_DATA_MAX, Reply
+from bot.doctor import _telegram
 from bot.frontends import configured_front_ends
 from bot.runtime import Runtime, open_runtime
 from bot.telegram import TelegramFrontEnd
-from config import Settings, TelegramSettings
+from config import ConfigError, Settings, TelegramSettings
 from memory.approvals import ApprovalState
 from memory.outbox import OutboxRepo
 from memory.store import Store
@@ -337,3 +338,20 @@ def test_run_starts_telegram_when_a_token_is_set(settings: Settings) -> None:
     assert front_end.platform == "telegram"
     assert front_end.operators == frozenset({"1"})
     assert front_end.sender.platform == "telegram"
+
+
+async def test_a_refused_token_stops_the_start_with_a_fix(
+    settings: Settings, telegram_api: TelegramEmulator
+) -> None:
+    with pytest.raises(ConfigError, match="SOLOOPS_TELEGRAM__TOKEN"):
+        async with running(settings, telegram_api, token="999:not-the-token"):
+            pass
+
+
+def test_doctor_reports_telegram_without_calling_it(settings: Settings) -> None:
+    assert _telegram(settings).level == "ok"
+    lonely = TelegramSettings.model_validate({"token": "1:x"})
+    check = _telegram(settings.model_copy(update={"telegram": lonely}))
+    assert (check.level, "SOLOOPS_TELEGRAM__OPERATORS" in check.fix) == ("warn", True)
+    ready = TelegramSettings.model_validate({"token": "1:x", "operators": [5]})
+    assert _telegram(settings.model_copy(update={"telegram": ready})).detail.endswith("[5]")
