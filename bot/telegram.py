@@ -64,6 +64,7 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 READY_WAIT_S = 5.0
 MAX_UPDATE_ATTEMPTS = 5  # an update the gateway cannot take this often is skipped, loudly
 REFUSED_MEMORY = 10_000  # strangers remembered so each gets one refusal per run
+CONNECT_ATTEMPTS = 5  # getMe tries at start, 1+2+4+8 s apart
 RATE_LIMIT_RETRIES = 1  # in-process retries of a 429; the outbox is the durable retry
 
 
@@ -228,14 +229,7 @@ class TelegramFrontEnd:
             ConfigError: Telegram refused the token.
         """
         self._runtime = runtime
-        try:
-            await self._app.initialize()
-        except InvalidToken as exc:
-            await self._app.bot.shutdown()  # close the HTTP client the failed start opened
-            raise ConfigError(
-                f"Telegram refused the bot token ({exc.message}). Check "
-                "SOLOOPS_TELEGRAM__TOKEN against the token BotFather gave you."
-            ) from None
+        await self._connect()
         await self._app.start()
         self._started = True
         username = self._app.bot.username
@@ -254,6 +248,30 @@ class TelegramFrontEnd:
             self._stopping.clear()
             self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
         self._sender.open()
+
+    async def _connect(self) -> None:
+        """getMe, retrying a short outage; a refused token or a lasting outage is fatal."""
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                await self._app.initialize()
+                return
+            except InvalidToken as exc:
+                await self._app.bot.shutdown()  # close the HTTP client the failed start opened
+                raise ConfigError(
+                    f"Telegram refused the bot token ({exc.message}). Check "
+                    "SOLOOPS_TELEGRAM__TOKEN against the token BotFather gave you."
+                ) from None
+            except TelegramError as exc:
+                await self._app.bot.shutdown()
+                if attempt == CONNECT_ATTEMPTS:
+                    raise ConfigError(
+                        f"Could not reach the Telegram Bot API at {self._settings.base_url} "
+                        f"({exc}). Check the network, or SOLOOPS_TELEGRAM__BASE_URL if you run "
+                        "your own Bot API server."
+                    ) from None
+                wait = 2.0 ** (attempt - 1)
+                log.warning("Telegram: getMe failed (%s); retrying in %.0f s", exc, wait)
+                await asyncio.sleep(wait)
 
     async def stop(self) -> None:
         """Stop taking updates, finish the one in hand, disconnect."""

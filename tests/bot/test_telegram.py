@@ -355,3 +355,13 @@ def test_doctor_reports_telegram_without_calling_it(settings: Settings) -> None:
     assert (check.level, "SOLOOPS_TELEGRAM__OPERATORS" in check.fix) == ("warn", True)
     ready = TelegramSettings.model_validate({"token": "1:x", "operators": [5]})
     assert _telegram(settings.model_copy(update={"telegram": ready})).detail.endswith("[5]")
+
+
+async def test_a_short_outage_at_start_is_waited_out(
+    settings: Settings, telegram_api: TelegramEmulator
+) -> None:
+    telegram_api.fail_next("getMe", Failure(502, "Bad Gateway"))
+    async with running(settings, telegram_api) as bot:
+        await bot.say("/notes")
+    assert len(telegram_api.calls_of("getMe")) == 2
+    assert telegram_api.sent(OP)
