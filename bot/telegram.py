@@ -195,6 +195,7 @@ class TelegramFrontEnd:
             .base_url(settings.base_url)
             .base_file_url(settings.base_file_url)
             .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+            .job_queue(None)  # soloops schedules its own work; no second scheduler
         )
         if settings.mode == "polling":
             builder = builder.updater(None)
