@@ -116,6 +116,7 @@ class Coordinator:
                 self._agents[kind] = agent
         self._running: dict[int, asyncio.Task[None]] = {}
         self._busy_lanes: set[str] = set()
+        self._claiming = 0  # tasks being moved to running: no longer queued, not yet running
         self._wakeup = asyncio.Event()
         self._changed = asyncio.Condition()
         self._loop_task: asyncio.Task[None] | None = None
@@ -243,7 +244,7 @@ class Coordinator:
         """Return once nothing is running and nothing runnable is queued."""
         async with self._changed:
             while True:
-                if not self._running and not await self._runnable():
+                if not self._running and not self._claiming and not await self._runnable():
                     return
                 self.wake()
                 await self._changed.wait()
@@ -291,21 +292,31 @@ class Coordinator:
             if len(chosen) == free:
                 break
         for task in chosen:
-            async with self._store.write() as tx:
-                if not await self._move(
-                    tx, task, TaskState.RUNNING, expect=TaskState.QUEUED, attempt=True
-                ):
-                    continue
-                await self._events.append(
-                    tx,
-                    "task.started",
-                    actor=ACTOR,
-                    subject=f"task:{task.id}",
-                    payload={"kind": task.kind, "agent": task.agent, "attempt": task.attempts + 1},
-                )
-            self._busy_lanes.add(task.lane)
-            runner = asyncio.create_task(self._run(task), name=f"task-{task.id}")
-            self._running[task.id] = runner
+            # Until the task is in _running, wait_idle must not see the committed claim
+            # (no longer queued) as idle.
+            self._claiming += 1
+            try:
+                async with self._store.write() as tx:
+                    if not await self._move(
+                        tx, task, TaskState.RUNNING, expect=TaskState.QUEUED, attempt=True
+                    ):
+                        continue
+                    await self._events.append(
+                        tx,
+                        "task.started",
+                        actor=ACTOR,
+                        subject=f"task:{task.id}",
+                        payload={
+                            "kind": task.kind,
+                            "agent": task.agent,
+                            "attempt": task.attempts + 1,
+                        },
+                    )
+                self._busy_lanes.add(task.lane)
+                runner = asyncio.create_task(self._run(task), name=f"task-{task.id}")
+                self._running[task.id] = runner
+            finally:
+                self._claiming -= 1
 
     async def _run(self, task: TaskRow) -> None:
         try:

@@ -44,8 +44,32 @@ async def run_checks() -> list[Check]:
         return checks
     checks.extend(await _database(settings))
     checks.append(_model())
-    checks.append(Check("ok", "front ends", "console (no Telegram or Slack configured yet)"))
+    checks.append(_telegram(settings))
     return checks
+
+
+def _telegram(settings: Settings) -> Check:
+    """Telegram's settings, read only: the doctor does not call the network."""
+    telegram = settings.telegram
+    if not telegram.configured:
+        return Check(
+            "ok", "telegram", "not configured (set SOLOOPS_TELEGRAM__TOKEN to run on Telegram)"
+        )
+    where = (
+        ""
+        if telegram.base_url.startswith("https://api.telegram.org/")
+        else (f", Bot API at {telegram.base_url}")
+    )
+    detail = f"token set, {telegram.mode}{where}"
+    if not telegram.operators:
+        return Check(
+            "warn",
+            "telegram",
+            f"{detail}, no operators: the bot refuses everyone",
+            "message the bot: its refusal tells you your user id; then set "
+            "SOLOOPS_TELEGRAM__OPERATORS='[<id>]'",
+        )
+    return Check("ok", "telegram", f"{detail}, operators {telegram.operators}")
 
 
 def _settings_sources() -> str:

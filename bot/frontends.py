@@ -43,4 +43,8 @@ class FrontEnd(Protocol):
 def configured_front_ends(settings: Settings) -> list[FrontEnd]:
     """The front ends whose settings are present (none: the console runs instead)."""
     front_ends: list[FrontEnd] = []
+    if settings.telegram.configured:
+        from bot.telegram import TelegramFrontEnd  # PTB loads only when Telegram runs
+
+        front_ends.append(TelegramFrontEnd(settings.telegram))
     return front_ends

@@ -9,6 +9,7 @@ from config.settings import (
     GatewaySettings,
     HookSettings,
     Settings,
+    TelegramSettings,
     load_settings,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "GatewaySettings",
     "HookSettings",
     "Settings",
+    "TelegramSettings",
     "load_settings",
 ]

@@ -18,12 +18,21 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SecretsSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -167,6 +176,86 @@ class HookSettings(BaseModel):
         return value
 
 
+class TelegramSettings(BaseModel):
+    """The Telegram front end. It runs whenever ``token`` is set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr | None = None
+    base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    operators: list[int] = Field(default_factory=list)
+    mode: Literal["polling", "webhook"] = "polling"
+    poll_timeout_s: int = Field(default=30, ge=0, le=120)
+    webhook_url: str = ""
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    webhook_path: str = "telegram"
+    webhook_secret: SecretStr | None = None
+
+    @field_validator("token", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        if value == "":
+            return None
+        return value
+
+    @field_validator("operators", mode="before")
+    @classmethod
+    def _one_id_or_a_list(cls, value: Any) -> Any:
+        # A JSON list is the documented form; a bare id or "1,2" is what people type.
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("base_url", "base_file_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must start with http:// or https:// (e.g. https://api.telegram.org/bot)"
+            )
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _telegram_secret_alphabet(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if not (1 <= len(secret) <= 256) or not all(
+                ch.isascii() and (ch.isalnum() or ch in "_-") for ch in secret
+            ):
+                raise ValueError(
+                    "Telegram accepts 1-256 characters A-Z, a-z, 0-9, _ and - as a webhook "
+                    "secret; generate one with: python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_url_and_secret(self) -> TelegramSettings:
+        if self.mode == "webhook" and self.token is not None:
+            if self.webhook_secret is None:
+                raise ValueError(
+                    "webhook mode needs a secret, or anyone who finds the URL can post fake "
+                    "updates: set SOLOOPS_TELEGRAM__WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -)"
+                )
+            if not self.webhook_url.startswith(("https://", "http://")):
+                raise ValueError(
+                    "webhook mode needs the public HTTPS URL Telegram should post to: set "
+                    "SOLOOPS_TELEGRAM__WEBHOOK_URL (e.g. https://bot.example.com/telegram), "
+                    "or use SOLOOPS_TELEGRAM__MODE=polling"
+                )
+        return self
+
+    @property
+    def configured(self) -> bool:
+        """Whether soloops should run on Telegram."""
+        return self.token is not None
+
+
 class Settings(BaseSettings):
     """All soloops settings. See ``config/soloops.toml`` for the documented defaults."""
 
@@ -192,6 +281,8 @@ class Settings(BaseSettings):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     hooks: dict[str, HookSettings] = Field(default_factory=dict)
+
+    telegram: TelegramSettings = TelegramSettings()
 
     @field_validator("home", mode="before")
     @classmethod
@@ -302,6 +393,11 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
+    except SettingsError as exc:  # an environment variable that should hold JSON
+        raise ConfigError(
+            f"Could not read the settings: {exc}. Variables holding a list must be JSON, "
+            f"e.g. {ENV_PREFIX}TELEGRAM__OPERATORS='[12345]'."
+        ) from None
     except (ValueError, OSError) as exc:  # a malformed TOML file
         raise ConfigError(f"Could not read the settings: {exc}") from None
 

@@ -18,6 +18,7 @@ from config import Settings
 from memory.events import EventLog
 from memory.store import Store
 from tests.emulators.provider import Provider
+from tests.emulators.telegram import TelegramEmulator
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +86,14 @@ async def provider() -> AsyncIterator[Provider]:
     """A loopback webhook receiver on 127.0.0.1 (see ``tests/emulators/provider.py``)."""
     async with Provider() as running:
         yield running
+
+
+@pytest.fixture
+async def telegram_api() -> AsyncIterator[TelegramEmulator]:
+    """The loopback Telegram Bot API emulator, serving on 127.0.0.1."""
+    emulator = TelegramEmulator()
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()

@@ -1,0 +1,385 @@
+"""A loopback emulator of the Telegram Bot API, for the real python-telegram-bot to talk to.
+
+It speaks what PTB sends (``POST /bot<token>/<method>`` with form-encoded bodies whose
+non-string fields are JSON) and answers as Telegram does (``{"ok": true, "result": ...}``
+or ``{"ok": false, "error_code": N, "description": ...}``). Tests inject updates
+(messages, button presses), read what the bot sent, edited and answered, and make the
+next calls of a method fail with 429 ``retry_after``, a 5xx, a 400 or a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+BOT_ID = 777000111
+BOT_USERNAME = "soloops_test_bot"
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class Failure:
+    """What the next call of one method does instead of succeeding."""
+
+    status: int = 500
+    description: str = "Internal Server Error"
+    retry_after: int | None = None
+    hang_s: float | None = None  # sleep this long before answering normally
+
+
+@dataclass
+class Call:
+    """One Bot API request as the emulator received it."""
+
+    method: str
+    params: JSON
+
+
+@dataclass
+class StoredMessage:
+    """A message in a chat, as the bot sent or edited it."""
+
+    chat_id: int
+    message_id: int
+    text: str
+    parse_mode: str | None = None
+    reply_to: int | None = None
+    thread_id: int | None = None
+    reply_markup: JSON | None = None
+    edits: int = 0
+
+    @property
+    def buttons(self) -> list[JSON]:
+        """Every inline button, row by row."""
+        if not self.reply_markup:
+            return []
+        return [b for row in self.reply_markup.get("inline_keyboard", []) for b in row]
+
+
+@dataclass
+class TelegramEmulator:
+    """State and HTTP server of one emulated bot."""
+
+    token: str = "123456:TEST-token-abcdefghijklmnop"
+    updates: list[JSON] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[tuple[int, int], StoredMessage] = field(default_factory=dict)
+    callback_answers: list[JSON] = field(default_factory=list)
+    webhook: JSON | None = None
+    unknown_chats: set[int] = field(default_factory=set)
+    failures: dict[str, list[Failure]] = field(default_factory=dict)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._update_ids = itertools.count(1000)
+        self._message_ids: dict[int, itertools.count[int]] = {}
+        self._new_update = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._changed = asyncio.Event()
+        self._forced: list[JSON] = []
+        self._handed_out: dict[int, int] = {}
+
+    # -- server --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve on an ephemeral port of 127.0.0.1."""
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._dispatch)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        """Stop serving (open long polls are cut)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def base_url(self) -> str:
+        """What to give PTB as ``base_url`` (the token is appended)."""
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/file/bot"
+
+    # -- test controls -------------------------------------------------------
+
+    def fail_next(self, method: str, *failures: Failure) -> None:
+        """Make the next ``len(failures)`` calls of ``method`` fail, in order."""
+        self.failures.setdefault(method, []).extend(failures)
+
+    def user(self, user_id: int, name: str = "Ada") -> JSON:
+        return {"id": user_id, "is_bot": False, "first_name": name, "username": name.lower()}
+
+    def send_text(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        chat_id: int | None = None,
+        thread_id: int | None = None,
+        name: str = "Ada",
+    ) -> JSON:
+        """Queue a message from a user; return its update."""
+        chat = chat_id if chat_id is not None else user_id
+        message: JSON = {
+            "message_id": self._next_message_id(chat),
+            "date": int(time.time()),
+            "chat": {"id": chat, "type": "private" if chat == user_id else "supergroup"},
+            "from": self.user(user_id, name),
+            "text": text,
+        }
+        if text.startswith("/"):
+            length = len(text.split()[0])
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        if thread_id is not None:
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
+            message["chat"]["is_forum"] = True
+        return self.push({"message": message})
+
+    def press(self, user_id: int, data: str, card: StoredMessage, *, name: str = "Ada") -> JSON:
+        """Queue a button press on ``card``; return its update."""
+        message: JSON = {
+            "message_id": card.message_id,
+            "date": int(time.time()),
+            "chat": {"id": card.chat_id, "type": "private"},
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "soloops"},
+            "text": card.text,
+        }
+        query = {
+            "id": f"cq{next(self._update_ids)}",
+            "from": self.user(user_id, name),
+            "chat_instance": f"ci{card.chat_id}",
+            "data": data,
+            "message": message,
+        }
+        return self.push({"callback_query": query})
+
+    def push(self, body: JSON, *, update_id: int | None = None) -> JSON:
+        """Queue an update (a fresh id unless given: Telegram redelivers with the same id)."""
+        update = {"update_id": update_id or next(self._update_ids), **body}
+        self.updates.append(update)
+        self._new_update.set()
+        return update
+
+    def sent(self, chat_id: int | None = None) -> list[StoredMessage]:
+        """Messages the bot sent, oldest first."""
+        return [m for m in self.messages.values() if chat_id is None or m.chat_id == chat_id]
+
+    def calls_of(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    async def wait_for(
+        self, predicate: Callable[[], object], within_s: float = 5.0, what: str = "condition"
+    ) -> None:
+        """Wait until ``predicate()`` is true, re-checking after every request."""
+        try:
+            async with asyncio.timeout(within_s):
+                while not predicate():
+                    self._changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), 0.05)
+        except TimeoutError:
+            raise AssertionError(f"timed out after {within_s} s waiting for {what}") from None
+
+    def redeliver(self, update: JSON) -> None:
+        """Deliver ``update`` again though it was confirmed, as Telegram sometimes does."""
+        self._forced.append(update)
+        self._new_update.set()
+
+    def redelivered(self, update: JSON) -> bool:
+        """Whether a redelivered ``update`` went out and the bot has asked for more since."""
+        handed = self._handed_out.get(update["update_id"])
+        return handed is not None and len(self.calls_of("getUpdates")) > handed
+
+    def confirmed(self, update: JSON) -> bool:
+        """Whether the bot has confirmed ``update`` (asked for updates past it)."""
+        return any(
+            int(call.params.get("offset") or 0) > update["update_id"]
+            for call in self.calls_of("getUpdates")
+        )
+
+    def pending_updates(self) -> int:
+        return len(self.updates)
+
+    # -- Bot API -------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        method = request.match_info["method"]
+        form = await request.post()
+        params: JSON = {key: str(value) for key, value in form.items()}
+        self.calls.append(Call(method, params))
+        try:
+            queued = self.failures.get(method)
+            if queued:
+                failure = queued.pop(0)
+                if failure.hang_s is None:
+                    body: JSON = {
+                        "ok": False,
+                        "error_code": failure.status,
+                        "description": failure.description,
+                    }
+                    if failure.retry_after is not None:
+                        body["parameters"] = {"retry_after": failure.retry_after}
+                    return web.json_response(body, status=failure.status)
+                await asyncio.sleep(failure.hang_s)
+            handler = getattr(self, f"_m_{method}", None)
+            if handler is None:
+                return _error(404, f"Not Found: method {method} is not emulated")
+            result = await handler(params)
+            if isinstance(result, web.Response):
+                return result
+            return web.json_response({"ok": True, "result": result})
+        finally:
+            self._changed.set()
+
+    async def _m_getMe(self, params: JSON) -> JSON:
+        return {
+            "id": BOT_ID,
+            "is_bot": True,
+            "first_name": "soloops",
+            "username": BOT_USERNAME,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+
+    async def _m_deleteWebhook(self, params: JSON) -> bool:
+        self.webhook = None
+        return True
+
+    async def _m_setWebhook(self, params: JSON) -> bool:
+        self.webhook = params
+        return True
+
+    async def _m_getUpdates(self, params: JSON) -> list[JSON] | web.Response:
+        if self.webhook is not None:
+            return _error(409, "Conflict: can't use getUpdates method while webhook is active")
+        offset = int(params.get("offset", 0) or 0)
+        timeout = float(params.get("timeout", 0) or 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            if offset:
+                # Telegram forgets every update below the offset: they are confirmed.
+                self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            if self._forced:
+                forced, self._forced = self._forced, []
+                for update in forced:
+                    self._handed_out[update["update_id"]] = len(self.calls_of("getUpdates"))
+                return forced + list(self.updates)
+            if self.updates:
+                return list(self.updates)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            self._new_update.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_update.wait(), remaining)
+
+    async def _m_sendMessage(self, params: JSON) -> JSON | web.Response:
+        chat_id = int(params["chat_id"])
+        if chat_id in self.unknown_chats:
+            return _error(400, "Bad Request: chat not found")
+        text = params.get("text", "")
+        if not 1 <= len(text.encode("utf-16-le")) // 2 <= 4096:
+            return _error(400, "Bad Request: message is too long")
+        reply = json.loads(params["reply_parameters"]) if "reply_parameters" in params else None
+        markup = json.loads(params["reply_markup"]) if "reply_markup" in params else None
+        for button in (b for row in (markup or {}).get("inline_keyboard", []) for b in row):
+            if len(button.get("callback_data", "").encode()) > 64:
+                return _error(400, "Bad Request: BUTTON_DATA_INVALID")
+        stored = StoredMessage(
+            chat_id=chat_id,
+            message_id=self._next_message_id(chat_id),
+            text=text,
+            parse_mode=params.get("parse_mode"),
+            reply_to=reply["message_id"] if reply else None,
+            thread_id=int(params["message_thread_id"]) if "message_thread_id" in params else None,
+            reply_markup=markup,
+        )
+        self.messages[(chat_id, stored.message_id)] = stored
+        return self._message_json(stored)
+
+    async def _m_editMessageText(self, params: JSON) -> JSON | web.Response:
+        found = self._find(params)
+        if isinstance(found, web.Response):
+            return found
+        markup = json.loads(params["reply_markup"]) if "reply_markup" in params else None
+        if found.text == params["text"] and found.reply_markup == markup:
+            return _error(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply "
+                "markup are exactly the same as a current content and reply markup of the message",
+            )
+        found.text = params["text"]
+        found.parse_mode = params.get("parse_mode")
+        found.reply_markup = markup
+        found.edits += 1
+        return self._message_json(found)
+
+    async def _m_editMessageReplyMarkup(self, params: JSON) -> JSON | web.Response:
+        found = self._find(params)
+        if isinstance(found, web.Response):
+            return found
+        found.reply_markup = (
+            json.loads(params["reply_markup"]) if "reply_markup" in params else None
+        )
+        found.edits += 1
+        return self._message_json(found)
+
+    async def _m_answerCallbackQuery(self, params: JSON) -> bool:
+        self.callback_answers.append(params)
+        return True
+
+    async def _m_setMyCommands(self, params: JSON) -> bool:
+        return True
+
+    # -- helpers -------------------------------------------------------------
+
+    def _find(self, params: JSON) -> StoredMessage | web.Response:
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        found = self.messages.get(key)
+        if found is None:
+            return _error(400, "Bad Request: message to edit not found")
+        return found
+
+    def _next_message_id(self, chat_id: int) -> int:
+        return next(self._message_ids.setdefault(chat_id, itertools.count(1)))
+
+    def _message_json(self, stored: StoredMessage) -> JSON:
+        message: JSON = {
+            "message_id": stored.message_id,
+            "date": int(time.time()),
+            "chat": {"id": stored.chat_id, "type": "private"},
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "soloops"},
+            "text": stored.text,
+        }
+        if stored.reply_markup:
+            message["reply_markup"] = stored.reply_markup
+        if stored.thread_id is not None:
+            message["message_thread_id"] = stored.thread_id
+        return message
+
+
+def _error(status: int, description: str) -> web.Response:
+    return web.json_response(
+        {"ok": False, "error_code": status, "description": description}, status=status
+    )
