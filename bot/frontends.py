@@ -43,4 +43,8 @@ class FrontEnd(Protocol):
 def configured_front_ends(settings: Settings) -> list[FrontEnd]:
     """The front ends whose settings are present (none: the console runs instead)."""
     front_ends: list[FrontEnd] = []
+    if settings.slack.bot_token is not None:
+        from bot.slack import SlackFrontEnd  # slack-bolt loads only when Slack is configured
+
+        front_ends.append(SlackFrontEnd(settings))
     return front_ends

@@ -4,7 +4,9 @@ from config.settings import (
     ConfigError,
     CoordinatorSettings,
     GatewaySettings,
+    HttpSettings,
     Settings,
+    SlackSettings,
     load_settings,
 )
 
@@ -12,6 +14,8 @@ __all__ = [
     "ConfigError",
     "CoordinatorSettings",
     "GatewaySettings",
+    "HttpSettings",
     "Settings",
+    "SlackSettings",
     "load_settings",
 ]
