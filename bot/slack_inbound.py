@@ -110,7 +110,7 @@ class BlockActions(_Edge):
 def strip_mention(text: str, bot_user_id: str | None) -> str:
     """Remove mentions of the bot (any leading mention when the bot's id is not known)."""
     if bot_user_id:
-        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>[:,]?", " ", text)
+        text = re.sub(rf"\s*<@{re.escape(bot_user_id)}(?:\|[^>]*)?>[:,]?\s*", " ", text)
     else:
         text = _ANY_LEADING_MENTION.sub("", text, count=1)
     return text.strip()

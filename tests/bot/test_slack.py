@@ -248,3 +248,21 @@ async def test_a_refused_delivery_fails_for_good_and_shows_in_status(rig: Rig) -
     await rig.client.event(dm("status"), event_id="Ev11")
     status = await rig.slack.wait_for(lambda: rig.posts(channel="D0001"))
     assert "1 failed" in status[0].args["text"]
+
+
+async def test_a_slash_thread_is_opened_once_even_when_the_reply_is_retried(rig: Rig) -> None:
+    rig.slack.fail("chat.postMessage", 1, status=429, retry_after=0, after=1)  # the reply's 1st try
+    await rig.client.command("remember threads stay single", user=OPERATOR)
+    reply = await rig.slack.wait_for(lambda: rig.posts(text="Remembered #1."))
+    openers = [c for c in rig.posts(channel=CHANNEL) if "thread_ts" not in c.args]
+    assert len(openers) == 1
+    assert reply[0].args["thread_ts"] == await rig.runtime.store.scalar(
+        "SELECT thread_id FROM inbound"
+    )
+
+
+async def test_url_verification_answers_the_challenge(rig: Rig) -> None:
+    body = b'{"token":"legacy","challenge":"c-123","type":"url_verification"}'
+    status, text = await rig.client.post(body, "application/json")
+    assert status == 200
+    assert "c-123" in text

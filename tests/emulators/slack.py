@@ -58,9 +58,18 @@ class SlackEmulator:
     def response_url(self, name: str = "r1") -> str:
         return f"{self.base}/response/{name}"
 
-    def fail(self, method: str, times: int = 1, *, status: int = 429, retry_after: float = 1):
-        """Answer the next ``times`` calls of ``method`` with ``status``."""
-        self._failures.setdefault(method, []).extend([(status, retry_after)] * times)
+    def fail(
+        self,
+        method: str,
+        times: int = 1,
+        *,
+        status: int = 429,
+        retry_after: float = 1,
+        after: int = 0,
+    ) -> None:
+        """Answer ``times`` calls of ``method`` with ``status``, after ``after`` good ones."""
+        queue = self._failures.setdefault(method, [])
+        queue.extend([(200, 0.0)] * after + [(status, retry_after)] * times)
 
     def called(self, method: str) -> list[Call]:
         """Successful calls of one method, oldest first."""
@@ -85,8 +94,8 @@ class SlackEmulator:
         method = request.match_info["method"]
         args = await _read_args(request)
         failures = self._failures.get(method)
-        if failures:
-            status, retry_after = failures.pop(0)
+        status, retry_after = failures.pop(0) if failures else (200, 0.0)
+        if status != 200:
             self.calls.append(Call(method, args, status))
             if status == 429:
                 return web.json_response(
