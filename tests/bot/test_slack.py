@@ -12,10 +12,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 
 from bot.runtime import Runtime, open_runtime
 from bot.slack import EVENTS_PATH, SlackFrontEnd
-from config import HttpSettings, Settings, SlackSettings
+from config import ConfigError, HttpSettings, Settings, SlackSettings
 from memory.outbox import DeliveryState
 from tests.emulators.slack import TOKEN, Call, SlackClient, SlackEmulator, slack_emulator
 
@@ -266,3 +267,16 @@ async def test_url_verification_answers_the_challenge(rig: Rig) -> None:
     status, text = await rig.client.post(body, "application/json")
     assert status == 200
     assert "c-123" in text
+
+
+async def test_a_refused_token_stops_the_start_with_the_variable_to_fix(tmp_path: Path) -> None:
+    async with slack_emulator() as slack:
+        settings = slack_settings(tmp_path, slack.api_url)
+        settings = settings.model_copy(
+            update={"slack": settings.slack.model_copy(update={"bot_token": SecretStr("xoxb-bad")})}
+        )
+        front = SlackFrontEnd(settings)
+        async with open_runtime(settings, [front.sender]) as runtime:
+            with pytest.raises(ConfigError, match="SOLOOPS_SLACK__BOT_TOKEN"):
+                await front.start(runtime)
+            await front.stop()

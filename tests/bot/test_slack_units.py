@@ -260,3 +260,37 @@ def test_slack_settings_fail_fast_naming_the_variable(
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=says):
         load_settings()
+
+
+def test_manifest_matches_what_the_front_end_serves() -> None:
+    yaml = pytest.importorskip("yaml")  # a transitive dependency; the check is worth having
+    from pathlib import Path
+
+    from bot.slack import COMMAND, EVENTS_PATH
+
+    manifest = yaml.safe_load((Path(__file__).parents[2] / "slack-app-manifest.yml").read_text())
+    features, settings = manifest["features"], manifest["settings"]
+    assert [c["command"] for c in features["slash_commands"]] == [COMMAND]
+    assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
+    assert settings["interactivity"]["is_enabled"]
+    urls = [
+        features["slash_commands"][0]["url"],
+        settings["event_subscriptions"]["request_url"],
+        settings["interactivity"]["request_url"],
+    ]
+    assert all(url.endswith(EVENTS_PATH) for url in urls)
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"commands", "chat:write", "app_mentions:read", "im:history"} <= scopes
+
+
+async def test_doctor_has_a_slack_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.doctor import run_checks
+
+    monkeypatch.setenv("SOLOOPS_SLACK__BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SOLOOPS_SLACK__APP_TOKEN", "xapp-1")
+    line = next(c for c in await run_checks() if c.name == "slack")
+    assert (line.level, line.detail.split(",")[0]) == ("warn", "Socket Mode")
+    assert "SOLOOPS_SLACK__OPERATORS" in line.fix
+    monkeypatch.setenv("SOLOOPS_SLACK__OPERATORS", '["U1"]')
+    line = next(c for c in await run_checks() if c.name == "slack")
+    assert line.level == "ok" and "1 operator(s)" in line.detail
