@@ -153,11 +153,7 @@ class SlackFrontEnd:
         self._sender.bind(runtime)
         await self._identify()
         if self._settings.slack.socket_mode:
-            app_token = self._settings.slack.app_token
-            assert app_token is not None
-            self._socket = AsyncSocketModeHandler(self._app, app_token.get_secret_value())
-            await self._socket.connect_async()  # type: ignore[no-untyped-call]  # bolt leaves it unannotated
-            log.info("Slack connected over Socket Mode")
+            await self._connect_socket()
             return
         server = web.Application(client_max_size=MAX_BODY_BYTES)
         server.router.add_post(EVENTS_PATH, self._serve)
@@ -175,6 +171,31 @@ class SlackFrontEnd:
         host, port = self._runner.addresses[0][:2]
         self.address = (str(host), int(port))
         log.info("Slack HTTP mode listening on http://%s:%d%s", host, port, EVENTS_PATH)
+
+    async def _connect_socket(self) -> None:
+        app_token = self._settings.slack.app_token
+        assert app_token is not None
+        token = app_token.get_secret_value()
+        self._socket = AsyncSocketModeHandler(self._app, token)
+        # Ask for the websocket URL here: the client's own connect retries a refused app
+        # token forever, which would hang the start instead of saying what to fix.
+        try:
+            opened = await self._client.apps_connections_open(app_token=token)
+        except SlackApiError as exc:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]  # bolt leaves it unannotated
+            self._socket = None
+            error = exc.response.get("error") if isinstance(exc.response.data, dict) else exc
+            raise ConfigError(
+                f"Slack refused the app-level token ({error}): check SOLOOPS_SLACK__APP_TOKEN "
+                "(Basic Information > App-Level Tokens, scope connections:write) and that "
+                "Socket Mode is on in the app settings"
+            ) from exc
+        except (OSError, TimeoutError, SlackClientError) as exc:
+            log.warning("Slack is not reachable yet (%s); Socket Mode keeps trying", exc)
+        else:
+            self._socket.client.wss_uri = str(opened["url"])
+        await self._socket.connect_async()  # type: ignore[no-untyped-call]  # as above
+        log.info("Slack connected over Socket Mode")
 
     async def stop(self) -> None:
         """Stop taking requests, then let recordings in flight finish."""

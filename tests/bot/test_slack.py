@@ -18,7 +18,16 @@ from bot.runtime import Runtime, open_runtime
 from bot.slack import EVENTS_PATH, SlackFrontEnd
 from config import ConfigError, HttpSettings, Settings, SlackSettings
 from memory.outbox import DeliveryState
-from tests.emulators.slack import TOKEN, Call, SlackClient, SlackEmulator, slack_emulator
+from tests.emulators.slack import (
+    APP_TOKEN,
+    TOKEN,
+    Call,
+    SlackClient,
+    SlackEmulator,
+    command_form,
+    event_callback,
+    slack_emulator,
+)
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 OPERATOR = "UOPS0001"
@@ -278,5 +287,65 @@ async def test_a_refused_token_stops_the_start_with_the_variable_to_fix(tmp_path
         front = SlackFrontEnd(settings)
         async with open_runtime(settings, [front.sender]) as runtime:
             with pytest.raises(ConfigError, match="SOLOOPS_SLACK__BOT_TOKEN"):
+                await front.start(runtime)
+            await front.stop()
+
+
+@pytest.fixture
+async def socket_rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """Socket Mode: no HTTP server and no signing secret; the app dials the emulator."""
+    async with slack_emulator() as slack:
+        settings = Settings(
+            home=tmp_path / "home",
+            slack=SlackSettings(
+                bot_token=TOKEN,
+                app_token=APP_TOKEN,
+                api_base_url=slack.api_url,
+                operators=[OPERATOR],
+            ),
+        )
+        front = SlackFrontEnd(settings)
+        async with open_runtime(
+            settings, [front.sender], operators={"slack": front.operators}
+        ) as runtime:
+            await front.start(runtime)
+            try:
+                assert front.address is None
+                async with aiohttp.ClientSession() as session:
+                    yield Rig(slack, SlackClient("unused", SECRET, session), runtime)
+            finally:
+                await front.stop()
+
+
+async def test_socket_mode_takes_commands_events_and_refusals(socket_rig: Rig) -> None:
+    rig = socket_rig
+    ack = await rig.slack.deliver(
+        "slash_commands", command_form("remember over the socket", user=OPERATOR), "env-1"
+    )
+    assert ack == {"envelope_id": "env-1"}
+    reply = await rig.slack.wait_for(lambda: rig.posts(text="Remembered #1."))
+    assert reply[0].args["thread_ts"]
+
+    await rig.slack.deliver(
+        "events_api", event_callback(dm("recall socket"), event_id="Ev20"), "env-2"
+    )
+    found = await rig.slack.wait_for(lambda: rig.posts(channel="D0001"))
+    assert "over the socket" in found[0].args["text"]
+
+    ack = await rig.slack.deliver("slash_commands", command_form("status", user=STRANGER), "env-3")
+    assert "Not allowed" in ack["payload"]["text"]
+
+
+async def test_a_refused_app_token_stops_the_start(tmp_path: Path) -> None:
+    async with slack_emulator() as slack:
+        settings = Settings(
+            home=tmp_path / "home",
+            slack=SlackSettings(
+                bot_token=TOKEN, app_token="xapp-wrong", api_base_url=slack.api_url
+            ),
+        )
+        front = SlackFrontEnd(settings)
+        async with open_runtime(settings, [front.sender]) as runtime:
+            with pytest.raises(ConfigError, match="SOLOOPS_SLACK__APP_TOKEN"):
                 await front.start(runtime)
             await front.stop()

@@ -28,6 +28,7 @@ BOT_USER_ID = "UBOT0001"
 BOT_ID = "BBOT0001"
 TEAM_ID = "T0000001"
 TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-test-token"
 MISSING_CHANNELS = frozenset({"C404"})
 
 
@@ -48,6 +49,8 @@ class SlackEmulator:
     calls: list[Call] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)  # posts to response_url
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    acks: list[dict[str, Any]] = field(default_factory=list)  # Socket Mode acks received
+    _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _failures: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -105,11 +108,16 @@ class SlackEmulator:
                 )
             return web.Response(status=status, text="upstream trouble")
         auth = request.headers.get("Authorization", "")
-        body = (
-            {"ok": False, "error": "invalid_auth"}
-            if auth != f"Bearer {TOKEN}"
-            else self._answer(method, args)
-        )
+        if method == "apps.connections.open":  # the one method that takes the app token
+            body: dict[str, Any] = (
+                {"ok": True, "url": f"{self.base.replace('http', 'ws', 1)}/link"}
+                if auth == f"Bearer {APP_TOKEN}"
+                else {"ok": False, "error": "invalid_auth"}
+            )
+        elif auth != f"Bearer {TOKEN}":
+            body = {"ok": False, "error": "invalid_auth"}
+        else:
+            body = self._answer(method, args)
         self.calls.append(Call(method, args, 200 if body.get("ok") else 400))
         return web.json_response(body)
 
@@ -149,6 +157,32 @@ class SlackEmulator:
         self.responses.append({"name": request.match_info["name"], **await request.json()})
         return web.Response(text="ok")
 
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json({"type": "hello", "num_connections": 1})
+        async for message in socket:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.acks.append(json.loads(message.data))
+        return socket
+
+    async def deliver(self, kind: str, payload: dict[str, Any], envelope_id: str) -> dict[str, Any]:
+        """Send one Socket Mode envelope to the connected app; return its ack."""
+        await self.wait_for(lambda: self._sockets, what="a Socket Mode connection")
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+        }
+        await self._sockets[-1].send_json(envelope)
+        acks = await self.wait_for(
+            lambda: [a for a in self.acks if a.get("envelope_id") == envelope_id], what="the ack"
+        )
+        ack: dict[str, Any] = acks[0]
+        return ack
+
     def _next_ts(self) -> str:
         n = next(self._ts)
         return f"{1_700_000_000 + n}.{n:06d}"
@@ -177,6 +211,7 @@ async def slack_emulator() -> AsyncIterator[SlackEmulator]:
     app = web.Application()
     app.router.add_post("/api/{method}", emulator._api)
     app.router.add_post("/response/{name}", emulator._response)
+    app.router.add_get("/link", emulator._link)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -219,31 +254,15 @@ class SlackClient:
 
     async def command(self, text: str, *, user: str, channel: str = "C0001", **kw: Any):
         """A ``/ops`` slash command."""
-        form = {
-            "token": "legacy",
-            "team_id": TEAM_ID,
-            "channel_id": channel,
-            "user_id": user,
-            "user_name": f"name-{user}",
-            "command": "/ops",
-            "text": text,
-            "response_url": kw.pop("response_url", "http://127.0.0.1:9/unused"),
-            "trigger_id": kw.pop("trigger_id", f"trig-{time.monotonic_ns()}"),
-        }
+        form = command_form(
+            text, user=user, channel=channel, response_url=kw.pop("response_url", None)
+        )
         body = urllib.parse.urlencode(form).encode()
         return await self.post(body, "application/x-www-form-urlencoded", **kw)
 
     async def event(self, event: dict[str, Any], *, event_id: str, **kw: Any) -> tuple[int, str]:
         """An Events API ``event_callback``."""
-        envelope = {
-            "token": "legacy",
-            "team_id": TEAM_ID,
-            "api_app_id": "A0001",
-            "type": "event_callback",
-            "event_id": event_id,
-            "event_time": int(time.time()),
-            "event": event,
-        }
+        envelope = event_callback(event, event_id=event_id)
         return await self.post(json.dumps(envelope).encode(), "application/json", **kw)
 
     async def click(
@@ -258,25 +277,75 @@ class SlackClient:
         **kw: Any,
     ) -> tuple[int, str]:
         """A ``block_actions`` click on a button of a message."""
-        payload = {
-            "type": "block_actions",
-            "team": {"id": TEAM_ID},
-            "user": {"id": user, "username": f"name-{user}"},
-            "api_app_id": "A0001",
-            "trigger_id": "trig",
-            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
-            "channel": {"id": channel},
-            "message": {"type": "message", "ts": message_ts, "text": "card"},
-            "response_url": response_url,
-            "actions": [
-                {
-                    "type": "button",
-                    "action_id": "soloops.button.0",
-                    "block_id": "soloops.buttons",
-                    "value": value,
-                    "action_ts": action_ts or f"{time.time():.6f}",
-                }
-            ],
-        }
+        payload = click_payload(
+            user=user,
+            value=value,
+            channel=channel,
+            message_ts=message_ts,
+            response_url=response_url,
+            action_ts=action_ts,
+        )
         body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
         return await self.post(body, "application/x-www-form-urlencoded", **kw)
+
+
+def command_form(
+    text: str, *, user: str, channel: str = "C0001", response_url: str | None = None
+) -> dict[str, str]:
+    """The fields of a ``/ops`` slash command."""
+    return {
+        "token": "legacy",
+        "team_id": TEAM_ID,
+        "channel_id": channel,
+        "user_id": user,
+        "user_name": f"name-{user}",
+        "command": "/ops",
+        "text": text,
+        "response_url": response_url or "http://127.0.0.1:9/unused",
+        "trigger_id": f"trig-{time.monotonic_ns()}",
+    }
+
+
+def event_callback(event: dict[str, Any], *, event_id: str) -> dict[str, Any]:
+    """An Events API envelope around one event."""
+    return {
+        "token": "legacy",
+        "team_id": TEAM_ID,
+        "api_app_id": "A0001",
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "event": event,
+    }
+
+
+def click_payload(
+    *,
+    user: str,
+    value: str,
+    channel: str,
+    message_ts: str,
+    response_url: str,
+    action_ts: str | None = None,
+) -> dict[str, Any]:
+    """A ``block_actions`` payload for a click on one of soloops's buttons."""
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user, "username": f"name-{user}"},
+        "api_app_id": "A0001",
+        "trigger_id": "trig",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+        "channel": {"id": channel},
+        "message": {"type": "message", "ts": message_ts, "text": "card"},
+        "response_url": response_url,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": "soloops.button.0",
+                "block_id": "soloops.buttons",
+                "value": value,
+                "action_ts": action_ts or f"{time.time():.6f}",
+            }
+        ],
+    }
