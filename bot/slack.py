@@ -102,6 +102,29 @@ def signature_problem(
     return None
 
 
+class RefusalBudget:
+    """At most ``limit`` refused-request events per ``window_s``, so a flood of forged
+    requests cannot swamp the event log; the next recorded one counts the skipped."""
+
+    def __init__(self, limit: int = 30, window_s: float = 60.0) -> None:
+        self._limit = limit
+        self._window_s = window_s
+        self._started = float("-inf")
+        self._used = 0
+        self._skipped = 0
+
+    def admit(self, now: float) -> int | None:
+        """None: do not record this one; else record it, with this many skipped before it."""
+        if now - self._started >= self._window_s:
+            self._started, self._used = now, 0
+        if self._used >= self._limit:
+            self._skipped += 1
+            return None
+        self._used += 1
+        skipped, self._skipped = self._skipped, 0
+        return skipped
+
+
 class SlackFrontEnd:
     """Slack as a soloops front end (see the module docstring)."""
 
@@ -133,6 +156,7 @@ class SlackFrontEnd:
         self._runtime: Runtime | None = None
         self._bot_user_id: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._refusals = RefusalBudget()
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self.address: tuple[str, int] | None = None  # where HTTP mode listens, once started
@@ -239,12 +263,19 @@ class SlackFrontEnd:
             time.time(),
         )
         if problem is not None:
-            await self._runtime_or_fail().events.record(
-                "slack.request_refused",
-                actor="slack",
-                subject="request",
-                payload={"reason": problem, "remote": request.remote or "", "bytes": len(body)},
-            )
+            skipped = self._refusals.admit(time.monotonic())
+            if skipped is not None:
+                await self._runtime_or_fail().events.record(
+                    "slack.request_refused",
+                    actor="slack",
+                    subject="request",
+                    payload={
+                        "reason": problem,
+                        "remote": request.remote or "",
+                        "bytes": len(body),
+                        "skipped_before": skipped,
+                    },
+                )
             return web.Response(status=401, text="invalid or stale Slack request signature")
         retry = headers.get("X-Slack-Retry-Num")
         if retry is not None:

@@ -4,10 +4,15 @@ loopback Slack Web API emulator, with the real slack-bolt and slack-sdk in betwe
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import DEVNULL, PIPE
 from typing import Any
 
 import aiohttp
@@ -349,3 +354,42 @@ async def test_a_refused_app_token_stops_the_start(tmp_path: Path) -> None:
             with pytest.raises(ConfigError, match="SOLOOPS_SLACK__APP_TOKEN"):
                 await front.start(runtime)
             await front.stop()
+
+
+@pytest.mark.slow
+async def test_soloops_run_serves_slack_when_a_bot_token_is_set(tmp_path: Path) -> None:
+    soloops = str(Path(sys.executable).with_name("soloops"))
+    with socket.socket() as probe:  # a free port for the child (it binds right after)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with slack_emulator() as slack, aiohttp.ClientSession() as session:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
+        env.update(
+            SOLOOPS_HOME=str(tmp_path / "home"),
+            SOLOOPS_SLACK__BOT_TOKEN=TOKEN,
+            SOLOOPS_SLACK__SIGNING_SECRET=SECRET,
+            SOLOOPS_SLACK__API_BASE_URL=slack.api_url,
+            SOLOOPS_SLACK__OPERATORS=f'["{OPERATOR}"]',
+            SOLOOPS_HTTP__PORT=str(port),
+        )
+        child = await asyncio.create_subprocess_exec(
+            soloops, "run", env=env, stdout=PIPE, stderr=PIPE, stdin=DEVNULL
+        )
+        try:
+            client = SlackClient(f"http://127.0.0.1:{port}{EVENTS_PATH}", SECRET, session)
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    status, _ = await client.event(dm("remember from a real run"), event_id="EvRun")
+                    break
+                except aiohttp.ClientConnectionError:
+                    assert time.monotonic() < deadline, "soloops run never listened"
+                    await asyncio.sleep(0.1)
+            assert status == 200
+            reply = await slack.wait_for(lambda: slack.called("chat.postMessage"), within=10)
+            assert reply[0].args["text"] == "Remembered #1."
+        finally:
+            child.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(child.communicate(), 20)
+        assert child.returncode == 0, err.decode()
+        assert "slack front end started" in err.decode()

@@ -294,3 +294,12 @@ async def test_doctor_has_a_slack_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOLOOPS_SLACK__OPERATORS", '["U1"]')
     line = next(c for c in await run_checks() if c.name == "slack")
     assert line.level == "ok" and "1 operator(s)" in line.detail
+
+
+def test_refused_requests_are_recorded_within_a_budget() -> None:
+    from bot.slack import RefusalBudget
+
+    budget = RefusalBudget(limit=2, window_s=60)
+    assert [budget.admit(t) for t in (0, 1, 2, 3)] == [0, 0, None, None]
+    assert budget.admit(61) == 2  # a new window: recorded, counting the two skipped
+    assert budget.admit(62) == 0
