@@ -188,6 +188,7 @@ class SlackFrontEnd:
             await web.TCPSite(self._runner, http.host, http.port).start()
         except OSError as exc:
             await self._runner.cleanup()
+            self._runner = None
             raise ConfigError(
                 f"Slack HTTP mode could not listen on {http.host}:{http.port} ({exc.strerror}); "
                 "set SOLOOPS_HTTP__PORT to a free port"

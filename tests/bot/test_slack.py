@@ -393,3 +393,18 @@ async def test_soloops_run_serves_slack_when_a_bot_token_is_set(tmp_path: Path) 
             _, err = await asyncio.wait_for(child.communicate(), 20)
         assert child.returncode == 0, err.decode()
         assert "slack front end started" in err.decode()
+
+
+async def test_a_busy_port_stops_the_start_with_the_variable_to_fix(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        async with slack_emulator() as slack:
+            settings = slack_settings(tmp_path, slack.api_url).model_copy(
+                update={"http": HttpSettings(port=taken.getsockname()[1])}
+            )
+            front = SlackFrontEnd(settings)
+            async with open_runtime(settings, [front.sender]) as runtime:
+                with pytest.raises(ConfigError, match="SOLOOPS_HTTP__PORT"):
+                    await front.start(runtime)
+                await front.stop()
