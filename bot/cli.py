@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             try:
                 return asyncio.run(_serve(settings, front_ends))
-            except ConfigError as exc:  # e.g. Telegram refused the token at start
+            except ConfigError as exc:  # found at start: a refused token, a busy port
                 print(f"soloops: {exc}", file=sys.stderr)
                 return 2
     return asyncio.run(_chat(settings, mode=command))

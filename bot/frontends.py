@@ -47,4 +47,8 @@ def configured_front_ends(settings: Settings) -> list[FrontEnd]:
         from bot.telegram import TelegramFrontEnd  # PTB loads only when Telegram runs
 
         front_ends.append(TelegramFrontEnd(settings.telegram))
+    if settings.slack.bot_token is not None:
+        from bot.slack import SlackFrontEnd  # slack-bolt loads only when Slack is configured
+
+        front_ends.append(SlackFrontEnd(settings))
     return front_ends

@@ -8,7 +8,9 @@ from config.settings import (
     CoordinatorSettings,
     GatewaySettings,
     HookSettings,
+    HttpSettings,
     Settings,
+    SlackSettings,
     TelegramSettings,
     load_settings,
 )
@@ -21,7 +23,9 @@ __all__ = [
     "CoordinatorSettings",
     "GatewaySettings",
     "HookSettings",
+    "HttpSettings",
     "Settings",
+    "SlackSettings",
     "TelegramSettings",
     "load_settings",
 ]

@@ -256,6 +256,71 @@ class TelegramSettings(BaseModel):
         return self.token is not None
 
 
+class SlackSettings(BaseModel):
+    """The Slack front end. It runs when ``bot_token`` is set.
+
+    Socket Mode when ``app_token`` is set (no public URL needed); otherwise HTTP mode,
+    served on ``[http]`` at ``/slack/events``, which needs the signing secret.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
+    api_base_url: str = Field(default="https://slack.com/api/", min_length=1)
+    operators: list[str] = Field(default_factory=list)
+
+    @field_validator("bot_token", "signing_secret", "app_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base_url_ends_with_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL like https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _mode_is_complete(self) -> SlackSettings:
+        if self.bot_token is None:
+            return self
+        if not self.bot_token.get_secret_value().startswith("xoxb-"):
+            raise ValueError(
+                f"{ENV_PREFIX}SLACK__BOT_TOKEN must be the bot token (xoxb-...), from "
+                "OAuth & Permissions in the Slack app settings"
+            )
+        if self.app_token is not None:
+            if not self.app_token.get_secret_value().startswith("xapp-"):
+                raise ValueError(
+                    f"{ENV_PREFIX}SLACK__APP_TOKEN must be an app-level token (xapp-...) with "
+                    "the connections:write scope, from Basic Information > App-Level Tokens"
+                )
+        elif self.signing_secret is None:
+            raise ValueError(
+                f"Slack HTTP mode needs the signing secret: set {ENV_PREFIX}SLACK__SIGNING_SECRET "
+                "(Basic Information > App Credentials), or set "
+                f"{ENV_PREFIX}SLACK__APP_TOKEN to use Socket Mode"
+            )
+        return self
+
+    @property
+    def socket_mode(self) -> bool:
+        """Whether Slack connects over Socket Mode rather than posting to our HTTP server."""
+        return self.app_token is not None
+
+
+class HttpSettings(BaseModel):
+    """The HTTP server that takes platform webhooks (Slack's ``/slack/events``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
+
+
 class Settings(BaseSettings):
     """All soloops settings. See ``config/soloops.toml`` for the documented defaults."""
 
@@ -283,6 +348,9 @@ class Settings(BaseSettings):
     hooks: dict[str, HookSettings] = Field(default_factory=dict)
 
     telegram: TelegramSettings = TelegramSettings()
+
+    slack: SlackSettings = SlackSettings()
+    http: HttpSettings = HttpSettings()
 
     @field_validator("home", mode="before")
     @classmethod
@@ -420,6 +488,9 @@ def _explain(exc: ValidationError) -> str:
                 f"- '{dotted}' is not a known setting{shown}: remove it from your TOML file "
                 f"or unset {env_name}."
             )
+        elif error["type"] == "value_error" and ENV_PREFIX in error["msg"]:
+            # The validator's message already names the variable to set.
+            lines.append(f"- '{dotted}': {error['msg'].removeprefix('Value error, ')}.")
         else:
             lines.append(
                 f"- '{dotted}': {error['msg']}{shown}. Fix it in your TOML file "

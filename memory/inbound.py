@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from memory.clock import to_iso
 from memory.store import Store, Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One stored inbound message (the parts adapters look back at)."""
+
+    platform: str
+    message_id: str
+    chat_id: str
+    thread_id: str | None
+    user_id: str
+    text: str
 
 
 class InboundRepo:
@@ -50,6 +63,33 @@ class InboundRepo:
             "SELECT 1 FROM inbound WHERE platform = ? AND message_id = ?", (platform, message_id)
         )
         return row is not None
+
+    async def get(self, platform: str, message_id: str) -> InboundMessage | None:
+        """One stored message, by its platform id."""
+        row = await self._store.fetchone(
+            "SELECT platform, message_id, chat_id, thread_id, user_id, text FROM inbound"
+            " WHERE platform = ? AND message_id = ?",
+            (platform, message_id),
+        )
+        if row is None:
+            return None
+        return InboundMessage(
+            platform=row["platform"],
+            message_id=row["message_id"],
+            chat_id=row["chat_id"],
+            thread_id=row["thread_id"],
+            user_id=row["user_id"],
+            text=row["text"],
+        )
+
+    async def set_thread(
+        self, tx: Transaction, platform: str, message_id: str, thread_id: str
+    ) -> None:
+        """Record the thread a message's replies live in, once the platform has made it."""
+        await tx.execute(
+            "UPDATE inbound SET thread_id = ? WHERE platform = ? AND message_id = ?",
+            (thread_id, platform, message_id),
+        )
 
     async def count(self) -> int:
         """How many messages are stored."""

@@ -1,0 +1,389 @@
+"""The Slack front end: slack-bolt's async app, in HTTP mode or Socket Mode.
+
+    Slack --POST /slack/events--> signature check --> bolt AsyncApp --> listener
+                                  (401 + event)                          |
+        record in the gateway (inbound log, dedupe, operator check) <----+
+        -> ack -> the coordinator works -> outbox -> SlackSender -> Web API
+
+Listeners record the message *before* they acknowledge it (bolt runs with
+``process_before_response=True``): recording is one SQLite transaction, well inside
+Slack's 3 seconds, so nothing Slack was told we took can be lost by a crash, and a
+retry Slack sends meanwhile (``X-Slack-Retry-Num``) is a duplicate by event id. The
+work itself runs after the ack, in the coordinator. If recording ever takes longer
+than :data:`ACK_BUDGET_S` the listener acks anyway and the recording finishes in a
+task the front end keeps.
+
+Strangers get an ephemeral refusal (the slash command's own response, or
+``chat.postEphemeral``); a click's outcome for the presser goes to its ``response_url``
+as an ephemeral message, while the card itself is edited through the outbox.
+
+HTTP mode verifies every request twice: here, to refuse unsigned, forged and stale
+requests with 401 and record them as ``slack.request_refused`` events, and again in
+bolt's own RequestVerification. Socket Mode needs no signing: Slack authenticates the
+websocket with the app-level token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from pydantic import ValidationError
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.gateway import Handled, Outcome
+from bot.inbound import Inbound
+from bot.slack_blocks import ACTION_PREFIX
+from bot.slack_inbound import (
+    PLATFORM,
+    BlockActions,
+    EventCallback,
+    SlashCommand,
+    action_inbound,
+    command_inbound,
+    event_inbound,
+)
+from bot.slack_sender import SlackSender
+from config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+COMMAND = "/ops"
+ACK_BUDGET_S = 2.0  # Slack waits 3 s for the ack
+MAX_AGE_S = 300  # Slack's replay window: older signed requests are refused
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def refusal(user_id: str) -> str:
+    """What a Slack user who is not an operator is told (only they see it)."""
+    return (
+        "Not allowed: you are not a soloops operator here, so nothing was run. "
+        f"The owner can add your Slack user id ({user_id}) to SOLOOPS_SLACK__OPERATORS."
+    )
+
+
+def signature_problem(
+    secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float
+) -> str | None:
+    """Why a request is not verifiably from Slack (v0 HMAC-SHA256), or None if it is."""
+    if not timestamp or not signature:
+        return "unsigned"
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return "bad_timestamp"
+    if abs(now - sent) > MAX_AGE_S:
+        return "stale"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bad_body"
+    expected = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=text)
+    if expected is None or not hmac.compare_digest(expected, signature):
+        return "bad_signature"
+    return None
+
+
+class RefusalBudget:
+    """At most ``limit`` refused-request events per ``window_s``, so a flood of forged
+    requests cannot swamp the event log; the next recorded one counts the skipped."""
+
+    def __init__(self, limit: int = 30, window_s: float = 60.0) -> None:
+        self._limit = limit
+        self._window_s = window_s
+        self._started = float("-inf")
+        self._used = 0
+        self._skipped = 0
+
+    def admit(self, now: float) -> int | None:
+        """None: do not record this one; else record it, with this many skipped before it."""
+        if now - self._started >= self._window_s:
+            self._started, self._used = now, 0
+        if self._used >= self._limit:
+            self._skipped += 1
+            return None
+        self._used += 1
+        skipped, self._skipped = self._skipped, 0
+        return skipped
+
+
+class SlackFrontEnd:
+    """Slack as a soloops front end (see the module docstring)."""
+
+    platform = PLATFORM
+
+    def __init__(self, settings: Settings) -> None:
+        slack = settings.slack
+        if slack.bot_token is None:
+            raise ConfigError("Slack needs a bot token: set SOLOOPS_SLACK__BOT_TOKEN (xoxb-...).")
+        self._settings = settings
+        self._client = AsyncWebClient(
+            token=slack.bot_token.get_secret_value(), base_url=slack.api_base_url
+        )
+        self._sender = SlackSender(self._client)
+        self._operators = frozenset(slack.operators)
+        secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
+        self._secret = secret
+        self._app = AsyncApp(
+            client=self._client,
+            signing_secret=secret,
+            request_verification_enabled=not slack.socket_mode,
+            process_before_response=True,
+            logger=logging.getLogger("bot.slack.bolt"),
+        )
+        self._app.command(COMMAND)(self._on_command)
+        self._app.event("message")(self._on_event)
+        self._app.event("app_mention")(self._on_event)
+        self._app.action(re.compile(rf"^{re.escape(ACTION_PREFIX)}"))(self._on_action)
+        self._runtime: Runtime | None = None
+        self._bot_user_id: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refusals = RefusalBudget()
+        self._runner: web.AppRunner | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self.address: tuple[str, int] | None = None  # where HTTP mode listens, once started
+
+    @property
+    def sender(self) -> SlackSender:
+        """Delivers replies to Slack."""
+        return self._sender
+
+    @property
+    def operators(self) -> frozenset[str]:
+        """The Slack user ids allowed to command soloops."""
+        return self._operators
+
+    async def start(self, runtime: Runtime) -> None:
+        """Check the token, then serve HTTP or connect Socket Mode."""
+        self._runtime = runtime
+        self._sender.bind(runtime)
+        await self._identify()
+        if self._settings.slack.socket_mode:
+            await self._connect_socket()
+            return
+        server = web.Application(client_max_size=MAX_BODY_BYTES)
+        server.router.add_post(EVENTS_PATH, self._serve)
+        self._runner = web.AppRunner(server, access_log=None)
+        await self._runner.setup()
+        http = self._settings.http
+        try:
+            await web.TCPSite(self._runner, http.host, http.port).start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ConfigError(
+                f"Slack HTTP mode could not listen on {http.host}:{http.port} ({exc.strerror}); "
+                "set SOLOOPS_HTTP__PORT to a free port"
+            ) from exc
+        host, port = self._runner.addresses[0][:2]
+        self.address = (str(host), int(port))
+        log.info("Slack HTTP mode listening on http://%s:%d%s", host, port, EVENTS_PATH)
+
+    async def _connect_socket(self) -> None:
+        app_token = self._settings.slack.app_token
+        assert app_token is not None
+        token = app_token.get_secret_value()
+        self._socket = AsyncSocketModeHandler(self._app, token)
+        # Ask for the websocket URL here: the client's own connect retries a refused app
+        # token forever, which would hang the start instead of saying what to fix.
+        try:
+            opened = await self._client.apps_connections_open(app_token=token)
+        except SlackApiError as exc:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]  # bolt leaves it unannotated
+            self._socket = None
+            error = exc.response.get("error") if isinstance(exc.response.data, dict) else exc
+            raise ConfigError(
+                f"Slack refused the app-level token ({error}): check SOLOOPS_SLACK__APP_TOKEN "
+                "(Basic Information > App-Level Tokens, scope connections:write) and that "
+                "Socket Mode is on in the app settings"
+            ) from exc
+        except (OSError, TimeoutError, SlackClientError) as exc:
+            log.warning("Slack is not reachable yet (%s); Socket Mode keeps trying", exc)
+        else:
+            self._socket.client.wss_uri = str(opened["url"])
+        await self._socket.connect_async()  # type: ignore[no-untyped-call]  # as above
+        log.info("Slack connected over Socket Mode")
+
+    async def stop(self) -> None:
+        """Stop taking requests, then let recordings in flight finish."""
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]  # as above
+            self._socket = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _identify(self) -> None:
+        try:
+            found = await self._client.auth_test()
+        except SlackApiError as exc:
+            error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            if error in ("invalid_auth", "not_authed", "token_revoked", "account_inactive"):
+                raise ConfigError(
+                    f"Slack refused the bot token ({error}): check SOLOOPS_SLACK__BOT_TOKEN "
+                    "(OAuth & Permissions > Bot User OAuth Token)"
+                ) from exc
+            log.warning("Slack auth.test failed (%s); starting anyway", error or exc)
+            return
+        except (OSError, TimeoutError, SlackClientError) as exc:
+            log.warning("Slack is not reachable yet (%s); replies wait in the outbox", exc)
+            return
+        self._bot_user_id = found.get("user_id")
+        log.info("Slack bot %s in team %s", found.get("user"), found.get("team"))
+
+    # --- HTTP ---------------------------------------------------------------
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        headers = request.headers
+        problem = signature_problem(
+            self._secret,
+            headers.get("X-Slack-Request-Timestamp"),
+            headers.get("X-Slack-Signature"),
+            body,
+            time.time(),
+        )
+        if problem is not None:
+            skipped = self._refusals.admit(time.monotonic())
+            if skipped is not None:
+                await self._runtime_or_fail().events.record(
+                    "slack.request_refused",
+                    actor="slack",
+                    subject="request",
+                    payload={
+                        "reason": problem,
+                        "remote": request.remote or "",
+                        "bytes": len(body),
+                        "skipped_before": skipped,
+                    },
+                )
+            return web.Response(status=401, text="invalid or stale Slack request signature")
+        retry = headers.get("X-Slack-Retry-Num")
+        if retry is not None:
+            log.info("Slack retry %s (%s)", retry, headers.get("X-Slack-Retry-Reason", "?"))
+        bolt_request = AsyncBoltRequest(
+            body=body.decode("utf-8"),
+            query=request.query_string,
+            headers={key.lower(): value for key, value in headers.items()},
+        )
+        return await to_aiohttp_response(await self._app.async_dispatch(bolt_request))
+
+    # --- listeners (bolt passes arguments by name) ----------------------------
+
+    async def _on_command(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        try:
+            inbound = command_inbound(SlashCommand.model_validate(body), _now())
+        except ValidationError:
+            log.warning("a malformed /ops request was ignored")
+            await ack()
+            return
+        handled = await self._record(inbound)
+        if handled is not None and handled.outcome is Outcome.REFUSED:
+            await ack(text=refusal(inbound.user_id))  # a slash command's answer is ephemeral
+        else:
+            await ack()
+
+    async def _on_event(self, body: dict[str, Any]) -> None:
+        try:
+            inbound = event_inbound(EventCallback.model_validate(body), self._bot_user_id, _now())
+        except ValidationError:
+            log.warning("a malformed Slack event was ignored")
+            return
+        if inbound is None:
+            return
+        handled = await self._record(inbound)
+        if handled is not None and handled.outcome is Outcome.REFUSED:
+            self._spawn(self._ephemeral(inbound, refusal(inbound.user_id)))
+
+    async def _on_action(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        try:
+            payload = BlockActions.model_validate(body)
+        except ValidationError:
+            log.warning("a malformed Slack interaction was ignored")
+            await ack()
+            return
+        inbound = action_inbound(payload, _now())
+        handled = await self._record(inbound) if inbound is not None else None
+        await ack()
+        if inbound is not None and handled is not None and handled.notice:
+            self._spawn(self._notify_presser(payload, inbound, handled.notice))
+
+    # --- helpers -------------------------------------------------------------
+
+    async def _record(self, inbound: Inbound) -> Handled | None:
+        """Hand one message to the gateway; None if that outlasts the ack budget."""
+        task = self._spawn(self._runtime_or_fail().gateway.handle(inbound))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET_S)
+        except TimeoutError:
+            log.warning("recording Slack message %s is slow; acking first", inbound.message_id)
+            return None
+
+    async def _ephemeral(self, inbound: Inbound, text: str) -> None:
+        try:
+            await self._client.chat_postEphemeral(
+                channel=inbound.chat_id,
+                user=inbound.user_id,
+                text=text,
+                thread_ts=inbound.thread_id,
+            )
+        except (SlackApiError, SlackClientError, OSError, TimeoutError) as exc:
+            log.warning("could not tell Slack user %s they were refused: %s", inbound.user_id, exc)
+
+    async def _notify_presser(self, payload: BlockActions, inbound: Inbound, notice: str) -> None:
+        if payload.response_url is None:
+            await self._ephemeral(inbound, notice)
+            return
+        try:
+            await AsyncWebhookClient(payload.response_url).send_dict(
+                {"response_type": "ephemeral", "replace_original": False, "text": notice}
+            )
+        except (OSError, TimeoutError, SlackClientError) as exc:
+            log.warning("could not answer the click of %s: %s", inbound.user_id, exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _runtime_or_fail(self) -> Runtime:
+        if self._runtime is None:
+            raise RuntimeError("the Slack front end is not started")
+        return self._runtime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def describe(settings: Settings) -> str:
+    """One line saying how Slack is set up (for ``soloops doctor``); no network."""
+    slack = settings.slack
+    mode = (
+        "Socket Mode"
+        if slack.socket_mode
+        else f"HTTP mode on http://{settings.http.host}:{settings.http.port}{EVENTS_PATH}"
+    )
+    who = f"{len(slack.operators)} operator(s)"
+    return f"{mode}, {who}, API {slack.api_base_url}"

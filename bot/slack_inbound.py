@@ -1,0 +1,199 @@
+"""What Slack sends, as pydantic edge models, and its mapping to :class:`Inbound`.
+
+Three entry points become the same ``Inbound`` (platform ``slack``, chat = channel):
+
+- ``/ops remember x`` -> text ``/remember x``; the id is ``cmd:<trigger_id>``, unique per
+  invocation. Slack shows no one the command itself, so its replies go into a thread
+  the bot opens with an echo of the command: the thread is :data:`OPENS_THREAD` until
+  the sender has posted that echo (see :mod:`bot.slack_sender`).
+- a direct message -> its text; the id is the Events API ``event_id``, so a retried
+  event is recorded once. Replies stay in the DM, in the message's thread if it had one.
+- a mention in a channel -> its text without ``<@BOT>``; replies go into the thread of
+  the mentioning message (its ``thread_ts``, or its own ``ts`` to start one).
+
+In a DM or a mention, a first word that names a command is read as that command
+(``remember x`` is ``/remember x``): Slack's client claims anything typed with a
+leading slash for its own slash commands.
+
+A button click -> ``callback_data`` = the button's value; the id is the click's
+``action_ts`` on that message.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.inbound import Inbound
+from bot.intents import COMMANDS
+from bot.slack_blocks import ACTION_PREFIX
+
+PLATFORM = "slack"
+OPENS_THREAD = "+thread"  # the slash command's reply thread is not made yet
+CALLBACK_MAX = 256  # Inbound.callback_data's limit; longer values are not our tokens
+
+_COMMAND_NAMES = frozenset(command.name for command in COMMANDS)
+_ANY_LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>[\s:,]*")
+
+
+class _Edge(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class SlashCommand(_Edge):
+    """The form body of a slash command."""
+
+    command: str
+    text: str = ""
+    user_id: str = Field(min_length=1)
+    user_name: str | None = None
+    channel_id: str = Field(min_length=1)
+    trigger_id: str = Field(min_length=1)
+    response_url: str | None = None
+
+
+class MessageEvent(_Edge):
+    """The ``event`` of a ``message`` or ``app_mention`` callback."""
+
+    type: str
+    channel: str = Field(min_length=1)
+    ts: str = Field(min_length=1)
+    user: str | None = None
+    text: str = ""
+    channel_type: str | None = None
+    thread_ts: str | None = None
+    subtype: str | None = None
+    bot_id: str | None = None
+
+
+class EventCallback(_Edge):
+    """An Events API ``event_callback`` envelope."""
+
+    event_id: str = Field(min_length=1)
+    event: MessageEvent
+
+
+class _Id(_Edge):
+    id: str = Field(min_length=1)
+
+
+class _Message(_Edge):
+    ts: str
+    thread_ts: str | None = None
+
+
+class _Container(_Edge):
+    message_ts: str | None = None
+    thread_ts: str | None = None
+
+
+class _Action(_Edge):
+    action_id: str
+    action_ts: str = ""
+    value: str | None = None
+
+
+class BlockActions(_Edge):
+    """The ``payload`` of a ``block_actions`` interaction."""
+
+    type: str
+    user: _Id
+    channel: _Id | None = None
+    message: _Message | None = None
+    container: _Container = _Container()
+    actions: list[_Action] = Field(min_length=1)
+    response_url: str | None = None
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> str:
+    """Remove mentions of the bot (any leading mention when the bot's id is not known)."""
+    if bot_user_id:
+        text = re.sub(rf"\s*<@{re.escape(bot_user_id)}(?:\|[^>]*)?>[:,]?\s*", " ", text)
+    else:
+        text = _ANY_LEADING_MENTION.sub("", text, count=1)
+    return text.strip()
+
+
+def as_command(text: str, *, always: bool) -> str:
+    """Read ``text`` as a soloops command: ``remember x`` -> ``/remember x``.
+
+    With ``always`` (the ``/ops`` text) every text is a command and an empty one asks
+    for help; otherwise only a text whose first word names a command is.
+    """
+    text = text.strip()
+    if not text:
+        return "/help" if always else text
+    if text.startswith("/"):
+        return text
+    first = text.split(maxsplit=1)[0].lower()
+    return f"/{text}" if always or first in _COMMAND_NAMES else text
+
+
+def command_inbound(command: SlashCommand, now: datetime) -> Inbound:
+    """A ``/ops`` invocation as an inbound message."""
+    return Inbound(
+        platform=PLATFORM,
+        message_id=f"cmd:{command.trigger_id}"[:128],
+        chat_id=command.channel_id,
+        user_id=command.user_id,
+        user_name=command.user_name,
+        thread_id=OPENS_THREAD,
+        text=as_command(command.text, always=True),
+        received_at=now,
+    )
+
+
+def event_inbound(
+    callback: EventCallback, bot_user_id: str | None, now: datetime
+) -> Inbound | None:
+    """A DM or a mention as an inbound message; None for what soloops does not answer.
+
+    Skipped: edits, joins and other subtypes, bots (soloops's own replies included),
+    channel messages that do not mention it, and mentions inside DMs (the DM's own
+    ``message`` event carries them).
+    """
+    event = callback.event
+    if event.subtype is not None or event.bot_id is not None or not event.user:
+        return None
+    if event.type == "message":
+        if event.channel_type != "im":
+            return None
+        thread = event.thread_ts
+        text = as_command(strip_mention(event.text, bot_user_id), always=False)
+    elif event.type == "app_mention":
+        if event.channel.startswith("D"):
+            return None
+        thread = event.thread_ts or event.ts
+        text = as_command(strip_mention(event.text, bot_user_id), always=False)
+    else:
+        return None
+    return Inbound(
+        platform=PLATFORM,
+        message_id=callback.event_id[:128],
+        chat_id=event.channel,
+        user_id=event.user,
+        thread_id=thread,
+        text=text,
+        received_at=now,
+    )
+
+
+def action_inbound(payload: BlockActions, now: datetime) -> Inbound | None:
+    """A click on one of soloops's buttons as an inbound press; None for other actions."""
+    action = payload.actions[0]
+    if not action.action_id.startswith(ACTION_PREFIX) or payload.channel is None:
+        return None
+    message_ts = payload.message.ts if payload.message else payload.container.message_ts
+    thread = (payload.message.thread_ts if payload.message else None) or payload.container.thread_ts
+    click = action.action_ts or now.isoformat()
+    return Inbound(
+        platform=PLATFORM,
+        message_id=f"click:{payload.channel.id}:{message_ts}:{click}"[:128],
+        chat_id=payload.channel.id,
+        user_id=payload.user.id,
+        thread_id=thread,
+        callback_data=(action.value or "")[:CALLBACK_MAX] or "-",
+        received_at=now,
+    )

@@ -1,0 +1,351 @@
+"""A loopback emulator of the Slack Web API, and a client for signed inbound requests.
+
+The emulator serves ``/api/<method>`` on 127.0.0.1 the way Slack answers the methods
+soloops calls (auth.test, chat.postMessage, chat.update, chat.postEphemeral), reading
+JSON and form bodies alike, plus ``/response/<id>`` for ``response_url`` posts. It
+records every call, keeps the messages it holds (so ``chat.update`` of an unknown
+message fails as on Slack), and fails on demand: the next N calls of a method answer
+429 with ``Retry-After``, or 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+BOT_USER_ID = "UBOT0001"
+BOT_ID = "BBOT0001"
+TEAM_ID = "T0000001"
+TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-test-token"
+MISSING_CHANNELS = frozenset({"C404"})
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the emulator answered."""
+
+    method: str
+    args: dict[str, Any]
+    status: int
+
+
+@dataclass
+class SlackEmulator:
+    """State of the emulated workspace; see the module docstring."""
+
+    base: str = ""
+    calls: list[Call] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)  # posts to response_url
+    messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    acks: list[dict[str, Any]] = field(default_factory=list)  # Socket Mode acks received
+    _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    _failures: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/api/"
+
+    def response_url(self, name: str = "r1") -> str:
+        return f"{self.base}/response/{name}"
+
+    def fail(
+        self,
+        method: str,
+        times: int = 1,
+        *,
+        status: int = 429,
+        retry_after: float = 1,
+        after: int = 0,
+    ) -> None:
+        """Answer ``times`` calls of ``method`` with ``status``, after ``after`` good ones."""
+        queue = self._failures.setdefault(method, [])
+        queue.extend([(200, 0.0)] * after + [(status, retry_after)] * times)
+
+    def called(self, method: str) -> list[Call]:
+        """Successful calls of one method, oldest first."""
+        return [c for c in self.calls if c.method == method and c.status == 200]
+
+    async def wait_for(
+        self, check: Callable[[], Any], *, within: float = 5.0, what: str = "a Slack call"
+    ) -> Any:
+        """Poll until ``check()`` is truthy (work happens after the ack); return it."""
+        deadline = time.monotonic() + within
+        while True:
+            found = check()
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; calls: {self.calls}")
+            await asyncio.sleep(0.02)
+
+    # --- the server ----------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await _read_args(request)
+        failures = self._failures.get(method)
+        status, retry_after = failures.pop(0) if failures else (200, 0.0)
+        if status != 200:
+            self.calls.append(Call(method, args, status))
+            if status == 429:
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": f"{retry_after:g}"},
+                )
+            return web.Response(status=status, text="upstream trouble")
+        auth = request.headers.get("Authorization", "")
+        if method == "apps.connections.open":  # the one method that takes the app token
+            body: dict[str, Any] = (
+                {"ok": True, "url": f"{self.base.replace('http', 'ws', 1)}/link"}
+                if auth == f"Bearer {APP_TOKEN}"
+                else {"ok": False, "error": "invalid_auth"}
+            )
+        elif auth != f"Bearer {TOKEN}":
+            body = {"ok": False, "error": "invalid_auth"}
+        else:
+            body = self._answer(method, args)
+        self.calls.append(Call(method, args, 200 if body.get("ok") else 400))
+        return web.json_response(body)
+
+    def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "url": "https://acme.slack.com/",
+                "team": "Acme",
+                "user": "soloops",
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "bot_id": BOT_ID,
+            }
+        channel = str(args.get("channel", ""))
+        writes = ("chat.postMessage", "chat.update", "chat.postEphemeral")
+        if method in writes and (not channel or channel in MISSING_CHANNELS):
+            return {"ok": False, "error": "channel_not_found"}
+        if method == "chat.postMessage":
+            ts = self._next_ts()
+            message = {"ts": ts, "text": args.get("text"), "blocks": args.get("blocks")}
+            if args.get("thread_ts"):
+                message["thread_ts"] = args["thread_ts"]
+            self.messages[(channel, ts)] = message
+            return {"ok": True, "channel": channel, "ts": ts, "message": message}
+        if method == "chat.update":
+            key = (channel, str(args.get("ts")))
+            if key not in self.messages:
+                return {"ok": False, "error": "message_not_found"}
+            self.messages[key].update(text=args.get("text"), blocks=args.get("blocks"))
+            return {"ok": True, "channel": channel, "ts": key[1], "text": args.get("text")}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": self._next_ts()}
+        return {"ok": False, "error": "unknown_method"}
+
+    async def _response(self, request: web.Request) -> web.Response:
+        self.responses.append({"name": request.match_info["name"], **await request.json()})
+        return web.Response(text="ok")
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json({"type": "hello", "num_connections": 1})
+        async for message in socket:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.acks.append(json.loads(message.data))
+        return socket
+
+    async def deliver(self, kind: str, payload: dict[str, Any], envelope_id: str) -> dict[str, Any]:
+        """Send one Socket Mode envelope to the connected app; return its ack."""
+        await self.wait_for(lambda: self._sockets, what="a Socket Mode connection")
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+        }
+        await self._sockets[-1].send_json(envelope)
+        acks = await self.wait_for(
+            lambda: [a for a in self.acks if a.get("envelope_id") == envelope_id], what="the ack"
+        )
+        ack: dict[str, Any] = acks[0]
+        return ack
+
+    def _next_ts(self) -> str:
+        n = next(self._ts)
+        return f"{1_700_000_000 + n}.{n:06d}"
+
+
+async def _read_args(request: web.Request) -> dict[str, Any]:
+    raw = await request.text()
+    if not raw:
+        return {}
+    if request.content_type == "application/json":
+        loaded: dict[str, Any] = json.loads(raw)
+        return loaded
+    args: dict[str, Any] = {}
+    for key, value in urllib.parse.parse_qsl(raw):
+        try:  # form fields carry JSON for structured values (blocks)
+            args[key] = json.loads(value) if value[:1] in "[{" else value
+        except ValueError:
+            args[key] = value
+    return args
+
+
+@asynccontextmanager
+async def slack_emulator() -> AsyncIterator[SlackEmulator]:
+    """Run the emulator on an ephemeral port of 127.0.0.1."""
+    emulator = SlackEmulator()
+    app = web.Application()
+    app.router.add_post("/api/{method}", emulator._api)
+    app.router.add_post("/response/{name}", emulator._response)
+    app.router.add_get("/link", emulator._link)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    emulator.base = f"http://{host}:{port}"
+    try:
+        yield emulator
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class SlackClient:
+    """Sends signed requests to soloops's ``/slack/events``, as Slack does."""
+
+    url: str
+    secret: str
+    session: aiohttp.ClientSession
+
+    async def post(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        secret: str | None = None,
+        signed: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        sent = {"Content-Type": content_type, **(headers or {})}
+        if signed:
+            signature = SignatureVerifier(secret or self.secret).generate_signature(
+                timestamp=stamp, body=body
+            )
+            sent.update({"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature or ""})
+        async with self.session.post(self.url, data=body, headers=sent) as response:
+            return response.status, await response.text()
+
+    async def command(self, text: str, *, user: str, channel: str = "C0001", **kw: Any):
+        """A ``/ops`` slash command."""
+        form = command_form(
+            text, user=user, channel=channel, response_url=kw.pop("response_url", None)
+        )
+        body = urllib.parse.urlencode(form).encode()
+        return await self.post(body, "application/x-www-form-urlencoded", **kw)
+
+    async def event(self, event: dict[str, Any], *, event_id: str, **kw: Any) -> tuple[int, str]:
+        """An Events API ``event_callback``."""
+        envelope = event_callback(event, event_id=event_id)
+        return await self.post(json.dumps(envelope).encode(), "application/json", **kw)
+
+    async def click(
+        self,
+        *,
+        user: str,
+        value: str,
+        channel: str,
+        message_ts: str,
+        response_url: str,
+        action_ts: str | None = None,
+        **kw: Any,
+    ) -> tuple[int, str]:
+        """A ``block_actions`` click on a button of a message."""
+        payload = click_payload(
+            user=user,
+            value=value,
+            channel=channel,
+            message_ts=message_ts,
+            response_url=response_url,
+            action_ts=action_ts,
+        )
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        return await self.post(body, "application/x-www-form-urlencoded", **kw)
+
+
+def command_form(
+    text: str, *, user: str, channel: str = "C0001", response_url: str | None = None
+) -> dict[str, str]:
+    """The fields of a ``/ops`` slash command."""
+    return {
+        "token": "legacy",
+        "team_id": TEAM_ID,
+        "channel_id": channel,
+        "user_id": user,
+        "user_name": f"name-{user}",
+        "command": "/ops",
+        "text": text,
+        "response_url": response_url or "http://127.0.0.1:9/unused",
+        "trigger_id": f"trig-{time.monotonic_ns()}",
+    }
+
+
+def event_callback(event: dict[str, Any], *, event_id: str) -> dict[str, Any]:
+    """An Events API envelope around one event."""
+    return {
+        "token": "legacy",
+        "team_id": TEAM_ID,
+        "api_app_id": "A0001",
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "event": event,
+    }
+
+
+def click_payload(
+    *,
+    user: str,
+    value: str,
+    channel: str,
+    message_ts: str,
+    response_url: str,
+    action_ts: str | None = None,
+) -> dict[str, Any]:
+    """A ``block_actions`` payload for a click on one of soloops's buttons."""
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user, "username": f"name-{user}"},
+        "api_app_id": "A0001",
+        "trigger_id": "trig",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+        "channel": {"id": channel},
+        "message": {"type": "message", "ts": message_ts, "text": "card"},
+        "response_url": response_url,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": "soloops.button.0",
+                "block_id": "soloops.buttons",
+                "value": value,
+                "action_ts": action_ts or f"{time.time():.6f}",
+            }
+        ],
+    }
