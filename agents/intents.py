@@ -90,6 +90,13 @@ class NotesIntent(_Intent):
     limit: int = Field(default=10, ge=1, le=50)
 
 
+class FreeTextIntent(_Intent):
+    """A message that is not a command: the router decides what it means."""
+
+    kind: Literal["free_text"] = "free_text"
+    text: str = Field(min_length=1)
+
+
 Intent = Annotated[
     HelpIntent
     | StatusIntent
@@ -97,7 +104,8 @@ Intent = Annotated[
     | RememberIntent
     | RecallIntent
     | ForgetIntent
-    | NotesIntent,
+    | NotesIntent
+    | FreeTextIntent,
     Field(discriminator="kind"),
 ]
 

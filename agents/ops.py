@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
-from agents.base import Agent, TaskContext
+from agents.base import Agent, Examples, TaskContext
 from agents.catalog import CommandInfo
 from agents.intents import EventsIntent, HelpIntent, Intent, StatusIntent
 from agents.replies import Reply
 from memory.clock import Clock, SystemClock
 from memory.events import Event, EventLog
-from memory.notes import NotesRepo
+from memory.memories import MemoryRepo
 from memory.outbox import DeliveryState, OutboxRepo
 from memory.store import Store
 from memory.tasks import TaskRepo, TaskState
@@ -80,6 +80,20 @@ class OpsAgent(Agent):
 
     name: ClassVar[str] = "ops"
     kinds: ClassVar[frozenset[str]] = frozenset({"help", "status", "events"})
+    examples: ClassVar[Mapping[str, Examples]] = {
+        "help": Examples(
+            "Show the commands",
+            ("help", "what can you do?", "which commands are there?", "how do I use this?"),
+        ),
+        "status": Examples(
+            "Show the status",
+            ("how are you doing?", "status report", "is everything running?", "any failures?"),
+        ),
+        "events": Examples(
+            "Show recent events",
+            ("show the latest events", "what happened recently?", "show me the log"),
+        ),
+    }
 
     def __init__(
         self,
@@ -102,7 +116,7 @@ class OpsAgent(Agent):
                 text = render_status(
                     await TaskRepo(self._store).counts(),
                     await OutboxRepo(self._store).counts(),
-                    await NotesRepo(self._store).count(),
+                    await MemoryRepo(self._store).count("notes"),
                     await self._events.last_seq(),
                     self._started_at,
                     self._clock.now(),

@@ -24,6 +24,16 @@ CHAT_ID = "local"
 MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
+def render(reply: Reply) -> str:
+    """A reply as console text: options numbered, answered by sending the number."""
+    text = reply.text if reply.tone == "info" else f"⚠ {reply.text}"
+    if reply.options:
+        numbered = enumerate(reply.options, 1)
+        lines = [f"  {n}. {option.label}: {option.command}" for n, option in numbered]
+        text = "\n".join([text, *lines, "Send the number of your choice."])
+    return text
+
+
 class ConsoleSender:
     """Prints replies to the terminal."""
 
@@ -34,7 +44,7 @@ class ConsoleSender:
         self._interactive = interactive
 
     async def send(self, row: OutboxRow, reply: Reply) -> None:
-        text = reply.text if reply.tone == "info" else f"⚠ {reply.text}"
+        text = render(reply)
         if self._interactive:
             text = "\n".join(f"  {line}" for line in text.splitlines())
         try:

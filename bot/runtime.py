@@ -3,6 +3,7 @@ gateway and the outbox from settings, and starts and stops them in order."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -13,13 +14,16 @@ from agents.base import Agent
 from agents.coordinator import Coordinator
 from agents.notes import NotesAgent
 from agents.ops import OpsAgent
+from agents.router import RouterAgent
 from bot.gateway import Gateway, OperatorCheck
 from bot.intents import CATALOG
 from bot.outbox import OutboxDispatcher, Sender
 from config import Settings
 from memory.clock import Clock, SystemClock
+from memory.embedder import Embedder, build_embedder
 from memory.events import EventLog
 from memory.redact import Redactor
+from memory.semantic import SemanticMemory
 from memory.store import Store
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ class Runtime:
     coordinator: Coordinator
     gateway: Gateway
     outbox: OutboxDispatcher
+    memory: SemanticMemory
 
     async def settle(self) -> None:
         """Wait until queued work has run and its replies are delivered."""
@@ -42,12 +47,27 @@ class Runtime:
         await self.outbox.drain()
 
 
-def default_agents(store: Store, events: EventLog, clock: Clock) -> list[Agent]:
-    """The agents every soloops runs."""
+def default_agents(
+    store: Store, events: EventLog, clock: Clock, memory: SemanticMemory, settings: Settings
+) -> list[Agent]:
+    """The agents every soloops runs (the free-text router is added over them)."""
     return [
         OpsAgent(store, events, CATALOG, clock),
-        NotesAgent(store, events, clock),
+        NotesAgent(memory, note_after_s=settings.memory.load_note_after_s),
     ]
+
+
+async def _maintain(memory: SemanticMemory, interval_s: float) -> None:
+    """The eviction job: expired working memories out, index saved, every interval."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            evicted = await memory.maintain()
+        except Exception:
+            log.exception("memory maintenance failed; trying again in %.0f s", interval_s)
+        else:
+            if evicted:
+                log.info("evicted %d expired working memories", evicted)
 
 
 @asynccontextmanager
@@ -59,21 +79,45 @@ async def open_runtime(
     extra_agents: Sequence[Agent] = (),
     clock: Clock | None = None,
     mode: str = "run",
+    embedder: Embedder | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Open the store, start the coordinator and the outbox; stop them on exit.
+    """Open the store, start memory, the coordinator and the outbox; stop them on exit.
 
     ``agents`` replaces the default agents (tests use it to wrap one); ``extra_agents``
-    adds to them.
+    adds to them; the free-text router is added over them unless one is given.
+    ``embedder`` replaces the one the settings describe (tests share one model). The
+    model loads in the background: nothing here waits for it.
     """
     clock = clock or SystemClock()
     redactor = Redactor(settings.secret_values())
+    memory_settings = settings.memory
+    embedder = embedder or build_embedder(memory_settings.model, memory_settings.batch_size)
     async with Store.open(settings.database_path) as store:
         events = EventLog(store, redactor, clock)
+        memory = SemanticMemory(
+            store, events, embedder, settings.index_path, memory_settings, clock
+        )
         outbox = OutboxDispatcher(store, events, {s.platform: s for s in senders}, clock=clock)
+        chosen = (
+            default_agents(store, events, clock, memory, settings) if agents is None else agents
+        )
+        every = [*chosen, *extra_agents]
+        if not any("free_text" in agent.kinds for agent in every):
+            every.append(
+                RouterAgent(
+                    every,
+                    embedder,
+                    events,
+                    ephemeral=memory.ephemeral,
+                    threshold=memory_settings.router_threshold,
+                    margin=memory_settings.router_margin,
+                    clock=clock,
+                )
+            )
         coordinator = Coordinator(
             store,
             events,
-            [*(default_agents(store, events, clock) if agents is None else agents), *extra_agents],
+            every,
             concurrency=settings.coordinator.concurrency,
             clock=clock,
             on_reply=outbox.wake,
@@ -89,12 +133,19 @@ async def open_runtime(
         await events.record(
             "system.started", actor="soloops", payload={"version": version("soloops"), "mode": mode}
         )
+        await memory.start()
+        maintenance = asyncio.create_task(
+            _maintain(memory, memory_settings.eviction_interval_s), name="memory-maintenance"
+        )
         await outbox.start()
         await coordinator.start()
-        runtime = Runtime(settings, store, events, coordinator, gateway, outbox)
+        runtime = Runtime(settings, store, events, coordinator, gateway, outbox, memory)
         try:
             yield runtime
         finally:
+            maintenance.cancel()
+            await asyncio.gather(maintenance, return_exceptions=True)
             await coordinator.stop(settings.coordinator.shutdown_grace_s)
             await outbox.stop()
+            await memory.close()
             await events.record("system.stopped", actor="soloops", payload={"mode": mode})

@@ -4,6 +4,7 @@ from config.settings import (
     ConfigError,
     CoordinatorSettings,
     GatewaySettings,
+    MemorySettings,
     Settings,
     load_settings,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "ConfigError",
     "CoordinatorSettings",
     "GatewaySettings",
+    "MemorySettings",
     "Settings",
     "load_settings",
 ]
