@@ -64,6 +64,7 @@ class NotesAgent(Agent):
             "Save it as a note",
             (
                 "remember that Acme wants the invoice by Friday",
+                "remember that the door code is 1234",
                 "note: Bob's new phone number is 555 0101",
                 "keep in mind that the office is closed on Monday",
                 "Jane prefers calls in the morning",

@@ -87,7 +87,14 @@ class OpsAgent(Agent):
         ),
         "status": Examples(
             "Show the status",
-            ("how are you doing?", "status report", "is everything running?", "any failures?"),
+            (
+                "how are you doing?",
+                "how is soloops doing?",
+                "status report",
+                "is everything running?",
+                "is everything ok?",
+                "any failures?",
+            ),
         ),
         "events": Examples(
             "Show recent events",

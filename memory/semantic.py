@@ -25,7 +25,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -247,6 +247,10 @@ class SemanticMemory:
                 await self._rows.set_source_events(
                     tx, [(m.id, s) for m, s in zip(fresh, seqs, strict=True)]
                 )
+                linked = {
+                    m.id: replace(m, source_event=s) for m, s in zip(fresh, seqs, strict=True)
+                }
+                stored = [(linked.get(m.id, m) if created else m, created) for m, created in stored]
             if ready and vectors is not None and fresh:
                 index = self._index
                 assert index is not None
