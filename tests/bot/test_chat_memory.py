@@ -1,0 +1,58 @@
+"""Semantic memory through the real console front end, end to end."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import Chat
+
+pytestmark = pytest.mark.slow
+
+
+async def test_remember_recall_forget_in_chat(chat: Chat) -> None:
+    assert (await chat.say("/remember Acme prefers invoices on the 1st of the month")) == (
+        "Remembered #1.\n"
+    )
+    await chat.say("/remember Lunch with Carol on Thursday")
+    out = await chat.say("/recall when does Acme want to be billed?")
+    first = out.splitlines()[0]
+    assert re.fullmatch(
+        r"#1 \[durable 0\.\d\d\] Acme prefers invoices on the 1st of the month", first
+    )
+    assert (await chat.say("/forget 1")) == "Forgot #1.\n"
+    assert "#1 " not in await chat.say("/recall Acme invoices")
+    assert "There is no note #1" in await chat.say("/forget 1")
+
+
+async def test_a_question_in_plain_words_goes_to_recall(chat: Chat) -> None:
+    await chat.say("/remember Acme prefers invoices on the 1st of the month")
+    out = await chat.say("what did Acme say about billing?")
+    assert out.startswith("#1 [durable ")
+    statement = await chat.say("Globex signs the contract next Tuesday")
+    assert statement == "Remembered #2.\n"
+
+
+async def test_an_unclear_message_offers_numbered_choices_and_a_number_picks_one(
+    chat: Chat,
+) -> None:
+    await chat.say("/remember Acme prefers invoices on the 1st of the month")
+    out = await chat.say("Acme")
+    assert "Which one?" in out
+    lines = out.splitlines()
+    assert lines[1] == "  1. Search my notes: /recall Acme"
+    assert lines[2] == "  2. Save it as a note: /remember Acme"
+    assert "Send the number" in lines[-1]
+    picked = await chat.say("1")
+    assert picked.startswith("#1 [durable ")
+    events = await chat.runtime.events.query(kind="choice.picked")
+    assert len(events) == 1 and events[0].payload["option"] == 1
+    # The last reply offers nothing now: another "1" is plain text, not a second pick.
+    await chat.say("1")
+    assert len(await chat.runtime.events.query(kind="choice.picked")) == 1
+
+
+async def test_status_counts_notes(chat: Chat) -> None:
+    await chat.say("/remember one")
+    assert "Notes: 1." in await chat.say("/status")
