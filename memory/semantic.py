@@ -352,15 +352,12 @@ class SemanticMemory:
         turns = [
             t for t in self.ephemeral.recent(conversation, now) if t.text.strip() != query.strip()
         ] if conversation else []  # fmt: skip
-        vectors = await asyncio.to_thread(
-            self._embedder.embed, [query, *(turn.text for turn in turns)]
-        )
-        hits = await self._nearest(vectors[:1], namespaces, limit, now)
+        texts = [query, *(turn.text for turn in turns)]
+        hits, turn_scores = await self._nearest(texts, namespaces, limit, now)
         if turns:
-            scores = vectors[1:] @ vectors[0]
             hits += [
-                Hit(None, "", Tier.EPHEMERAL, turn.text, float(score), turn.at)
-                for turn, score in zip(turns, scores, strict=True)
+                Hit(None, "", Tier.EPHEMERAL, turn.text, score, turn.at)
+                for turn, score in zip(turns, turn_scores, strict=True)
             ]
             hits.sort(key=lambda hit: hit.score, reverse=True)
             hits = hits[:limit]
@@ -371,23 +368,35 @@ class SemanticMemory:
         return Recall(hits, semantic=True, waited_s=waited)
 
     async def _nearest(
-        self, query: np.ndarray, namespaces: Sequence[str], limit: int, now: datetime
-    ) -> list[Hit]:
-        # The index holds every namespace and expired rows until eviction: fetch more
-        # than asked and widen until enough survive SQLite's filter, or all were seen.
-        fetch = limit * 4
+        self, texts: list[str], namespaces: Sequence[str], limit: int, now: datetime
+    ) -> tuple[list[Hit], list[float]]:
+        """Embed ``texts`` (the query first) and find the query's nearest live memories;
+        also return the similarity of the other texts to the query.
+
+        Embedding and search share one worker-thread hop (each hop costs ~0.2 ms). The
+        index holds every namespace, and expired rows until eviction: fetch more than
+        asked and widen until enough survive SQLite's filter, or everything was seen.
+        """
+        fetch = limit * 2
+        async with self._lock:
+            index = self._index
+            assert index is not None
+            vectors, scores, ids = await asyncio.to_thread(
+                _embed_and_search, self._embedder, index, texts, fetch
+            )
+            total = len(index)
+        others = [float(s) for s in vectors[1:] @ vectors[0]]
         while True:
-            async with self._lock:
-                index = self._index
-                assert index is not None
-                total = len(index)
-                scores, ids = await asyncio.to_thread(index.search, query, fetch)
             found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             live = await self._rows.live([i for i, _ in found], namespaces, now)
             hits = [_hit(live[i], s) for i, s in found if i in live]
             if len(hits) >= limit or fetch >= total:
-                return hits[:limit]
+                return hits[:limit], others
             fetch *= 4
+            async with self._lock:
+                index = self._index
+                assert index is not None
+                scores, ids = await asyncio.to_thread(index.search, vectors[:1], fetch)
 
     async def latest(self, namespace: str, limit: int = 10) -> list[Memory]:
         """The newest live memories of a namespace."""
@@ -462,6 +471,14 @@ class MemorySpace:
     async def count(self) -> int:
         """How many memories this namespace holds."""
         return await self._memory.count(self.namespace)
+
+
+def _embed_and_search(
+    embedder: Embedder, index: VectorIndex, texts: list[str], k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    vectors = embedder.embed(texts)
+    scores, ids = index.search(vectors[:1], k)
+    return vectors, scores, ids
 
 
 def _hit(memory: Memory, score: float) -> Hit:

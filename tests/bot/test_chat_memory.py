@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +61,25 @@ async def test_an_unclear_message_offers_numbered_choices_and_a_number_picks_one
 async def test_status_counts_notes(chat: Chat) -> None:
     await chat.say("/remember one")
     assert "Notes: 1." in await chat.say("/status")
+
+
+async def test_status_does_not_wait_for_the_model(tmp_path: Path) -> None:
+    """`soloops chat` answers /status long before torch could have been imported (~5 s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
+    env["SOLOOPS_HOME"] = str(tmp_path / "home")
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "chat",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await proc.communicate(b"/status\n")
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0, err.decode()
+    assert "Notes: 0." in out.decode()
+    assert elapsed < 4.0, f"/status took {elapsed:.1f} s: start-up waited for the model?"
