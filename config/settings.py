@@ -60,7 +60,7 @@ class MemorySettings(BaseModel):
     working_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     ephemeral_turns: int = Field(default=20, ge=0, le=1000)
     ephemeral_conversations: int = Field(default=256, ge=1, le=100_000)
-    approximate_above: int = Field(default=20_000, ge=1)
+    approximate_above: int = Field(default=5_000, ge=1)
     hnsw_m: int = Field(default=32, ge=4, le=128)
     hnsw_ef_search: int = Field(default=128, ge=8, le=4096)
     eviction_interval_s: float = Field(default=300.0, gt=0)

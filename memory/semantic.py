@@ -145,10 +145,11 @@ class SemanticMemory:
     async def _prepare_index(self) -> None:
         try:
             await self._embedder.ready()
-            await self._embed_missing()  # the bulk, without holding the lock
+            embedded = await self._embed_missing()  # the bulk, without holding the lock
             async with self._lock:
-                await self._embed_missing()  # rows written meanwhile
-                await self._load_or_rebuild()
+                embedded += await self._embed_missing()  # rows written meanwhile
+                # Fresh vectors are in no saved index, whatever its counts say.
+                await self._load_or_rebuild(force=embedded > 0)
         except EmbedderUnavailable as exc:
             log.warning("semantic memory falls back to keyword search: %s", exc)
             self._failed = exc
@@ -158,15 +159,19 @@ class SemanticMemory:
         finally:
             self._ready.set()
 
-    async def _embed_missing(self) -> None:
+    async def _embed_missing(self) -> int:
+        """Embed rows that have no vector from the current model; return how many."""
         model_id = self._embedder.model_id
+        done = 0
         while pending := await self._rows.unembedded(model_id, EMBED_BATCH):
             ids = [memory_id for memory_id, _ in pending]
             vectors = await asyncio.to_thread(self._embedder.embed, [t for _, t in pending])
             async with self._store.write() as tx:
                 await self._rows.set_embeddings(tx, ids, vectors, model_id)
+            done += len(ids)
+        return done
 
-    async def _load_or_rebuild(self) -> None:
+    async def _load_or_rebuild(self, *, force: bool = False) -> None:
         model_id, dim = self._embedder.model_id, self._embedder.dim
         index = VectorIndex(
             dim,
@@ -175,7 +180,7 @@ class SemanticMemory:
             hnsw_m=self._settings.hnsw_m,
             ef_search=self._settings.hnsw_ef_search,
         )
-        loaded = await asyncio.to_thread(index.load, self._path)
+        loaded = None if force else await asyncio.to_thread(index.load, self._path)
         count, max_id, id_sum = await self._rows.embedded_stats(model_id)
         if loaded is None or (loaded.count, loaded.max_id, loaded.id_sum) != (
             count,

@@ -73,7 +73,7 @@ class VectorIndex:
         dim: int,
         model_id: str,
         *,
-        approximate_above: int = 20_000,
+        approximate_above: int = 5_000,
         hnsw_m: int = 32,
         ef_search: int = 128,
         ef_construction: int = 80,

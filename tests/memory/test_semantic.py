@@ -160,6 +160,24 @@ async def test_a_stale_index_is_rebuilt_from_sqlite(
     assert len(hits) == 50
 
 
+async def test_vectors_of_another_model_are_re_embedded_and_the_index_rebuilt(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    async with opened(tmp_path, embedder) as memory:
+        acme_id = await _fill(memory)
+    async with Store.open(tmp_path / "soloops.db") as store, store.write() as tx:
+        await tx.execute("UPDATE memories SET model_id = 'old-model', embedding = zeroblob(8)")
+    async with opened(tmp_path, embedder) as memory:
+        hits = (await memory.search("when does Acme want to be billed?", ["notes"])).hits
+        assert memory.rebuilt and hits[0].memory_id == acme_id
+        assert (
+            await memory._store.scalar(
+                "SELECT COUNT(*) FROM memories WHERE model_id = ?", (embedder.model_id,)
+            )
+            == 51
+        )
+
+
 async def test_forget_removes_the_row_the_vector_and_says_so_in_events(
     tmp_path: Path, embedder: SentenceTransformerEmbedder
 ) -> None:
