@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -34,6 +35,8 @@ from memory.events import EventLog
 
 QUESTION_BONUS = 0.1
 MAX_OPTIONS = 3
+# When asking, offer only choices this close to the best one: a distant third is noise.
+OPTION_WINDOW = 0.15
 _QUESTION_START = re.compile(
     r"^(what|when|where|who|whom|whose|which|why|how|did|does|do|is|are|was|were|can|could"
     r"|should|has|have|any)\b",
@@ -57,10 +60,11 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The router's verdict: ``chosen`` is None when it must ask."""
+    """The router's verdict: ``chosen`` is None when it must ask, offering ``options``."""
 
     chosen: str | None
     ranked: tuple[Choice, ...]
+    options: tuple[Choice, ...] = ()
 
 
 def looks_like_question(text: str) -> bool:
@@ -80,8 +84,8 @@ def decide(
     """Pick the intent for a message from its similarity to each intent's examples.
 
     A question adds ``QUESTION_BONUS`` to recall. The best intent wins when it reaches
-    ``threshold`` and leads the runner-up by ``margin``; otherwise the top
-    ``max_options`` are returned for the operator to choose from.
+    ``threshold`` and leads the runner-up by ``margin``; otherwise up to
+    ``max_options`` choices within ``OPTION_WINDOW`` of the best are offered.
     """
     adjusted = {
         kind: score + (QUESTION_BONUS if question and kind == "recall" else 0.0)
@@ -97,7 +101,8 @@ def decide(
     runner_up = ranked[1].score if len(ranked) > 1 else float("-inf")
     if best.score >= threshold and best.score - runner_up >= margin:
         return Decision(best.kind, ranked[:max_options])
-    return Decision(None, ranked[:max_options])
+    options = tuple(c for c in ranked if c.score >= best.score - OPTION_WINDOW)
+    return Decision(None, ranked[:max_options], options[:max_options])
 
 
 def command_for(kind: str, examples: Examples, text: str) -> str:
@@ -121,6 +126,7 @@ class RouterAgent(Agent):
         ephemeral: EphemeralMemory | None = None,
         threshold: float = 0.5,
         margin: float = 0.05,
+        note_after_s: float = 2.0,
         clock: Clock | None = None,
     ) -> None:
         self._agents: dict[str, Agent] = {}
@@ -135,6 +141,7 @@ class RouterAgent(Agent):
         self._ephemeral = ephemeral
         self._threshold = threshold
         self._margin = margin
+        self._note_after_s = note_after_s
         self._clock = clock or SystemClock()
         self._matrix: np.ndarray | None = None
         self._owners: list[str] = []
@@ -165,10 +172,12 @@ class RouterAgent(Agent):
         assert isinstance(intent, FreeTextIntent)
         text = intent.text.strip()
         conversation = intent.conversation
+        started = time.perf_counter()
         try:
             scores = await self.scores(text)
         except EmbedderUnavailable:
             return [Reply(text=NO_MODEL)]
+        waited = time.perf_counter() - started
         decision = decide(
             scores,
             threshold=self._threshold,
@@ -190,7 +199,7 @@ class RouterAgent(Agent):
                     label=self._examples[c.kind].label,
                     command=command_for(c.kind, self._examples[c.kind], text),
                 )
-                for c in decision.ranked
+                for c in decision.options
             )
             self._note_turn(conversation.lane, text)
             return [Reply(text="I'm not sure what you meant. Which one?", options=options)]
@@ -206,6 +215,10 @@ class RouterAgent(Agent):
             }
         )
         replies = list(await self._agents[kind].handle(routed, ctx))
+        if waited >= self._note_after_s and replies:
+            last = replies[-1]
+            note = f"(Waited {waited:.0f} s for the language model to load.)"
+            replies[-1] = last.model_copy(update={"text": f"{last.text}\n{note}"})
         if kind != "remember":  # a remembered message is stored already
             # After the agent ran, so a question does not find itself among the turns.
             self._note_turn(conversation.lane, text)

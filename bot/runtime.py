@@ -111,6 +111,7 @@ async def open_runtime(
                     ephemeral=memory.ephemeral,
                     threshold=memory_settings.router_threshold,
                     margin=memory_settings.router_margin,
+                    note_after_s=memory_settings.load_note_after_s,
                     clock=clock,
                 )
             )

@@ -31,10 +31,13 @@ def test_decide(scores: dict[str, float], question: bool, chosen: str | None) ->
     )
 
 
-def test_decide_offers_at_most_three_choices() -> None:
+def test_decide_offers_at_most_three_close_choices() -> None:
     scores = {"a": 0.3, "b": 0.29, "c": 0.28, "d": 0.27}
     decision = decide(scores, threshold=0.5, margin=0.05)
-    assert decision.chosen is None and [c.kind for c in decision.ranked] == ["a", "b", "c"]
+    assert decision.chosen is None and [c.kind for c in decision.options] == ["a", "b", "c"]
+    distant = decide({"recall": 0.6, "remember": 0.59, "events": 0.22}, threshold=0.7, margin=0)
+    assert [c.kind for c in distant.options] == ["recall", "remember"]
+    assert len(distant.ranked) == 3  # the event log still sees every score
 
 
 @pytest.mark.parametrize(
