@@ -7,11 +7,27 @@ import os
 import re
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from agents.base import TaskContext
+from agents.intents import Conversation, RememberIntent
+from bot.runtime import open_runtime
+from config import MemorySettings, Settings
+from memory.embedder import SentenceTransformerEmbedder
+from memory.memories import Tier
 from tests.conftest import Chat
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.moment = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +99,39 @@ async def test_status_does_not_wait_for_the_model(tmp_path: Path) -> None:
     assert proc.returncode == 0, err.decode()
     assert "Notes: 0." in out.decode()
     assert elapsed < 4.0, f"/status took {elapsed:.1f} s: start-up waited for the model?"
+
+
+async def test_the_runtime_evicts_expired_working_memories_on_its_own(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    clock = ManualClock()
+    settings = Settings(
+        home=tmp_path / "home",
+        memory=MemorySettings(working_ttl_s=60, eviction_interval_s=0.05),
+    )
+    async with open_runtime(settings, embedder=embedder, clock=clock) as runtime:
+        space = runtime.memory.space("notes")
+        await space.remember("call Acme back", source_key="w", actor="t", tier=Tier.WORKING)
+        clock.moment += timedelta(seconds=61)
+        for _ in range(100):
+            if await space.count() == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await space.count() == 0
+        [event] = await runtime.events.query(kind="memory.deleted")
+        assert event.payload["reason"] == "expired"
+
+
+async def test_a_rerun_of_remember_stores_once(chat: Chat) -> None:
+    agent = chat.runtime.coordinator.agent_for("remember")
+    assert agent is not None
+    intent = RememberIntent(
+        conversation=Conversation(platform="console", chat_id="local", user_id="op"),
+        idempotency_key="console:crashed-1",
+        text="Acme prefers invoices on the 1st",
+    )
+    ctx = TaskContext(task_id=1, attempt=1, idempotency_key="console:crashed-1")
+    first = await agent.handle(intent, ctx)
+    again = await agent.handle(intent, TaskContext(1, 2, "console:crashed-1"))
+    assert [r.text for r in first] == [r.text for r in again] == ["Remembered #1."]
+    assert len(await chat.runtime.events.query(kind="memory.written")) == 1
