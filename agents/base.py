@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
@@ -66,6 +66,20 @@ class ActionReport:
 Outcome = Sequence[Reply] | NeedsApproval | Propose
 
 
+@dataclass(frozen=True, slots=True)
+class Examples:
+    """How operators phrase an intent in plain words, for the free-text router.
+
+    ``text_field`` names the intent field that receives the whole message (``query``
+    for recall); None means the intent takes no text. ``label`` is what a choice
+    button says when the router has to ask.
+    """
+
+    label: str
+    phrasings: tuple[str, ...]
+    text_field: str | None = None
+
+
 class Agent(ABC):
     """A typed agent: handles some intent kinds, returns replies or asks for approval.
 
@@ -78,6 +92,8 @@ class Agent(ABC):
     kinds: ClassVar[frozenset[str]]
     # Least privilege: the (connector, operation) pairs this agent may propose.
     capabilities: ClassVar[frozenset[tuple[str, str]]] = frozenset()
+    # Example phrasings per intent kind, kept beside the agent that handles them.
+    examples: ClassVar[Mapping[str, Examples]] = {}
 
     @abstractmethod
     async def handle(self, intent: Intent, ctx: TaskContext) -> Outcome:

@@ -159,6 +159,13 @@ class FailedIntent(_Intent):
     kind: Literal["failed"] = "failed"
 
 
+class FreeTextIntent(_Intent):
+    """A message that is not a command: the router decides what it means."""
+
+    kind: Literal["free_text"] = "free_text"
+    text: str = Field(min_length=1)
+
+
 Intent = Annotated[
     HelpIntent
     | StatusIntent
@@ -176,7 +183,8 @@ Intent = Annotated[
     | PauseIntent
     | ResumeIntent
     | UndoIntent
-    | FailedIntent,
+    | FailedIntent
+    | FreeTextIntent,
     Field(discriminator="kind"),
 ]
 

@@ -1,34 +1,57 @@
-"""The notes agent: /remember, /recall, /forget, /notes."""
+"""The notes agent: /remember, /recall, /forget, /notes over semantic memory.
+
+Its namespace in memory is ``notes``. /remember stores a durable memory keyed by the
+task's idempotency key, so a rerun after a crash never stores it twice. /recall
+searches by meaning (and the conversation's recent turns); while the model is still
+loading it waits, and if the model cannot load at all it falls back to keywords and
+says so.
+"""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from agents.base import Agent, TaskContext
+from agents.base import Agent, Examples, TaskContext
 from agents.errors import AgentError
 from agents.intents import ForgetIntent, Intent, NotesIntent, RecallIntent, RememberIntent
 from agents.replies import Reply
-from memory.clock import Clock, SystemClock
-from memory.events import EventLog
-from memory.notes import Note, NotesRepo
-from memory.store import Store
+from memory.errors import NotFoundError, OwnershipError
+from memory.memories import Memory
+from memory.semantic import Hit, Recall, SemanticMemory
 
 PREVIEW = 200
+NAMESPACE = "notes"
 
 
-def note_line(note: Note) -> str:
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
+
+
+def note_line(memory: Memory) -> str:
     """One note as a line: id, date and (shortened) text."""
-    text = " ".join(note.text.split())
-    if len(text) > PREVIEW:
-        text = text[: PREVIEW - 1] + "…"
-    return f"#{note.id} ({note.created_at:%Y-%m-%d}) {text}"
+    return f"#{memory.id} ({memory.created_at:%Y-%m-%d}) {_clip(memory.text)}"
 
 
-def fingerprint(text: str) -> str:
-    """A short digest that identifies a note's text in events without storing it."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+def hit_line(hit: Hit, *, semantic: bool = True) -> str:
+    """One recall result: id, tier, similarity and text, e.g. ``#12 [durable 0.83] ...``."""
+    ref = f"#{hit.memory_id}" if hit.memory_id is not None else "~"
+    score = f"{hit.score:.2f}" if semantic else "keyword"
+    return f"{ref} [{hit.tier.value} {score}] {_clip(hit.text)}"
+
+
+def render_recall(query: str, recall: Recall, note_after_s: float) -> str:
+    """The /recall reply."""
+    lines: list[str] = []
+    if not recall.semantic:
+        lines.append("(The language model is unavailable, so this is a keyword search.)")
+    if not recall.hits:
+        lines.append(f"Nothing found for {query!r}. /notes lists the newest notes.")
+    lines += [hit_line(hit, semantic=recall.semantic) for hit in recall.hits]
+    if recall.waited_s >= note_after_s:
+        lines.append(f"(Waited {recall.waited_s:.0f} s for the memory model to load.)")
+    return "\n".join(lines)
 
 
 class NotesAgent(Agent):
@@ -36,60 +59,74 @@ class NotesAgent(Agent):
 
     name: ClassVar[str] = "notes"
     kinds: ClassVar[frozenset[str]] = frozenset({"remember", "recall", "forget", "notes"})
+    examples: ClassVar[Mapping[str, Examples]] = {
+        "remember": Examples(
+            "Save it as a note",
+            (
+                "remember that Acme wants the invoice by Friday",
+                "remember that the door code is 1234",
+                "note: Bob's new phone number is 555 0101",
+                "keep in mind that the office is closed on Monday",
+                "Jane prefers calls in the morning",
+                "the client agreed to pay 500 euros per month",
+                "don't forget the domain renews in March",
+                "save this: the wifi password for the studio is on the fridge",
+                "Globex said they will sign next week",
+            ),
+            text_field="text",
+        ),
+        "recall": Examples(
+            "Search my notes",
+            (
+                "what did Acme say about billing?",
+                "when does Bob want to be called?",
+                "what do I know about Globex?",
+                "do I have anything about the renewal?",
+                "find my notes on invoices",
+                "what was the phone number of the plumber?",
+                "remind me what Jane prefers",
+                "who asked for a discount?",
+            ),
+            text_field="query",
+        ),
+        "notes": Examples(
+            "List the newest notes",
+            ("show my notes", "list my latest notes", "what have I saved recently"),
+        ),
+    }
 
-    def __init__(self, store: Store, events: EventLog, clock: Clock | None = None) -> None:
-        self._store = store
-        self._events = events
-        self._notes = NotesRepo(store)
-        self._clock = clock or SystemClock()
+    def __init__(self, memory: SemanticMemory, *, note_after_s: float = 2.0) -> None:
+        self._space = memory.space(NAMESPACE)
+        self._note_after_s = note_after_s
 
     async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
+        actor = intent.conversation.actor
         match intent:
             case RememberIntent(text=text):
-                return [await self._remember(text.strip(), intent.conversation.actor, ctx)]
+                # Keyed by the task: a rerun after a crash finds the note instead of adding it.
+                memory, _ = await self._space.remember(
+                    text.strip(), source_key=ctx.idempotency_key, actor=actor
+                )
+                return [Reply(text=f"Remembered #{memory.id}.")]
             case RecallIntent(query=query, limit=limit):
-                return [await self._recall(query, limit)]
+                recall = await self._space.search(
+                    query, limit=limit, conversation=intent.conversation.lane
+                )
+                return [Reply(text=render_recall(query, recall, self._note_after_s))]
             case ForgetIntent(note_id=note_id):
-                return [await self._forget(note_id, intent.conversation.actor)]
+                try:
+                    await self._space.forget(note_id, actor=actor)
+                except NotFoundError:
+                    raise AgentError(f"There is no note #{note_id}. /notes lists them.") from None
+                except OwnershipError:
+                    raise AgentError(
+                        f"#{note_id} is not a note: another agent keeps it, so /forget cannot"
+                        " delete it."
+                    ) from None
+                return [Reply(text=f"Forgot #{note_id}.")]
             case NotesIntent(limit=limit):
-                notes = await self._notes.latest(limit)
+                notes = await self._space.latest(limit)
                 if not notes:
                     return [Reply(text="No notes yet. Save one with /remember <text>.")]
                 return [Reply(text="\n".join(note_line(note) for note in notes))]
         raise AssertionError(f"notes got an intent it does not handle: {intent.kind}")
-
-    async def _remember(self, text: str, actor: str, ctx: TaskContext) -> Reply:
-        async with self._store.write() as tx:
-            # Keyed by the task: a rerun after a crash finds the note instead of adding it twice.
-            note, created = await self._notes.add(
-                tx, text=text, source_key=ctx.idempotency_key, now=self._clock.now()
-            )
-            if created:
-                await self._events.append(
-                    tx,
-                    "note.created",
-                    actor=actor,
-                    subject=f"note:{note.id}",
-                    payload={"chars": len(text), "sha256": fingerprint(text), "task": ctx.task_id},
-                )
-        return Reply(text=f"Remembered #{note.id}.")
-
-    async def _recall(self, query: str, limit: int) -> Reply:
-        found = await self._notes.search(query, limit)
-        if not found:
-            return Reply(text=f"Nothing found for {query!r}. /notes lists the newest notes.")
-        return Reply(text="\n".join(note_line(note) for note in found))
-
-    async def _forget(self, note_id: int, actor: str) -> Reply:
-        async with self._store.write() as tx:
-            note = await self._notes.delete(tx, note_id)
-            if note is None:
-                raise AgentError(f"There is no note #{note_id}. /notes lists them.")
-            await self._events.append(
-                tx,
-                "note.deleted",
-                actor=actor,
-                subject=f"note:{note_id}",
-                payload={"chars": len(note.text), "sha256": fingerprint(note.text)},
-            )
-        return Reply(text=f"Forgot #{note_id}.")

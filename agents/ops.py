@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from agents import control
 from agents.actions import Action, Propose
-from agents.base import Agent, NeedsApproval, Outcome, TaskContext
+from agents.base import Agent, Examples, NeedsApproval, Outcome, TaskContext
 from agents.catalog import CommandInfo
 from agents.errors import AgentError
 from agents.intents import (
@@ -34,7 +34,7 @@ from agents.lifecycle import AgentState
 from agents.replies import Reply
 from memory.clock import Clock, SystemClock
 from memory.events import Event, EventLog
-from memory.notes import NotesRepo
+from memory.memories import MemoryRepo
 from memory.outbox import DeliveryState, OutboxRepo
 from memory.store import Store
 from memory.tasks import TaskRepo, TaskState
@@ -137,6 +137,27 @@ class OpsAgent(Agent):
         }
     )
     capabilities: ClassVar[frozenset[tuple[str, str]]] = frozenset({("webhook", "post")})
+    examples: ClassVar[Mapping[str, Examples]] = {
+        "help": Examples(
+            "Show the commands",
+            ("help", "what can you do?", "which commands are there?", "how do I use this?"),
+        ),
+        "status": Examples(
+            "Show the status",
+            (
+                "how are you doing?",
+                "how is soloops doing?",
+                "status report",
+                "is everything running?",
+                "is everything ok?",
+                "any failures?",
+            ),
+        ),
+        "events": Examples(
+            "Show recent events",
+            ("show the latest events", "what happened recently?", "show me the log"),
+        ),
+    }
 
     def __init__(
         self,
@@ -246,7 +267,7 @@ class OpsAgent(Agent):
         return StatusFacts(
             tasks=await TaskRepo(self._store).counts(),
             deliveries=await OutboxRepo(self._store).counts(),
-            notes=await NotesRepo(self._store).count(),
+            notes=await MemoryRepo(self._store).count("notes"),
             last_event=await self._events.last_seq(),
             pending_cards=pending,
             breakers=breakers,

@@ -1,4 +1,10 @@
-"""What agents say back: platform-neutral replies, rendered by each front end."""
+"""What agents say back: platform-neutral replies, rendered by each front end.
+
+A reply may offer ``options``: choices the operator can pick instead of typing. Each
+:class:`Option` carries the exact command text it stands for, so picking one is the
+same as sending that text. Front ends render them as they can: the console prints
+them numbered (a bare number answers), Telegram and Slack as buttons.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,18 @@ class Button(BaseModel):
     style: Literal["primary", "danger", "default"] = "default"
 
 
+MAX_OPTIONS = 10
+
+
+class Option(BaseModel):
+    """One choice offered with a reply."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str = Field(min_length=1, max_length=64, description="what the button says")
+    command: str = Field(min_length=1, max_length=4096, description="the text it sends")
+
+
 class Reply(BaseModel):
     """One message to the operator, in the conversation that asked.
 
@@ -32,6 +50,7 @@ class Reply(BaseModel):
     text: str = Field(min_length=1)
     tone: Literal["info", "error"] = "info"
     buttons: tuple[Button, ...] = ()
+    options: tuple[Option, ...] = Field(default=(), max_length=MAX_OPTIONS)
 
     def to_json(self) -> str:
         """The outbox body."""
@@ -46,3 +65,12 @@ class Reply(BaseModel):
 def error(text: str) -> Reply:
     """A reply that reports a problem."""
     return Reply(text=text, tone="error")
+
+
+def pick_option(text: str, options: tuple[Option, ...]) -> Option | None:
+    """The option a bare number ("2", " 2. ") picks, if the text is one and in range."""
+    stripped = text.strip().rstrip(".").strip()
+    if not stripped.isdecimal() or len(stripped) > 3:
+        return None
+    number = int(stripped)
+    return options[number - 1] if 1 <= number <= len(options) else None

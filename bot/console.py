@@ -14,12 +14,23 @@ import uuid
 from datetime import UTC, datetime
 from typing import BinaryIO, TextIO
 
+from agents.replies import Reply
 from bot.inbound import Inbound
 from bot.outbox import Delivery, DeliveryError
 
 PLATFORM = "console"
 CHAT_ID = "local"
 MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+def render(reply: Reply) -> str:
+    """A reply as console text: options numbered, answered by sending the number."""
+    text = reply.text if reply.tone == "info" else f"⚠ {reply.text}"
+    if reply.options:
+        numbered = enumerate(reply.options, 1)
+        lines = [f"  {n}. {option.label}: {option.command}" for n, option in numbered]
+        text = "\n".join([text, *lines, "Send the number of your choice."])
+    return text
 
 
 class ConsoleSender:
@@ -32,8 +43,7 @@ class ConsoleSender:
         self._interactive = interactive
 
     async def send(self, delivery: Delivery) -> str | None:
-        reply = delivery.reply
-        text = reply.text if reply.tone == "info" else f"⚠ {reply.text}"
+        text = render(delivery.reply)
         if delivery.replaces_ref is not None or delivery.row.replaces_outbox_id is not None:
             text = f"[card updated] {text}"
         if self._interactive:

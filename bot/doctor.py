@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from memory.errors import MemoryError_
 from memory.events import EventLog
 from memory.store import Store
 from memory.tasks import TaskRepo, TaskState
+from memory.vectorindex import sidecar_path
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -44,6 +46,7 @@ async def run_checks() -> list[Check]:
         return checks
     checks.extend(await _database(settings))
     checks.append(_model())
+    checks.append(_memory_index(settings))
     checks.append(_telegram(settings))
     if settings.slack.bot_token is not None:
         checks.append(_slack(settings))
@@ -147,6 +150,23 @@ async def _database(settings: Settings) -> list[Check]:
         return [Check("fail", "database", f"{path}: {exc}", "see the message above")]
     except OSError as exc:
         return [Check("fail", "database", f"{path}: {exc}", "check the path and its permissions")]
+
+
+def _memory_index(settings: Settings) -> Check:
+    side = sidecar_path(settings.index_path)
+    if not side.is_file():
+        return Check("ok", "memory index", "none yet; built from the database at the next start")
+    try:
+        info = json.loads(side.read_text(encoding="utf-8"))
+        detail = f"{info['count']} vectors ({info['kind']}, model {info['model_id']})"
+    except (OSError, ValueError, KeyError) as exc:
+        return Check(
+            "warn",
+            "memory index",
+            f"{side} is unreadable ({exc})",
+            f"delete {settings.index_path} and its .json; soloops rebuilds them at start",
+        )
+    return Check("ok", "memory index", detail)
 
 
 def _model() -> Check:

@@ -1,7 +1,11 @@
 """The gateway: every inbound message passes here on its way to the coordinator.
 
     adapter -> Gateway.handle(inbound):
-        record (dedupe) -> operator check -> input checks -> route -> task
+        record (dedupe) -> operator check -> input checks -> choice -> route -> task
+
+"choice": when the conversation's last reply offered options and the message is just a
+number, the message stands for that option's command (a console's numbered answer; a
+button press can use the same path).
 
 All of it happens in one write transaction: the message, its events and either its
 task or the short reply that explains why there is none commit together. A message
@@ -15,12 +19,13 @@ import logging
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from agents.approvals import Verdict
 from agents.coordinator import Coordinator
 from agents.intents import DecideIntent
-from agents.replies import Reply, error
+from agents.replies import Reply, error, pick_option
 from bot.inbound import Inbound
 from bot.intents import Rejection, route
 from memory.events import EventLog
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PREVIEW = 200
 STORE_LIMIT = 1_000_000  # characters of one message kept in the inbound log
+# A numbered answer counts only this soon after the options were offered.
+CHOICE_TTL = timedelta(minutes=15)
 
 
 class Outcome(StrEnum):
@@ -146,9 +153,8 @@ class Gateway:
                 handled = Handled(Outcome.DECIDED, seq)
             else:
                 problem = input_problem(inbound.text, self._max_chars)
-                result = problem or route(
-                    inbound.text, inbound.conversation, inbound.idempotency_key
-                )
+                text = inbound.text if problem else await self._choice(tx, inbound, actor, subject)
+                result = problem or route(text, inbound.conversation, inbound.idempotency_key)
                 if isinstance(result, Rejection):
                     seq = await self._reject(tx, inbound, result, actor, subject)
                     handled = Handled(Outcome.REJECTED, seq)
@@ -176,6 +182,32 @@ class Gateway:
             self._coordinator.wake()
         self._on_reply()
         return handled
+
+    async def _choice(self, tx: Transaction, inbound: Inbound, actor: str, subject: str) -> str:
+        """A bare number answering the conversation's last reply's options means that
+        option's command; anything else is taken as typed."""
+        if not inbound.text.strip()[:4].rstrip(". ").isdecimal():
+            return inbound.text
+        last = await self._outbox.latest_for(
+            tx, inbound.platform, inbound.chat_id, inbound.thread_id
+        )
+        if last is None or inbound.received_at - last.created_at > CHOICE_TTL:
+            return inbound.text
+        try:
+            options = Reply.from_json(last.body).options
+        except ValueError:
+            return inbound.text
+        option = pick_option(inbound.text, options)
+        if option is None:
+            return inbound.text
+        await self._events.append(
+            tx,
+            "choice.picked",
+            actor=actor,
+            subject=subject,
+            payload={"reply": last.id, "option": options.index(option) + 1},
+        )
+        return option.command
 
     async def _seen(self, tx: Transaction, inbound: Inbound) -> bool:
         row = await tx.fetchone(

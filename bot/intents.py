@@ -5,6 +5,7 @@ groups), then its arguments. Commands that take free text (``/remember``) get th
 rest of the line verbatim, apostrophes and all; commands with separate arguments
 split them shell-style, so ``"two words"`` is one argument and an unbalanced quote is
 an error. Routing is a pure function: text in, an ``Intent`` or a ``Rejection`` out.
+Text that is not a command becomes a ``FreeTextIntent`` for the semantic router.
 """
 
 from __future__ import annotations
@@ -212,11 +213,6 @@ COMMANDS += (
 CATALOG: tuple[CommandInfo, ...] = tuple(command.info for command in COMMANDS)
 _BY_NAME = {command.name: command for command in COMMANDS}
 
-FREE_TEXT_HINT = (
-    "I only understand commands so far. To keep that, send /remember followed by it;"
-    " to search your notes, /recall <words>. /help lists everything."
-)
-
 
 def route(text: str, conversation: Conversation, idempotency_key: str) -> Intent | Rejection:
     """Turn one message into an intent, or say why it cannot be one."""
@@ -230,7 +226,15 @@ def route(text: str, conversation: Conversation, idempotency_key: str) -> Intent
                 "unknown_command",
                 f"{_clip(stripped.split()[0])} is not a command. Send /help to see the commands.",
             )
-        return Rejection("free_text", FREE_TEXT_HINT)
+        # Not a command: the router (agents/router.py) decides what it means, by meaning.
+        return INTENTS.validate_python(
+            {
+                "kind": "free_text",
+                "conversation": conversation,
+                "idempotency_key": idempotency_key,
+                "text": stripped,
+            }
+        )
     name = match["name"].lower()
     rest = (match["rest"] or "").strip()
     command = _BY_NAME.get(name)

@@ -14,19 +14,23 @@ from agents.base import Agent
 from agents.coordinator import Coordinator
 from agents.notes import NotesAgent
 from agents.ops import OpsAgent
+from agents.router import RouterAgent
 from bot.gateway import Gateway, OperatorCheck
 from bot.intents import CATALOG
 from bot.outbox import OutboxDispatcher, Sender
 from config import Settings
 from connectors.base import Connector
+from connectors.webhook import WebhookConnector
 from memory.clock import Clock, SystemClock
+from memory.embedder import Embedder, build_embedder
 from memory.events import EventLog
 from memory.redact import Redactor
+from memory.semantic import SemanticMemory
 from memory.store import Store
 
 log = logging.getLogger(__name__)
 
-AgentFactory = Callable[[Store, EventLog, Clock], Sequence[Agent]]
+AgentFactory = Callable[["AgentKit"], Sequence[Agent]]
 ConnectorFactory = Callable[[Settings], Mapping[str, Connector]]
 
 
@@ -40,6 +44,7 @@ class Runtime:
     coordinator: Coordinator
     gateway: Gateway
     outbox: OutboxDispatcher
+    memory: SemanticMemory
 
     async def settle(self) -> None:
         """Wait until queued work has run and its replies are delivered."""
@@ -49,15 +54,39 @@ class Runtime:
 
 def default_connectors(settings: Settings) -> dict[str, Connector]:
     """The connectors soloops runs with, built from settings."""
-    return {}
+    return {"webhook": WebhookConnector(settings.hooks)}
 
 
-def default_agents(store: Store, events: EventLog, clock: Clock) -> Sequence[Agent]:
-    """The agents every soloops runs."""
+@dataclass(frozen=True, slots=True)
+class AgentKit:
+    """What building agents may use."""
+
+    store: Store
+    events: EventLog
+    clock: Clock
+    memory: SemanticMemory
+    settings: Settings
+
+
+def default_agents(kit: AgentKit) -> list[Agent]:
+    """The agents every soloops runs (the free-text router is added over them)."""
     return [
-        OpsAgent(store, events, CATALOG, clock),
-        NotesAgent(store, events, clock),
+        OpsAgent(kit.store, kit.events, CATALOG, kit.clock, hooks=list(kit.settings.hooks)),
+        NotesAgent(kit.memory, note_after_s=kit.settings.memory.load_note_after_s),
     ]
+
+
+async def _maintain(memory: SemanticMemory, interval_s: float) -> None:
+    """The eviction job: expired working memories out, index saved, every interval."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            evicted = await memory.maintain()
+        except Exception:
+            log.exception("memory maintenance failed; trying again in %.0f s", interval_s)
+        else:
+            if evicted:
+                log.info("evicted %d expired working memories", evicted)
 
 
 @asynccontextmanager
@@ -70,22 +99,45 @@ async def open_runtime(
     connectors: ConnectorFactory | None = None,
     clock: Clock | None = None,
     mode: str = "run",
+    embedder: Embedder | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Open the store, start the coordinator and the outbox; stop them on exit.
+    """Open the store, start memory, the coordinator and the outbox; stop them on exit.
 
     ``agents`` builds the agents instead of :func:`default_agents` (tests use it to
-    wrap one). ``operators`` maps each platform to the user ids allowed to command.
+    wrap one); the free-text router is added over them unless one handles free text.
+    ``operators`` maps each platform to the user ids allowed to command. ``embedder``
+    replaces the one the settings describe (tests share one model). The model loads in
+    the background: nothing here waits for it.
     """
     clock = clock or SystemClock()
     redactor = Redactor(settings.secret_values())
+    memory_settings = settings.memory
+    embedder = embedder or build_embedder(memory_settings.model, memory_settings.batch_size)
     async with Store.open(settings.database_path) as store:
         events = EventLog(store, redactor, clock)
+        memory = SemanticMemory(
+            store, events, embedder, settings.index_path, memory_settings, clock
+        )
         outbox = OutboxDispatcher(store, events, {s.platform: s for s in senders}, clock=clock)
-        built = (agents or default_agents)(store, events, clock)
+        kit = AgentKit(store, events, clock, memory, settings)
+        every = list((agents or default_agents)(kit))
+        if not any("free_text" in agent.kinds for agent in every):
+            every.append(
+                RouterAgent(
+                    every,
+                    embedder,
+                    events,
+                    ephemeral=memory.ephemeral,
+                    threshold=memory_settings.router_threshold,
+                    margin=memory_settings.router_margin,
+                    note_after_s=memory_settings.load_note_after_s,
+                    clock=clock,
+                )
+            )
         coordinator = Coordinator(
             store,
             events,
-            built,
+            every,
             concurrency=settings.coordinator.concurrency,
             clock=clock,
             on_reply=outbox.wake,
@@ -94,7 +146,7 @@ async def open_runtime(
             else default_connectors(settings),
             settings=settings,
         )
-        for agent in built:
+        for agent in every:
             if isinstance(agent, OpsAgent):
                 agent.bind(coordinator)
         gateway = Gateway(
@@ -108,18 +160,24 @@ async def open_runtime(
         await events.record(
             "system.started", actor="soloops", payload={"version": version("soloops"), "mode": mode}
         )
+        await memory.start()
+        maintenance = asyncio.create_task(
+            _maintain(memory, memory_settings.eviction_interval_s), name="memory-maintenance"
+        )
         await outbox.start()
         await coordinator.start()
-        runtime = Runtime(settings, store, events, coordinator, gateway, outbox)
+        runtime = Runtime(settings, store, events, coordinator, gateway, outbox, memory)
         expiry = asyncio.create_task(_expire_approvals(runtime, clock), name="approval-expiry")
         try:
             yield runtime
         finally:
             expiry.cancel()
-            await asyncio.gather(expiry, return_exceptions=True)
+            maintenance.cancel()
+            await asyncio.gather(expiry, maintenance, return_exceptions=True)
             await coordinator.stop(settings.coordinator.shutdown_grace_s)
             await coordinator.executor.aclose()
             await outbox.stop()
+            await memory.close()
             await events.record("system.stopped", actor="soloops", payload={"mode": mode})
 
 

@@ -321,6 +321,25 @@ class HttpSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
 
 
+class MemorySettings(BaseModel):
+    """Semantic memory: the embedding model, the tiers, the index and the router."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(default="", max_length=1000)
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    working_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    ephemeral_turns: int = Field(default=20, ge=0, le=1000)
+    ephemeral_conversations: int = Field(default=256, ge=1, le=100_000)
+    approximate_above: int = Field(default=5_000, ge=1)
+    hnsw_m: int = Field(default=32, ge=4, le=128)
+    hnsw_ef_search: int = Field(default=128, ge=8, le=4096)
+    eviction_interval_s: float = Field(default=300.0, gt=0)
+    router_threshold: float = Field(default=0.5, ge=0, le=1)
+    router_margin: float = Field(default=0.05, ge=0, le=1)
+    load_note_after_s: float = Field(default=2.0, ge=0)
+
+
 class Settings(BaseSettings):
     """All soloops settings. See ``config/soloops.toml`` for the documented defaults."""
 
@@ -351,6 +370,7 @@ class Settings(BaseSettings):
 
     slack: SlackSettings = SlackSettings()
     http: HttpSettings = HttpSettings()
+    memory: MemorySettings = MemorySettings()
 
     @field_validator("home", mode="before")
     @classmethod
@@ -396,6 +416,11 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         """The SQLite database file."""
         return self.data_dir / "soloops.db"
+
+    @property
+    def index_path(self) -> Path:
+        """The FAISS index of semantic memory (derived from the database; safe to delete)."""
+        return self.data_dir / "memory.faiss"
 
     @property
     def log_path(self) -> Path:

@@ -26,4 +26,5 @@ def to_iso(moment: datetime) -> str:
 
 def from_iso(text: str) -> datetime:
     """Parse a time written by :func:`to_iso`."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat reads the trailing "Z" since Python 3.11, ~20x faster than strptime.
+    return datetime.fromisoformat(text)

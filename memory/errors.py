@@ -3,7 +3,9 @@
 MemoryError_ (root; named with an underscore so it never shadows the builtin)
 ├── StoreClosedError      the store was used outside ``async with``
 ├── MigrationError        the database is newer than this code, or a migration failed
-└── NotFoundError         a row the caller named does not exist
+├── NotFoundError         a row the caller named does not exist
+├── EmbedderUnavailable   the embedding model is not loaded, or failed to load
+└── OwnershipError        a write or delete outside the caller's own namespace
 """
 
 from __future__ import annotations
@@ -23,3 +25,11 @@ class MigrationError(MemoryError_):
 
 class NotFoundError(MemoryError_):
     """The requested row does not exist."""
+
+
+class EmbedderUnavailable(MemoryError_):
+    """The embedding model is not loaded, or could not be loaded."""
+
+
+class OwnershipError(MemoryError_):
+    """An agent tried to change memory outside its own namespace."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,16 @@ class Event:
             "payload": self.payload,
             "hash": self.hash,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An event to append with :meth:`EventLog.append_many`."""
+
+    kind: str
+    actor: str
+    subject: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +120,34 @@ class EventLog:
             (seq, ts, kind, actor, subject, body, prev_hash, digest),
         )
         return seq
+
+    async def append_many(self, tx: Transaction, drafts: Sequence[Draft]) -> list[int]:
+        """Append several events inside ``tx`` in one statement; return their numbers.
+
+        The chain is computed here, so a batch costs one read and one ``executemany``
+        instead of two awaited calls per event (each ~70 µs through aiosqlite).
+        """
+        if not drafts:
+            return []
+        last = await tx.fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        seq = 0 if last is None else int(last["seq"])
+        prev_hash = GENESIS if last is None else str(last["hash"])
+        ts = to_iso(self._clock.now())
+        rows: list[tuple[object, ...]] = []
+        for draft in drafts:
+            seq += 1
+            body = canonical(self._redactor.data(draft.payload))
+            actor, subject = self._redactor.text(draft.actor), self._redactor.text(draft.subject)
+            digest = chain_hash(prev_hash, seq, ts, draft.kind, actor, subject, body)
+            rows.append((seq, ts, draft.kind, actor, subject, body, prev_hash, digest))
+            prev_hash = digest
+        await tx.executemany(
+            "INSERT INTO events (seq, ts, kind, actor, subject, payload, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        first = seq - len(rows) + 1
+        return list(range(first, seq + 1))
 
     async def record(
         self, kind: str, *, actor: str, subject: str = "", payload: dict[str, Any] | None = None

@@ -179,6 +179,47 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX spend_agent_day ON spend(agent, at);
     """,
+    # 4: semantic memory. One table holds every stored memory (the notes of migration 1
+    # become durable memories of the "notes" namespace, keeping their ids, so "#12" still
+    # means the same note). Vectors live here too: the FAISS index is derived from them.
+    """
+    CREATE TABLE memories (
+        id            INTEGER PRIMARY KEY,
+        namespace     TEXT NOT NULL,
+        tier          TEXT NOT NULL CHECK (tier IN ('working', 'durable')),
+        text          TEXT NOT NULL,
+        source_key    TEXT NOT NULL UNIQUE,
+        source_event  INTEGER,
+        created_at    TEXT NOT NULL,
+        last_used_at  TEXT NOT NULL,
+        expires_at    TEXT,
+        model_id      TEXT,
+        embedding     BLOB
+    );
+    CREATE INDEX memories_namespace ON memories(namespace, id);
+    CREATE INDEX memories_expiry ON memories(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE INDEX memories_model ON memories(model_id);
+    CREATE VIRTUAL TABLE memories_fts USING fts5(
+        text, content='memories', content_rowid='id', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+        INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+        INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER memories_au AFTER UPDATE OF text ON memories BEGIN
+        INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+
+    INSERT INTO memories (id, namespace, tier, text, source_key, created_at, last_used_at)
+        SELECT id, 'notes', 'durable', text, source_key, created_at, created_at FROM notes;
+    DROP TRIGGER notes_ai;
+    DROP TRIGGER notes_ad;
+    DROP TABLE notes_fts;
+    DROP TABLE notes;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)

@@ -36,6 +36,7 @@ class OutboxRow:
     task_id: int | None
     sent_ref: str | None
     replaces_outbox_id: int | None
+    created_at: datetime
 
 
 def _row(row: Any) -> OutboxRow:
@@ -53,6 +54,7 @@ def _row(row: Any) -> OutboxRow:
         task_id=row["task_id"],
         sent_ref=row["sent_ref"],
         replaces_outbox_id=row["replaces_outbox_id"],
+        created_at=from_iso(row["created_at"]),
     )
 
 
@@ -140,6 +142,17 @@ class OutboxRepo:
             "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ? WHERE id = ?",
             (DeliveryState.FAILED, error, outbox_id),
         )
+
+    async def latest_for(
+        self, tx: Transaction, platform: str, chat_id: str, thread_id: str | None
+    ) -> OutboxRow | None:
+        """The newest reply queued for one conversation (thread), if any."""
+        row = await tx.fetchone(
+            "SELECT * FROM outbox WHERE platform = ? AND chat_id = ? AND thread_id IS ?"
+            " ORDER BY id DESC LIMIT 1",
+            (platform, chat_id, thread_id),
+        )
+        return None if row is None else _row(row)
 
     async def counts(self) -> dict[DeliveryState, int]:
         """How many replies are in each delivery state."""

@@ -15,6 +15,7 @@ from bot.console import ConsoleSender
 from bot.inbound import Inbound
 from bot.runtime import Runtime, open_runtime
 from config import Settings
+from memory.embedder import SentenceTransformerEmbedder
 from memory.events import EventLog
 from memory.store import Store
 from tests.emulators.provider import Provider
@@ -74,10 +75,16 @@ class Chat:
         return self.out.getvalue()[start:]
 
 
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    """The real model, shared by the whole session: it loads (in the background) once."""
+    return SentenceTransformerEmbedder()
+
+
 @pytest.fixture
-async def chat(settings: Settings) -> AsyncIterator[Chat]:
+async def chat(settings: Settings, embedder: SentenceTransformerEmbedder) -> AsyncIterator[Chat]:
     out = io.StringIO()
-    async with open_runtime(settings, [ConsoleSender(out)]) as runtime:
+    async with open_runtime(settings, [ConsoleSender(out)], embedder=embedder) as runtime:
         yield Chat(runtime, out)
 
 

@@ -14,11 +14,9 @@ from agents.intents import Intent
 from agents.replies import CALLBACK_DATA_MAX, Reply
 from bot.console import ConsoleSender
 from bot.gateway import Outcome as GatewayOutcome
-from bot.runtime import open_runtime
+from bot.runtime import AgentKit, open_runtime
 from config import Settings
 from memory.approvals import ApprovalRepo, ApprovalState
-from memory.clock import Clock
-from memory.events import EventLog
 from memory.store import Store
 from memory.tasks import TaskState
 from tests.conftest import Chat
@@ -182,7 +180,7 @@ class Payer(Agent):
 
 
 async def test_a_changed_action_voids_its_approval(settings: Settings) -> None:
-    def agents(store: Store, events: EventLog, clock: Clock) -> Sequence[Agent]:
+    def agents(kit: AgentKit) -> Sequence[Agent]:
         return [Payer()]
 
     out = io.StringIO()

@@ -45,7 +45,7 @@ def test_a_note_survives_into_a_new_process(home: Path) -> None:
     assert first.stdout == "Remembered #1.\n"
     second = run(home, "chat", stdin="/recall acme\n")
     assert second.returncode == 0, second.stderr
-    assert second.stdout.startswith("#1 (")
+    assert second.stdout.startswith("#1 [durable ")
     assert "Acme pays invoices on the 1st" in second.stdout
 
 
@@ -73,7 +73,7 @@ def test_events_json_lines(home: Path) -> None:
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     kinds = [e["kind"] for e in events]
-    assert "note.created" in kinds
+    assert "memory.written" in kinds
     assert "command.rejected" in kinds
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
     assert all(
@@ -100,7 +100,7 @@ def test_doctor_detects_an_edited_event(home: Path) -> None:
     conn = sqlite3.connect(home / "soloops.db")
     conn.executescript(
         "DROP TRIGGER events_no_update;"
-        "UPDATE events SET actor = 'someone-else' WHERE kind = 'note.created';"
+        "UPDATE events SET actor = 'someone-else' WHERE kind = 'memory.written';"
     )
     conn.close()
     broken = run(home, "doctor")
@@ -158,7 +158,7 @@ def test_a_task_killed_mid_run_resumes_on_the_next_start(home: Path, tmp_path: P
             "succeeded",
             2,
         )
-        assert conn.execute("SELECT COUNT(*) FROM notes").fetchone() == (1,)
+        assert conn.execute("SELECT COUNT(*) FROM memories").fetchone() == (1,)
         kinds = [k for (k,) in conn.execute("SELECT kind FROM events WHERE subject = 'task:1'")]
     assert kinds == [
         "task.queued",

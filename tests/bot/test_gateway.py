@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from bot.gateway import Handled, Outcome
 from memory.inbound import InboundRepo
-from memory.notes import NotesRepo
+from memory.memories import MemoryRepo
 from tests.conftest import Chat
 
 BAD_INPUT = [
@@ -22,7 +24,7 @@ BAD_INPUT = [
 async def test_remember_and_recall(chat: Chat) -> None:
     assert await chat.say("/remember Acme pays invoices on the 1st") == "Remembered #1.\n"
     out = await chat.say("/recall acme")
-    assert out.startswith("#1 (")
+    assert out.startswith("#1 [durable ")
     assert "Acme pays invoices on the 1st" in out
 
 
@@ -43,7 +45,7 @@ async def test_bad_input_gets_a_clear_reply_and_an_event_and_loses_nothing(
     assert rejected[1].payload["reason"] == reason
     assert rejected[0].payload["chars"] == len(text)
     assert len(rejected[0].payload["text"]) <= 200
-    notes = await NotesRepo(chat.runtime.store).latest()
+    notes = await MemoryRepo(chat.runtime.store).latest("notes", datetime.now(UTC))
     assert [n.text for n in notes] == ["keep me safe"]
     assert "keep me safe" in await chat.say("/recall safe")
 
@@ -62,7 +64,7 @@ async def test_a_repeated_platform_message_id_is_processed_once(chat: Chat) -> N
     assert first.outcome is Outcome.QUEUED
     assert second.outcome is Outcome.DUPLICATE
     assert chat.out.getvalue() == "Remembered #1.\n"
-    assert await NotesRepo(chat.runtime.store).count() == 1
+    assert await MemoryRepo(chat.runtime.store).count("notes") == 1
     assert await InboundRepo(chat.runtime.store).count() == 1
     assert [e.kind for e in await chat.runtime.events.query(kind="message")] == [
         "message.received",
@@ -89,7 +91,7 @@ async def test_forget_and_notes(chat: Chat) -> None:
     listed = await chat.say("/notes")
     assert "second" in listed
     assert "first" not in listed
-    deleted = await chat.runtime.events.query(kind="note.deleted")
+    deleted = await chat.runtime.events.query(kind="memory.deleted")
     assert "first" not in str(deleted[0].payload)  # forgotten text stays out of the log
 
 

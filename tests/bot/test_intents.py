@@ -6,6 +6,7 @@ from agents.intents import (
     Conversation,
     EventsIntent,
     ForgetIntent,
+    FreeTextIntent,
     HelpIntent,
     RecallIntent,
     RememberIntent,
@@ -67,7 +68,6 @@ def test_commands(text: str, kind: type, fields: dict[str, object]) -> None:
         ("/remember", "bad_arguments", "needs some text"),
         ("/status now", "bad_arguments", "takes no arguments"),
         ("/123", "unknown_command", "is not a command"),
-        ("hello there", "free_text", "/remember"),
     ],
 )
 def test_rejections_say_what_to_do(text: str, reason: str, says: str) -> None:
@@ -75,6 +75,13 @@ def test_rejections_say_what_to_do(text: str, reason: str, says: str) -> None:
     assert isinstance(result, Rejection)
     assert result.reason == reason
     assert says in result.message
+
+
+def test_free_text_goes_to_the_router_verbatim() -> None:
+    intent = parse("  what did Acme say about billing?  ")
+    assert isinstance(intent, FreeTextIntent)
+    assert intent.text == "what did Acme say about billing?"
+    assert intent.idempotency_key == "key-1"
 
 
 def test_every_command_is_in_the_catalog_with_usage() -> None:

@@ -232,7 +232,7 @@ async def test_a_retried_event_is_processed_once(rig: Rig) -> None:
     await rig.slack.wait_for(lambda: rig.posts(channel="D0001"))
     await rig.runtime.settle()
     assert len(rig.posts(channel="D0001")) == 1
-    assert await rig.runtime.store.scalar("SELECT COUNT(*) FROM notes") == 1
+    assert await rig.runtime.store.scalar("SELECT COUNT(*) FROM memories") == 1
     assert await rig.kinds("message.duplicate") == ["message.duplicate"]
 
 

@@ -131,7 +131,7 @@ async def test_stranger_gets_one_short_refusal_and_nothing_runs(bot: Running) ->
     (refusal,) = bot.api.sent(STRANGER)
     assert refusal.text == "Sorry, this bot only works for its operator."
     assert await bot.count("SELECT COUNT(*) FROM tasks") == 0
-    assert await bot.count("SELECT COUNT(*) FROM notes") == 0
+    assert await bot.count("SELECT COUNT(*) FROM memories") == 0
     refused = await bot.runtime.events.query(kind="message.refused")
     assert [e.actor for e in refused] == [f"telegram:{STRANGER}"] * 2
 
@@ -249,7 +249,7 @@ async def test_a_redelivered_update_is_processed_once(bot: Running) -> None:
     bot.api.redeliver(update)
     await bot.api.wait_for(lambda: bot.api.redelivered(update), what="redelivery taken")
     await bot.runtime.settle()
-    assert await bot.count("SELECT COUNT(*) FROM notes") == 1
+    assert await bot.count("SELECT COUNT(*) FROM memories") == 1
     assert len(bot.api.sent(OP)) == 1
     assert len(await bot.runtime.events.query(kind="message.duplicate")) == 1
 
@@ -319,7 +319,7 @@ async def test_webhook_mode_checks_the_secret(
             ) as response:
                 assert response.status == 200
         await telegram_api.wait_for(lambda: telegram_api.sent(OP), what="the reply")
-        assert await bot.count("SELECT COUNT(*) FROM notes") == 1
+        assert await bot.count("SELECT COUNT(*) FROM memories") == 1
         assert telegram_api.calls_of("getUpdates") == []
 
 

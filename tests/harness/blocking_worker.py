@@ -20,11 +20,8 @@ from agents.ops import OpsAgent
 from agents.replies import Reply
 from bot.inbound import Inbound
 from bot.intents import CATALOG
-from bot.runtime import open_runtime
+from bot.runtime import AgentKit, open_runtime
 from config import load_settings
-from memory.clock import Clock
-from memory.events import EventLog
-from memory.store import Store
 
 
 async def main(marker: Path, text: str) -> None:
@@ -34,8 +31,8 @@ async def main(marker: Path, text: str) -> None:
             await asyncio.Event().wait()  # until SIGKILL
             return []
 
-    def agents(store: Store, events: EventLog, clock: Clock) -> Sequence[Agent]:
-        return [OpsAgent(store, events, CATALOG, clock), HangingNotes(store, events, clock)]
+    def agents(kit: AgentKit) -> Sequence[Agent]:
+        return [OpsAgent(kit.store, kit.events, CATALOG, kit.clock), HangingNotes(kit.memory)]
 
     async with open_runtime(load_settings(), [], agents=agents) as runtime:
         await runtime.gateway.handle(

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from memory.errors import MigrationError, StoreClosedError
-from memory.migrations import SCHEMA_VERSION
+from memory.migrations import MIGRATIONS, SCHEMA_VERSION
 from memory.store import Store
 
 
@@ -21,10 +21,11 @@ async def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     async with Store.open(path) as store, store.write() as tx:
         await tx.execute(
-            "INSERT INTO notes (text, source_key, created_at) VALUES ('kept', 'k', 'now')"
+            "INSERT INTO memories (namespace, tier, text, source_key, created_at, last_used_at)"
+            " VALUES ('n', 'durable', 'kept', 'k', 'now', 'now')"
         )
     async with Store.open(path) as store:
-        assert await store.scalar("SELECT text FROM notes") == "kept"
+        assert await store.scalar("SELECT text FROM memories") == "kept"
         assert await store.schema_version() == SCHEMA_VERSION
 
 
@@ -41,18 +42,22 @@ async def test_failed_write_rolls_back_everything(store: Store) -> None:
     with pytest.raises(RuntimeError):
         async with store.write() as tx:
             await tx.execute(
-                "INSERT INTO notes (text, source_key, created_at) VALUES ('x', 'k', 'now')"
+                "INSERT INTO memories (namespace, tier, text, source_key, created_at, last_used_at)"
+                " VALUES ('n', 'durable', 'x', 'k', 'now', 'now')"
             )
             raise RuntimeError("boom")
-    assert await store.scalar("SELECT COUNT(*) FROM notes") == 0
+    assert await store.scalar("SELECT COUNT(*) FROM memories") == 0
 
 
 async def test_reads_see_only_committed_state(store: Store) -> None:
     async with store.write() as tx:
-        await tx.execute("INSERT INTO notes (text, source_key, created_at) VALUES ('x', 'k', 'n')")
-        assert await store.scalar("SELECT COUNT(*) FROM notes") == 0
-        assert (await tx.fetchone("SELECT COUNT(*) AS n FROM notes"))["n"] == 1  # type: ignore[index]
-    assert await store.scalar("SELECT COUNT(*) FROM notes") == 1
+        await tx.execute(
+            "INSERT INTO memories (namespace, tier, text, source_key, created_at, last_used_at)"
+            " VALUES ('n', 'durable', 'x', 'k', 'n', 'n')"
+        )
+        assert await store.scalar("SELECT COUNT(*) FROM memories") == 0
+        assert (await tx.fetchone("SELECT COUNT(*) AS n FROM memories"))["n"] == 1  # type: ignore[index]
+    assert await store.scalar("SELECT COUNT(*) FROM memories") == 1
 
 
 async def test_closed_store_says_how_to_use_it(tmp_path: Path) -> None:
@@ -60,3 +65,29 @@ async def test_closed_store_says_how_to_use_it(tmp_path: Path) -> None:
         pass
     with pytest.raises(StoreClosedError, match="async with"):
         await store.scalar("SELECT 1")
+
+
+async def test_notes_of_schema_1_become_durable_memories_with_their_ids(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(MIGRATIONS[0])
+        conn.execute(
+            "INSERT INTO notes (id, text, source_key, created_at)"
+            " VALUES (12, 'Acme pays on the 1st', 'console:m1', '2026-01-02T03:04:05.000000Z')"
+        )
+        conn.execute("PRAGMA user_version = 1")
+    async with Store.open(path) as store:
+        row = await store.fetchone("SELECT * FROM memories")
+        assert row is not None
+        assert (row["id"], row["namespace"], row["tier"], row["text"]) == (
+            12,
+            "notes",
+            "durable",
+            "Acme pays on the 1st",
+        )
+        assert row["embedding"] is None  # embedded when the model first loads
+        found = await store.fetchall(
+            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH 'acme'"
+        )
+        assert [r[0] for r in found] == [12]
+        assert await store.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'notes'") == 0

@@ -1,0 +1,5 @@
+"""``python -m bench``: run every benchmark."""
+
+from bench.memory import main
+
+main()

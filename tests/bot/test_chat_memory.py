@@ -1,0 +1,137 @@
+"""Semantic memory through the real console front end, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agents.base import TaskContext
+from agents.intents import Conversation, RememberIntent
+from bot.runtime import open_runtime
+from config import MemorySettings, Settings
+from memory.embedder import SentenceTransformerEmbedder
+from memory.memories import Tier
+from tests.conftest import Chat
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.moment = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+pytestmark = pytest.mark.slow
+
+
+async def test_remember_recall_forget_in_chat(chat: Chat) -> None:
+    assert (await chat.say("/remember Acme prefers invoices on the 1st of the month")) == (
+        "Remembered #1.\n"
+    )
+    await chat.say("/remember Lunch with Carol on Thursday")
+    out = await chat.say("/recall when does Acme want to be billed?")
+    first = out.splitlines()[0]
+    assert re.fullmatch(
+        r"#1 \[durable 0\.\d\d\] Acme prefers invoices on the 1st of the month", first
+    )
+    assert (await chat.say("/forget 1")) == "Forgot #1.\n"
+    assert "#1 " not in await chat.say("/recall Acme invoices")
+    assert "There is no note #1" in await chat.say("/forget 1")
+
+
+async def test_a_question_in_plain_words_goes_to_recall(chat: Chat) -> None:
+    await chat.say("/remember Acme prefers invoices on the 1st of the month")
+    out = await chat.say("what did Acme say about billing?")
+    assert out.startswith("#1 [durable ")
+    statement = await chat.say("Globex signs the contract next Tuesday")
+    assert statement == "Remembered #2.\n"
+
+
+async def test_an_unclear_message_offers_numbered_choices_and_a_number_picks_one(
+    chat: Chat,
+) -> None:
+    await chat.say("/remember Acme prefers invoices on the 1st of the month")
+    out = await chat.say("Acme")
+    assert "Which one?" in out
+    lines = out.splitlines()
+    assert lines[1] == "  1. Search my notes: /recall Acme"
+    assert lines[2] == "  2. Save it as a note: /remember Acme"
+    assert lines[3] == "Send the number of your choice."  # a distant third is not offered
+    picked = await chat.say("1")
+    assert picked.startswith("#1 [durable ")
+    events = await chat.runtime.events.query(kind="choice.picked")
+    assert len(events) == 1 and events[0].payload["option"] == 1
+    # The last reply offers nothing now: another "1" is plain text, not a second pick.
+    await chat.say("1")
+    assert len(await chat.runtime.events.query(kind="choice.picked")) == 1
+
+
+async def test_status_counts_notes(chat: Chat) -> None:
+    await chat.say("/remember one")
+    assert "Notes: 1." in await chat.say("/status")
+
+
+async def test_status_does_not_wait_for_the_model(tmp_path: Path) -> None:
+    """`soloops chat` answers /status long before torch could have been imported (~5 s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
+    env["SOLOOPS_HOME"] = str(tmp_path / "home")
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "chat",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await proc.communicate(b"/status\n")
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0, err.decode()
+    assert "Notes: 0." in out.decode()
+    assert elapsed < 4.0, f"/status took {elapsed:.1f} s: start-up waited for the model?"
+
+
+async def test_the_runtime_evicts_expired_working_memories_on_its_own(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    clock = ManualClock()
+    settings = Settings(
+        home=tmp_path / "home",
+        memory=MemorySettings(working_ttl_s=60, eviction_interval_s=0.05),
+    )
+    async with open_runtime(settings, embedder=embedder, clock=clock) as runtime:
+        space = runtime.memory.space("notes")
+        await space.remember("call Acme back", source_key="w", actor="t", tier=Tier.WORKING)
+        clock.moment += timedelta(seconds=61)
+        for _ in range(100):
+            if await space.count() == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await space.count() == 0
+        [event] = await runtime.events.query(kind="memory.deleted")
+        assert event.payload["reason"] == "expired"
+
+
+async def test_a_rerun_of_remember_stores_once(chat: Chat) -> None:
+    agent = chat.runtime.coordinator.agent_for("remember")
+    assert agent is not None
+    intent = RememberIntent(
+        conversation=Conversation(platform="console", chat_id="local", user_id="op"),
+        idempotency_key="console:crashed-1",
+        text="Acme prefers invoices on the 1st",
+    )
+    ctx = TaskContext(task_id=1, attempt=1, idempotency_key="console:crashed-1")
+    first = await agent.handle(intent, ctx)
+    again = await agent.handle(intent, TaskContext(1, 2, "console:crashed-1"))
+    assert [r.text for r in first] == [r.text for r in again] == ["Remembered #1."]
+    assert len(await chat.runtime.events.query(kind="memory.written")) == 1
