@@ -110,9 +110,9 @@ async def undo(coordinator: Coordinator, event: int | None) -> Propose | Reply:
     """``/undo [event]``: propose the compensation of a reversible action."""
     actions = ActionRepo(coordinator.store)
     if event is None:
-        row = await actions.last_reversible()
+        row = await actions.last_undoable()
         if row is None:
-            raise AgentError("Nothing to undo: no succeeded action can be reversed.")
+            raise AgentError("Nothing to undo: no action has succeeded since the last undo.")
     else:
         match = await coordinator.events.get(event)
         if match is None or match.kind != "action.succeeded":

@@ -147,7 +147,8 @@ class Lifecycle:
 
     async def failing_streak(self, agent: str) -> bool:
         """Whether the agent's newest finished tasks are all failures (the supervisor's rule)."""
-        outcomes = await self._tasks.recent_outcomes(agent, self._degrade_after)
+        # Control commands (/status, /policy...) say nothing about whether the work works.
+        outcomes = await self._tasks.recent_outcomes(agent, self._degrade_after, CONTROL_KINDS)
         return len(outcomes) == self._degrade_after and all(
             o in (TaskState.FAILED, TaskState.DEAD) for o in outcomes
         )

@@ -227,10 +227,10 @@ class ActionRepo:
             )
         )
 
-    async def last_reversible(self) -> ActionRow | None:
-        """The newest succeeded action that has a compensation and was not undone."""
+    async def last_undoable(self) -> ActionRow | None:
+        """The newest succeeded action that is not itself an undo and was not undone."""
         row = await self._store.fetchone(
-            "SELECT * FROM actions a WHERE state = ? AND compensation IS NOT NULL"
+            "SELECT * FROM actions a WHERE state = ? AND undo_of IS NULL"
             " AND NOT EXISTS (SELECT 1 FROM actions u WHERE u.undo_of = a.id"
             " AND u.state NOT IN (?, ?, ?)) ORDER BY id DESC LIMIT 1",
             (

@@ -193,12 +193,15 @@ class TaskRepo:
         last = from_iso(row["last"]) if row["last"] else None
         return last, int(row["failed"] or 0)
 
-    async def recent_outcomes(self, agent: str, limit: int) -> list[TaskState]:
+    async def recent_outcomes(
+        self, agent: str, limit: int, exclude_kinds: frozenset[str] = frozenset()
+    ) -> list[TaskState]:
         """The final states of an agent's newest finished tasks, newest first."""
+        marks = ",".join("?" * len(exclude_kinds)) or "''"
         rows = await self._store.fetchall(
             "SELECT state FROM tasks WHERE agent = ? AND state IN (?, ?, ?)"
-            " ORDER BY updated_at DESC, id DESC LIMIT ?",
-            (agent, TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, limit),
+            f" AND kind NOT IN ({marks}) ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (agent, TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, *exclude_kinds, limit),
         )
         return [TaskState(r["state"]) for r in rows]
 
