@@ -93,6 +93,9 @@ class Provider:
     fail_rate: float = 0.0
     seed: int = 0
     dedupe: bool = True
+    # Seconds between processing a request and answering it: the window in which a
+    # crash leaves an action that landed but was never confirmed.
+    answer_delay_s: float = 0.0
     reject_bad_signatures: bool = True
 
     requests: list[Delivery] = field(default_factory=list)
@@ -316,6 +319,8 @@ class Provider:
             record(0 if script.hang_s else script.status, processed=True)
             return await self._fail(script)
         record(answer.status, processed=True)
+        if self.answer_delay_s:
+            await asyncio.sleep(self.answer_delay_s)
         return web.json_response(answer.body, status=answer.status)
 
     async def _fail(self, script: _Script) -> web.StreamResponse:
