@@ -30,7 +30,6 @@ from pydantic import (
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
-    SecretsSettingsSource,
     SettingsConfigDict,
     SettingsError,
     TomlConfigSettingsSource,
@@ -445,7 +444,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
         if secrets_dir:
-            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
+            sources.append(NestedSecretsSource(settings_cls, Path(secrets_dir)))
         user_file = os.environ.get(f"{ENV_PREFIX}CONFIG")
         if user_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(user_file)))
@@ -466,6 +465,43 @@ def _collect_secrets(model: BaseModel, found: list[str]) -> None:
                     _collect_secrets(item, found)
                 elif isinstance(item, SecretStr):
                     found.append(item.get_secret_value())
+
+
+class NestedSecretsSource(PydanticBaseSettingsSource):
+    """One file per setting in a directory, nested names joined with ``__``.
+
+    ``telegram__token`` holds ``telegram.token``; ``hooks__crm__secret`` holds
+    ``hooks.crm.secret``. (pydantic-settings' own secrets source only reads top-level
+    names.) Names are matched case-insensitively; an optional ``soloops_`` prefix, as
+    the environment variables have, is ignored. Values are stripped of the trailing
+    newline editors add.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], directory: Path) -> None:
+        super().__init__(settings_cls)
+        self._directory = directory
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is produced by __call__
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for path in sorted(self._directory.iterdir()):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            name = path.name.lower().removeprefix(ENV_PREFIX.lower())
+            parts = [part for part in name.split("__") if part]
+            if not parts:
+                continue
+            node = data
+            for part in parts[:-1]:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    break
+                node = child
+            else:
+                node[parts[-1]] = path.read_text(encoding="utf-8").rstrip("\r\n")
+        return data
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -90,3 +90,24 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.log_level = "ERROR"  # type: ignore[misc]
+
+
+def test_a_secrets_directory_fills_nested_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "telegram__token").write_text("123:from-a-file\n")
+    (secrets / "SOLOOPS_HOOKS__CRM__SECRET").write_text("a-hook-secret-of-length\n")
+    (secrets / ".hidden").write_text("ignored")
+    monkeypatch.setenv("SOLOOPS_SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("SOLOOPS_HOOKS__CRM__URL", "https://example.com/hook")
+    settings = load_settings()
+    assert settings.telegram.token is not None
+    assert settings.telegram.token.get_secret_value() == "123:from-a-file"
+    assert settings.hooks["crm"].secret.get_secret_value() == "a-hook-secret-of-length"
+    assert "123:from-a-file" in settings.secret_values()
+    assert "from-a-file" not in repr(settings)
+    # The environment still wins over the files.
+    monkeypatch.setenv("SOLOOPS_TELEGRAM__TOKEN", "456:from-env")
+    assert load_settings().telegram.token.get_secret_value() == "456:from-env"  # type: ignore[union-attr]
