@@ -74,3 +74,16 @@ def pick_option(text: str, options: tuple[Option, ...]) -> Option | None:
         return None
     number = int(stripped)
     return options[number - 1] if 1 <= number <= len(options) else None
+
+
+def body_text(reply: Reply) -> str:
+    """The reply's text with its options numbered after it, as every platform shows them.
+
+    The operator answers with the number (the gateway maps it back to the option's
+    command), so choices work the same in the console, Telegram and Slack.
+    """
+    if not reply.options:
+        return reply.text
+    numbered = enumerate(reply.options, 1)
+    lines = [f"  {n}. {option.label}: {option.command}" for n, option in numbered]
+    return "\n".join([reply.text, *lines, "Send the number of your choice."])

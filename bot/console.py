@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import BinaryIO, TextIO
 
-from agents.replies import Reply
+from agents.replies import Reply, body_text
 from bot.inbound import Inbound
 from bot.outbox import Delivery, DeliveryError
 
@@ -25,12 +25,8 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 
 def render(reply: Reply) -> str:
     """A reply as console text: options numbered, answered by sending the number."""
-    text = reply.text if reply.tone == "info" else f"⚠ {reply.text}"
-    if reply.options:
-        numbered = enumerate(reply.options, 1)
-        lines = [f"  {n}. {option.label}: {option.command}" for n, option in numbered]
-        text = "\n".join([text, *lines, "Send the number of your choice."])
-    return text
+    text = body_text(reply)
+    return text if reply.tone == "info" else f"⚠ {text}"
 
 
 class ConsoleSender:

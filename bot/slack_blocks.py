@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.replies import Button, Reply
+from agents.replies import Button, Reply, body_text
 
 ACTION_PREFIX = "soloops.button."
 BUTTONS_BLOCK_ID = "soloops.buttons"
@@ -78,7 +78,7 @@ def button(index: int, item: Button) -> Block:
 
 def render(reply: Reply) -> tuple[str, list[Block]]:
     """The notification text and the blocks of one reply."""
-    text = reply.text if reply.tone == "info" else ERROR_MARK + reply.text
+    text = ("" if reply.tone == "info" else ERROR_MARK) + body_text(reply)
     pieces = [escape(piece) for piece in chunks(text)]
     room = MAX_BLOCKS - (1 if reply.buttons else 0)
     if len(pieces) > room:

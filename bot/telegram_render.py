@@ -12,7 +12,7 @@ from datetime import datetime
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from agents.replies import Button, Reply
+from agents.replies import Button, Reply, body_text
 from bot.inbound import Inbound
 
 PLATFORM = "telegram"
@@ -71,7 +71,7 @@ def render(reply: Reply, *, headline: bool = False) -> list[str]:
     Agents write plain text, so everything is escaped; ``headline`` shows the first
     line in bold (approval cards and their decided versions). Errors get a warning mark.
     """
-    text = (ERROR_MARK + reply.text) if reply.tone == "error" else reply.text
+    text = (ERROR_MARK if reply.tone == "error" else "") + body_text(reply)
     chunks = split_text(text)
     rendered = [html.escape(chunk, quote=False) for chunk in chunks]
     if headline:

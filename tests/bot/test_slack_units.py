@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from agents.replies import Button, Reply
+from agents.replies import Button, Option, Reply
 from bot.frontends import configured_front_ends
 from bot.slack import signature_problem
 from bot.slack_blocks import ACTION_PREFIX, SECTION_MAX, chunks, escape, render, thread_opener
@@ -303,3 +303,11 @@ def test_refused_requests_are_recorded_within_a_budget() -> None:
     assert [budget.admit(t) for t in (0, 1, 2, 3)] == [0, 0, None, None]
     assert budget.admit(61) == 2  # a new window: recorded, counting the two skipped
     assert budget.admit(62) == 0
+
+
+def test_options_are_numbered_in_slack_too() -> None:
+    text, blocks = render(
+        Reply(text="Which one?", options=(Option(label="Notes", command="/notes"),))
+    )
+    assert "1. Notes: /notes" in text
+    assert "Send the number of your choice." in str(blocks)

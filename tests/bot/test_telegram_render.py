@@ -9,7 +9,7 @@ import pytest
 from telegram import Bot, Update
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from agents.replies import Button, Reply
+from agents.replies import Button, Option, Reply
 from bot.telegram import delivery_error
 from bot.telegram_render import (
     MESSAGE_LIMIT,
@@ -184,3 +184,13 @@ def test_webhook_mode_needs_a_secret_and_a_url() -> None:
     with pytest.raises(ValueError, match="http"):
         TelegramSettings.model_validate({"base_url": "api.telegram.org/bot"})
     assert not TelegramSettings().configured
+
+
+def test_options_are_numbered_so_the_operator_can_answer_with_a_number() -> None:
+    reply = Reply(
+        text="Which one?",
+        options=(Option(label="Recall", command="/recall acme <billing>"),),
+    )
+    [text] = render(reply)
+    assert "Which one?\n  1. Recall: /recall acme &lt;billing&gt;" in text
+    assert text.endswith("Send the number of your choice.")
