@@ -59,6 +59,7 @@ from memory.tasks import TaskRepo, TaskRow, TaskState
 
 log = logging.getLogger(__name__)
 ACTOR = "coordinator"
+CARD_LABELS = {"dead_letter": ("Retry", "Discard"), "reconcile": ("Mark done", "Retry")}
 
 
 class Parked:
@@ -509,17 +510,7 @@ class Executor:
             if row.gate == Mode.AUTO.value:
                 await self._demote(tx, row.policy_key, f"action {row.id} failed")
             summary = f"{row.summary}\nReason: {reason[:300]}\nHint: {hint(row.connector, kind)}"
-            await self._desk.request(
-                tx,
-                task_id=task.id,
-                agent=agent.name,
-                need=NeedsApproval(
-                    summary=summary, action={"dead_letter": row.id}, ttl=timedelta(days=7)
-                ),
-                conversation=conversation,
-                purpose="dead_letter",
-                labels=("Retry", "Discard"),
-            )
+            await self._card(tx, task, agent, conversation, row, summary, "dead_letter")
         await self._supervise(agent, conversation, task)
         self._on_change()
         return PARKED
@@ -543,17 +534,7 @@ class Executor:
                 f"{row.summary}\nsoloops stopped while this was being sent ({reason[:200]})."
                 f"\nCheck the other side for key {row.idempotency_key}."
             )
-            await self._desk.request(
-                tx,
-                task_id=task.id,
-                agent=agent.name,
-                need=NeedsApproval(
-                    summary=summary, action={"reconcile": row.id}, ttl=timedelta(days=7)
-                ),
-                conversation=conversation,
-                purpose="reconcile",
-                labels=("Mark done", "Retry"),
-            )
+            await self._card(tx, task, agent, conversation, row, summary, "reconcile")
         self._on_change()
         return PARKED
 
@@ -744,6 +725,27 @@ class Executor:
             self._on_change()
 
     # ---- helpers ----------------------------------------------------------------
+
+    async def _card(
+        self,
+        tx: Transaction,
+        task: TaskRow,
+        agent: Agent,
+        conversation: Conversation,
+        row: ActionRow,
+        summary: str,
+        purpose: str,
+    ) -> None:
+        """A dead-letter or reconcile card about ``row``; it waits a week for you."""
+        await self._desk.request(
+            tx,
+            task_id=task.id,
+            agent=agent.name,
+            need=NeedsApproval(summary=summary, action={purpose: row.id}, ttl=timedelta(days=7)),
+            conversation=conversation,
+            purpose=purpose,
+            labels=CARD_LABELS[purpose],
+        )
 
     async def _ask(
         self,
