@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from agents.base import Decision, NeedsApproval
+from agents.delivery import queue_reply
 from agents.fingerprint import fingerprint
 from agents.intents import Conversation
 from agents.replies import Button, Reply
@@ -374,15 +375,8 @@ class ApprovalDesk:
     async def _queue(
         self, tx: Transaction, conversation: Conversation, reply: Reply, replaces: int | None = None
     ) -> int:
-        return await self._outbox.enqueue(
-            tx,
-            platform=conversation.platform,
-            chat_id=conversation.chat_id,
-            thread_id=conversation.thread_id,
-            reply_to=conversation.message_id,
-            body=reply.to_json(),
-            now=self._clock.now(),
-            replaces=replaces,
+        return await queue_reply(
+            self._outbox, tx, conversation, reply, now=self._clock.now(), replaces=replaces
         )
 
     async def _unique_code(self, tx: Transaction) -> str:

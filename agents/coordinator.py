@@ -23,6 +23,7 @@ from typing import Self
 from agents.actions import Propose
 from agents.approvals import ApprovalDesk, decision_of
 from agents.base import Agent, Decision, NeedsApproval, TaskContext
+from agents.delivery import queue_reply
 from agents.errors import AgentError, ConfigurationError
 from agents.executor import Executor, Parked, RetryPolicy
 from agents.fingerprint import fingerprint
@@ -453,15 +454,8 @@ class Coordinator:
     async def _queue_reply(
         self, tx: Transaction, task: TaskRow, conversation: Conversation, reply: Reply
     ) -> None:
-        await self._outbox.enqueue(
-            tx,
-            platform=conversation.platform,
-            chat_id=conversation.chat_id,
-            thread_id=conversation.thread_id,
-            reply_to=conversation.message_id,
-            body=reply.to_json(),
-            now=self._clock.now(),
-            task_id=task.id,
+        await queue_reply(
+            self._outbox, tx, conversation, reply, now=self._clock.now(), task_id=task.id
         )
 
     async def _move(

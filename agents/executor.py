@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +32,7 @@ from agents.actions import Action, Propose
 from agents.approvals import ApprovalDesk
 from agents.base import ActionReport, Agent, NeedsApproval, Outcome
 from agents.breaker import BreakerState, CircuitBreaker
+from agents.cards import register_card_handlers
 from agents.errors import AgentError
 from agents.fingerprint import fingerprint
 from agents.intents import Conversation, Intent
@@ -50,7 +51,7 @@ from agents.runbook import hint
 from agents.states import check_transition
 from connectors.base import Connector, Known, PermanentError, TransientError
 from memory.actions import ActionRepo, ActionRow, ActionState
-from memory.approvals import ApprovalRow, ApprovalState
+from memory.approvals import ApprovalState
 from memory.clock import Clock
 from memory.control import PolicyOverrideRepo
 from memory.events import EventLog
@@ -133,13 +134,7 @@ class Executor:
             name: CircuitBreaker(threshold=breaker_threshold, cooldown=breaker_cooldown)
             for name in self._connectors
         }
-        desk.handlers["dead_letter"] = self._on_dead_letter_decided
-        desk.handlers["reconcile"] = self._on_reconcile_decided
-        desk.handlers["budget"] = self._on_budget_decided
-
-    @property
-    def connectors(self) -> dict[str, Connector]:
-        return dict(self._connectors)
+        register_card_handlers(desk, store, events, lifecycle, clock, on_change)
 
     async def aclose(self) -> None:
         """Close every connector."""
@@ -315,9 +310,7 @@ class Executor:
                     expect=ActionState.PENDING_APPROVAL,
                 )
                 await self._checkpoint(tx, task, {"action": row.id})
-            fresh = await self._actions.get(row.id)
-            assert fresh is not None
-            return await self._run(task, agent, intent, fresh)
+            return await self._run(task, agent, intent, await self._reread(row.id))
         reason = {
             ApprovalState.EXPIRED: "the approval expired",
             ApprovalState.VOIDED: "the approval was voided",
@@ -414,9 +407,7 @@ class Executor:
                 original = await self._actions.get(row.undo_of, tx)
                 if original is not None and original.gate == Mode.AUTO.value:
                     await self._demote(tx, original.policy_key, f"action {original.id} was undone")
-        fresh = await self._actions.get(row.id)
-        assert fresh is not None
-        return await agent.on_action(intent, self._report(fresh, "succeeded"))
+        return await agent.on_action(intent, self._report(await self._reread(row.id), "succeeded"))
 
     async def _transient(
         self,
@@ -558,32 +549,18 @@ class Executor:
             subject=f"action:{row.id}",
             payload={"known": known.value, "key": row.idempotency_key},
         )
-        now = self._clock.now()
         if known is Known.DONE:
             result = lookup.result if lookup else None
             done = {
                 "summary": result.summary if result else "confirmed after a restart",
                 "detail": result.detail if result else {},
             }
-            async with self._store.write() as tx:
-                await self._actions.update(
-                    tx,
-                    row.id,
-                    state=ActionState.SUCCEEDED,
-                    now=now,
-                    result=done,
-                    expect=ActionState.IN_FLIGHT,
-                )
-            fresh = await self._actions.get(row.id)
-            assert fresh is not None
+            fresh = await self._move_action(
+                row, ActionState.SUCCEEDED, expect=ActionState.IN_FLIGHT, result=done
+            )
             return await agent.on_action(intent, self._report(fresh, "succeeded"))
         if known is Known.NOT_DONE:
-            async with self._store.write() as tx:
-                await self._actions.update(
-                    tx, row.id, state=ActionState.APPROVED, now=now, expect=ActionState.IN_FLIGHT
-                )
-            fresh = await self._actions.get(row.id)
-            assert fresh is not None
+            fresh = await self._move_action(row, ActionState.APPROVED, expect=ActionState.IN_FLIGHT)
             return await self._run(task, agent, intent, fresh)
         return await self._uncertain(
             task, agent, intent.conversation, row, "the connector cannot tell whether it landed"
@@ -633,96 +610,6 @@ class Executor:
                         f" /resume {agent.name} when the cause is fixed."
                     ),
                 )
-
-    # ---- card decisions -----------------------------------------------------------
-
-    async def _on_dead_letter_decided(
-        self, tx: Transaction, card: ApprovalRow, state: ApprovalState
-    ) -> None:
-        action_id = int(json.loads(card.action)["dead_letter"])
-        now = self._clock.now()
-        if state is ApprovalState.APPROVED:  # Retry: same idempotency key, fresh attempts
-            await self._actions.retry(tx, action_id, now)
-            check_transition(TaskState.DEAD, TaskState.QUEUED)
-            await self._tasks.update(
-                tx,
-                card.task_id,
-                state=TaskState.QUEUED,
-                now=now,
-                expect=TaskState.DEAD,
-                reset_attempts=True,
-            )
-            await self._events.append(
-                tx,
-                "task.retried",
-                actor=card.decided_by or "operator",
-                subject=f"task:{card.task_id}",
-                payload={"action": action_id},
-            )
-        elif state is ApprovalState.REJECTED:  # Discard
-            await self._actions.update(
-                tx, action_id, state=ActionState.DISCARDED, now=now, expect=ActionState.FAILED
-            )
-            check_transition(TaskState.DEAD, TaskState.CANCELLED)
-            await self._tasks.update(
-                tx, card.task_id, state=TaskState.CANCELLED, now=now, expect=TaskState.DEAD
-            )
-            await self._events.append(
-                tx,
-                "task.discarded",
-                actor=card.decided_by or "operator",
-                subject=f"task:{card.task_id}",
-                payload={"action": action_id},
-            )
-        self._on_change()
-
-    async def _on_reconcile_decided(
-        self, tx: Transaction, card: ApprovalRow, state: ApprovalState
-    ) -> None:
-        action_id = int(json.loads(card.action)["reconcile"])
-        now = self._clock.now()
-        if state is ApprovalState.APPROVED:  # Mark done
-            await self._actions.update(
-                tx,
-                action_id,
-                state=ActionState.SUCCEEDED,
-                now=now,
-                result={"summary": f"marked done by {card.decided_by}", "detail": {}},
-                expect=ActionState.UNCERTAIN,
-            )
-        elif state is ApprovalState.REJECTED:  # Retry: the operator checked it did not land
-            await self._actions.update(
-                tx, action_id, state=ActionState.APPROVED, now=now, expect=ActionState.UNCERTAIN
-            )
-        else:  # expired: nobody checked; leave it failed, visible in /failed
-            await self._actions.update(
-                tx,
-                action_id,
-                state=ActionState.FAILED,
-                now=now,
-                error="nobody confirmed it",
-                expect=ActionState.UNCERTAIN,
-            )
-            await self._tasks.update(
-                tx,
-                card.task_id,
-                state=TaskState.DEAD,
-                now=now,
-                expect=TaskState.WAITING_APPROVAL,
-                error="nobody confirmed whether the action landed",
-            )
-            return
-        await self._tasks.update(
-            tx, card.task_id, state=TaskState.QUEUED, now=now, expect=TaskState.WAITING_APPROVAL
-        )
-        self._on_change()
-
-    async def _on_budget_decided(
-        self, tx: Transaction, card: ApprovalRow, state: ApprovalState
-    ) -> None:
-        if state is ApprovalState.APPROVED:
-            await self._lifecycle.extend_today(tx, card.agent, card.decided_by or "operator")
-            self._on_change()
 
     # ---- helpers ----------------------------------------------------------------
 
@@ -784,6 +671,26 @@ class Executor:
             },
         )
 
+    async def _move_action(
+        self,
+        row: ActionRow,
+        state: ActionState,
+        *,
+        expect: ActionState,
+        result: dict[str, Any] | None = None,
+    ) -> ActionRow:
+        """Move an action in a transaction of its own; return it as stored."""
+        async with self._store.write() as tx:
+            await self._actions.update(
+                tx, row.id, state=state, now=self._clock.now(), expect=expect, result=result
+            )
+        return await self._reread(row.id)
+
+    async def _reread(self, action_id: int) -> ActionRow:
+        fresh = await self._actions.get(action_id)
+        assert fresh is not None  # action rows are never deleted
+        return fresh
+
     async def _checkpoint(self, tx: Transaction, task: TaskRow, checkpoint: dict[str, Any]) -> None:
         await self._tasks.set_checkpoint(tx, task.id, json.dumps(checkpoint))
 
@@ -829,8 +736,3 @@ class Executor:
 def compensation_of(row: ActionRow) -> Action | None:
     """The stored compensation of an action, as an Action to propose."""
     return None if row.compensation is None else Action.from_json(row.compensation)
-
-
-def reports(rows: Sequence[ActionRow]) -> list[str]:
-    """One line per action, for /failed and /agents."""
-    return [f"#{r.id} {r.policy_key} {r.state.value}: {r.summary[:80]}" for r in rows]

@@ -94,9 +94,6 @@ class Lifecycle:
         """Whether a task of ``kind`` for ``agent`` must wait."""
         return kind not in CONTROL_KINDS and self.state(agent) is not AgentState.RUNNING
 
-    def held_agents(self) -> set[str]:
-        return {a for a, s in self._states.items() if s is not AgentState.RUNNING}
-
     async def set_state(
         self, tx: Transaction, agent: str, state: AgentState, reason: str, actor: str
     ) -> bool:

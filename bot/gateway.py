@@ -121,7 +121,7 @@ class Gateway:
         press = inbound.callback_data
         decide: DecideIntent | None = None
         async with self._store.write() as tx:
-            if await self._seen(tx, inbound):
+            if await self._inbound.seen(tx, inbound.platform, inbound.message_id):
                 seq = await self._events.append(
                     tx, "message.duplicate", actor=actor, subject=subject, payload={}
                 )
@@ -208,13 +208,6 @@ class Gateway:
             payload={"reply": last.id, "option": options.index(option) + 1},
         )
         return option.command
-
-    async def _seen(self, tx: Transaction, inbound: Inbound) -> bool:
-        row = await tx.fetchone(
-            "SELECT 1 FROM inbound WHERE platform = ? AND message_id = ?",
-            (inbound.platform, inbound.message_id),
-        )
-        return row is not None
 
     async def _reject(
         self, tx: Transaction, inbound: Inbound, rejection: Rejection, actor: str, subject: str

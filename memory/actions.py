@@ -241,10 +241,3 @@ class ActionRepo:
             ),
         )
         return None if row is None else _row(row)
-
-    async def for_task(self, task_id: int) -> list[ActionRow]:
-        """The actions of one task, in order."""
-        rows = await self._store.fetchall(
-            "SELECT * FROM actions WHERE task_id = ? ORDER BY id", (task_id,)
-        )
-        return [_row(r) for r in rows]

@@ -57,9 +57,9 @@ class InboundRepo:
         )
         return inserted != 0
 
-    async def seen(self, platform: str, message_id: str) -> bool:
-        """Whether this platform message id is already stored."""
-        row = await self._store.fetchone(
+    async def seen(self, tx: Transaction, platform: str, message_id: str) -> bool:
+        """Whether this platform message id is already stored (read inside ``tx``)."""
+        row = await tx.fetchone(
             "SELECT 1 FROM inbound WHERE platform = ? AND message_id = ?", (platform, message_id)
         )
         return row is not None

@@ -204,11 +204,3 @@ class TaskRepo:
             (agent, TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, *exclude_kinds, limit),
         )
         return [TaskState(r["state"]) for r in rows]
-
-    async def recent_failures(self, limit: int = 5) -> list[TaskRow]:
-        """The newest failed tasks."""
-        rows = await self._store.fetchall(
-            "SELECT * FROM tasks WHERE state IN (?, ?) ORDER BY updated_at DESC LIMIT ?",
-            (TaskState.FAILED, TaskState.DEAD, limit),
-        )
-        return [_row(row) for row in rows]
