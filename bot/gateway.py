@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from agents.approvals import Verdict
 from agents.coordinator import Coordinator
+from agents.delivery import queue_reply
 from agents.intents import DecideIntent
 from agents.replies import Reply, error, pick_option
 from bot.inbound import Inbound
@@ -228,15 +229,7 @@ class Gateway:
         return seq
 
     async def _queue(self, tx: Transaction, inbound: Inbound, reply: Reply) -> None:
-        await self._outbox.enqueue(
-            tx,
-            platform=inbound.platform,
-            chat_id=inbound.chat_id,
-            thread_id=inbound.thread_id,
-            reply_to=inbound.message_id,
-            body=reply.to_json(),
-            now=inbound.received_at,
-        )
+        await queue_reply(self._outbox, tx, inbound.conversation, reply, now=inbound.received_at)
 
 
 def _describe(inbound: Inbound) -> dict[str, object]:
