@@ -36,6 +36,7 @@ from agents.money import (
     parse_vat_rate,
     totals,
 )
+from memory.invoices import format_number
 
 USAGE = (
     "Write e.g. /invoice Acme 1200 EUR October consulting to billing@acme.com "
@@ -55,7 +56,7 @@ _SYMBOLS = {"€": "EUR", "£": "GBP"}
 _COMMAND = re.compile(r"^\s*/invoices?(?:@\w+)?\b", re.IGNORECASE)
 _NUMBER = re.compile(r"^(?:INV-)?(\d{4})-(\d{1,6})$", re.IGNORECASE)
 _NUMERIC = re.compile(r"[-+\u2212]?\d[\d.,]*")
-_QTY = re.compile(r"(\d+(?:\.\d+)?)\s*[x×]$", re.IGNORECASE)
+_QTY = re.compile(r"(\d+(?:\.\d+)?)\s*[x\u00d7]$", re.IGNORECASE)
 _RECIPIENT = re.compile(r"\bto\s+(\S*@\S*)", re.IGNORECASE)
 _DUE = re.compile(r"\bdue\s+in\s+(\S+)\s*(days?|d|weeks?|w)?\b", re.IGNORECASE)
 _VAT = re.compile(r"\bvat\s*:?\s*(\S+(?:\s*%)?)", re.IGNORECASE)
@@ -134,11 +135,6 @@ class Refusal:
 InvoiceCommand = InvoiceDraft | MarkPaid | VoidInvoice | ShowInvoice
 
 
-def invoice_number(year: int, seq: int) -> str:
-    """The printed number of the ``seq``-th invoice of ``year``: INV-2026-0001."""
-    return f"INV-{year:04d}-{seq:04d}"
-
-
 def parse_invoice(text: str, *, today: date) -> InvoiceCommand | Refusal:
     """Parse one ``/invoice`` message (the command word is optional)."""
     body = _COMMAND.sub("", text, count=1).strip()
@@ -178,7 +174,7 @@ def recipient_for(draft: InvoiceDraft, known_email: str | None) -> str | Refusal
 
 
 def _subcommand(number: re.Match[str], rest: list[str], today: date) -> InvoiceCommand | Refusal:
-    canonical = invoice_number(int(number.group(1)), int(number.group(2)))
+    canonical = format_number(int(number.group(1)), int(number.group(2)))
     if not rest:
         return ShowInvoice(canonical)
     verb, args = rest[0].lower(), rest[1:]
@@ -368,7 +364,7 @@ def _amount_span(tokens: list[str], at: int) -> tuple[set[int], str | None, Deci
 
 def _quantity_before(tokens: list[str], at: int) -> Decimal | None:
     """The quantity in "3 x 400 EUR" / "3x 400 EUR" before the amount, if written."""
-    if at >= 2 and tokens[at - 1].lower() in ("x", "×") and _numeric(tokens[at - 2]):
+    if at >= 2 and tokens[at - 1].lower() in ("x", "\u00d7") and _numeric(tokens[at - 2]):
         return parse_decimal(tokens[at - 2])
     if at >= 1:
         match = _QTY.fullmatch(tokens[at - 1])
@@ -386,7 +382,7 @@ def _line(tokens: list[str]) -> tuple[str, Decimal, Decimal, str | None] | Refus
     if quantity <= 0 or quantity > MAX_QUANTITY:
         return Refusal(f"The quantity {quantity} in {shown!r} must be between 0 and 100000.")
     price = parse_decimal(tokens[at].rstrip(",:"))
-    description = " ".join(t for i, t in enumerate(tokens) if i not in used).strip(" ,:-–")
+    description = " ".join(t for i, t in enumerate(tokens) if i not in used).strip(" ,:-\u2013")
     if not description:
         return Refusal(f"Say what {shown!r} is for, e.g. '{shown} October consulting'.")
     return description, quantity, price, currency

@@ -115,9 +115,7 @@ def _about(lead_id: int, rest: list[str]) -> ShowLead | SetStage | Refusal:
         if stage is not None:
             return SetStage(lead_id, stage)
     return Refusal(
-        f"Write /lead {lead_id} to see it, or /lead {lead_id} stage <"
-        + "|".join(STAGES)
-        + ">."
+        f"Write /lead {lead_id} to see it, or /lead {lead_id} stage <" + "|".join(STAGES) + ">."
     )
 
 

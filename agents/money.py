@@ -37,9 +37,7 @@ MAX_VAT_RATE = Decimal(100)
 
 # Codes babel lists that are not money one invoices in (ISO-4217 "X" funds, metals,
 # testing and "no currency"); the real X currencies (XAF, XOF, XPF, XCD) stay.
-_NOT_MONEY = frozenset(
-    "XXX XTS XAU XAG XPD XPT XBA XBB XBC XBD XDR XSU XUA XFO XFU XRE".split()
-)
+_NOT_MONEY = frozenset("XXX XTS XAU XAG XPD XPT XBA XBB XBC XBD XDR XSU XUA XFO XFU XRE".split())
 
 _PLAIN = re.compile(r"\d+(?:\.\d+)?")
 _GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")

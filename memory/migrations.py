@@ -220,6 +220,79 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     DROP TABLE notes_fts;
     DROP TABLE notes;
     """,
+    # 5 (issue 14): contacts and leads with their history, invoices with gap-free
+    # per-year numbers (the counter row and the invoice row commit together).
+    """
+    CREATE TABLE contacts (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT NOT NULL,
+        email       TEXT UNIQUE COLLATE NOCASE,
+        company     TEXT,
+        created_at  TEXT NOT NULL
+    );
+
+    CREATE TABLE leads (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        contact_id      INTEGER NOT NULL REFERENCES contacts(id),
+        stage           TEXT NOT NULL
+            CHECK (stage IN ('new', 'contacted', 'proposal', 'won', 'lost')),
+        source          TEXT NOT NULL,
+        value_amount    TEXT,
+        value_currency  TEXT,
+        note            TEXT NOT NULL DEFAULT '',
+        source_key      TEXT NOT NULL UNIQUE,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE INDEX leads_stage ON leads(stage, id);
+    CREATE INDEX leads_contact ON leads(contact_id);
+
+    CREATE TABLE lead_history (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        lead_id  INTEGER NOT NULL REFERENCES leads(id),
+        at       TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        detail   TEXT NOT NULL
+    );
+    CREATE INDEX lead_history_lead ON lead_history(lead_id, id);
+
+    CREATE TABLE invoice_counters (
+        year  INTEGER PRIMARY KEY,
+        last  INTEGER NOT NULL
+    );
+
+    CREATE TABLE invoices (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        number           TEXT NOT NULL UNIQUE,
+        year             INTEGER NOT NULL,
+        seq              INTEGER NOT NULL,
+        client           TEXT NOT NULL,
+        recipient        TEXT,
+        currency         TEXT NOT NULL,
+        lines            TEXT NOT NULL,
+        subtotal         TEXT NOT NULL,
+        vat              TEXT NOT NULL,
+        total            TEXT NOT NULL,
+        vat_rate         TEXT,
+        issue_date       TEXT NOT NULL,
+        due_date         TEXT NOT NULL,
+        state            TEXT NOT NULL
+            CHECK (state IN ('draft', 'proposed', 'sent', 'paid', 'void')),
+        paid_at          TEXT,
+        pdf_sha256       TEXT,
+        idempotency_key  TEXT NOT NULL UNIQUE,
+        recurrence       TEXT,
+        reminders_sent   INTEGER NOT NULL DEFAULT 0,
+        created_at       TEXT NOT NULL,
+        updated_at       TEXT NOT NULL,
+        UNIQUE (year, seq)
+    );
+    CREATE INDEX invoices_state ON invoices(state, due_date);
+    CREATE TRIGGER invoices_no_delete BEFORE DELETE ON invoices
+        BEGIN SELECT RAISE(ABORT, 'invoice numbers are never reused: void it instead'); END;
+    CREATE TRIGGER invoices_number_fixed BEFORE UPDATE OF number, year, seq ON invoices
+        BEGIN SELECT RAISE(ABORT, 'an invoice keeps its number'); END;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
