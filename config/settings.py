@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -339,6 +340,74 @@ class MemorySettings(BaseModel):
     load_note_after_s: float = Field(default=2.0, ge=0)
 
 
+_DURATION = re.compile(r"^(?:\d+[smhdw])+$")
+
+
+class InvoiceSettings(BaseModel):
+    """Who issues invoices, and when overdue ones get payment reminders.
+
+    Only ``seller_name`` is needed to invoice; :meth:`problem` says so in chat.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seller_name: str = Field(default="", max_length=200)
+    seller_address: str = Field(default="", max_length=1000)
+    tax_id: str = Field(default="", max_length=100)
+    payment_details: str = Field(default="", max_length=1000)
+    payment_terms_days: int = Field(default=14, ge=0, le=365)
+    reminder_days: list[int] = Field(default_factory=lambda: [3, 10, 20])
+    locale: str = Field(default="en", min_length=2, max_length=20)
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _increasing_days(cls, value: list[int]) -> list[int]:
+        if not value or any(day < 1 for day in value) or value != sorted(set(value)):
+            raise ValueError(
+                "reminder_days must be increasing whole days after the due date, e.g. [3, 10, 20]"
+            )
+        return value
+
+    def problem(self) -> str | None:
+        """What must be set before invoicing, or None when ready."""
+        if not self.seller_name.strip():
+            return (
+                f"Invoices need your business name: set {ENV_PREFIX}INVOICES__SELLER_NAME "
+                "(or seller_name under [invoices] in your TOML file), then try again."
+            )
+        return None
+
+
+class FollowupSettings(BaseModel):
+    """When a new lead gets its follow-up email drafted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: str = "2d"
+
+    @field_validator("after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        compact = value.replace(" ", "").lower()
+        if not _DURATION.match(compact) or not parse_duration(compact):
+            raise ValueError("must be a duration such as 2d, 36h, 1d12h or 20s")
+        return compact
+
+    @property
+    def delay(self) -> timedelta:
+        """``after`` as a timedelta."""
+        return parse_duration(self.after)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Read "2d", "36h", "1d12h", "20s", "1w" (a zero duration is zero)."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    total = timedelta()
+    for count, unit in re.findall(r"(\d+)([smhdw])", text.lower()):
+        total += timedelta(**{units[unit]: int(count)})
+    return total
+
+
 class Settings(BaseSettings):
     """All soloops settings. See ``config/soloops.toml`` for the documented defaults."""
 
@@ -370,6 +439,8 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     http: HttpSettings = HttpSettings()
     memory: MemorySettings = MemorySettings()
+    invoices: InvoiceSettings = InvoiceSettings()
+    followups: FollowupSettings = FollowupSettings()
 
     @field_validator("home", mode="before")
     @classmethod
