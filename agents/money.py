@@ -95,7 +95,7 @@ def parse_decimal(text: str) -> Decimal:
     """
     raw = text.strip().replace("\u2212", "-")
     sign = ""
-    if raw[:1] in "+-":
+    if raw and raw[0] in "+-":
         sign, raw = raw[0], raw[1:].strip()
     if _DECIMAL_COMMA.fullmatch(raw):
         fixed = raw.replace(".", "").replace(",", ".")
