@@ -14,6 +14,7 @@ import os
 import re
 import zoneinfo
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -406,6 +407,94 @@ def parse_duration(text: str) -> timedelta:
     for count, unit in re.findall(r"(\d+)([smhdw])", text.lower()):
         total += timedelta(**{units[unit]: int(count)})
     return total
+EMAIL_DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+
+
+def _empty_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+class EmailSettings(BaseModel):
+    """Email out over SMTP. Configured when ``host`` and ``from_address`` are set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(default="", max_length=253)
+    port: int | None = Field(default=None, ge=1, le=65535)  # None: by security
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str = Field(default="", max_length=320)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+    @field_validator("port", "username", "password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return _empty_is_none(value)
+
+    @property
+    def configured(self) -> bool:
+        """Whether email can be sent: a server and a sender address are set."""
+        return bool(self.host.strip() and self.from_address.strip())
+
+    @property
+    def effective_port(self) -> int:
+        """``port``, or the usual one for ``security`` (25, 587 or 465)."""
+        return self.port if self.port is not None else EMAIL_DEFAULT_PORTS[self.security]
+
+
+class LlmSettings(BaseModel):
+    """A language model on any OpenAI-compatible server. Configured with base_url and model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = ""
+    model: str = Field(default="", max_length=200)
+    api_key: SecretStr | None = None  # local servers (Ollama, llama.cpp) need none
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    price_input_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
+    price_output_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: Any) -> Any:
+        return _empty_is_none(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        return _http_url(value, "base_url").rstrip("/") if value else value
+
+    @property
+    def configured(self) -> bool:
+        """Whether a model is set up: both ``base_url`` and ``model``."""
+        return bool(self.base_url and self.model.strip())
+
+
+class TranscribeSettings(BaseModel):
+    """Speech to text on any OpenAI-compatible ``/audio/transcriptions`` server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = ""
+    model: str = Field(default="whisper-1", min_length=1, max_length=200)
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: Any) -> Any:
+        return _empty_is_none(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        return _http_url(value, "base_url").rstrip("/") if value else value
+
+    @property
+    def configured(self) -> bool:
+        """Whether voice notes can be transcribed: ``base_url`` is set."""
+        return bool(self.base_url)
 
 
 class Settings(BaseSettings):
@@ -441,6 +530,9 @@ class Settings(BaseSettings):
     memory: MemorySettings = MemorySettings()
     invoices: InvoiceSettings = InvoiceSettings()
     followups: FollowupSettings = FollowupSettings()
+    email: EmailSettings = EmailSettings()
+    llm: LlmSettings = LlmSettings()
+    transcribe: TranscribeSettings = TranscribeSettings()
 
     @field_validator("home", mode="before")
     @classmethod
