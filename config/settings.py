@@ -407,6 +407,8 @@ def parse_duration(text: str) -> timedelta:
     for count, unit in re.findall(r"(\d+)([smhdw])", text.lower()):
         total += timedelta(**{units[unit]: int(count)})
     return total
+
+
 EMAIL_DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
 
 
