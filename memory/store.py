@@ -1,9 +1,19 @@
 """The SQLite store: one file, WAL, one writer, numbered migrations.
 
-Two aiosqlite connections: the *writer*, used only inside :meth:`Store.write` under an
-asyncio lock so there is exactly one write transaction at a time (no "database is
-locked"), and the *reader*, used for queries, which in WAL mode sees the last
-committed state and never blocks the writer.
+Two stdlib ``sqlite3`` connections used on the event loop's own thread: the *writer*,
+used only inside :meth:`Store.write` under an asyncio lock so there is exactly one write
+transaction at a time (no "database is locked"), and the *reader*, used for queries,
+which in WAL mode sees the last committed state and never blocks the writer.
+
+Why on the loop thread and not in a worker thread (aiosqlite): soloops's statements
+are point reads and small writes that take microseconds, and a WAL commit with
+``synchronous=NORMAL`` takes ~10 µs, while every hop to a database thread and back
+costs ~30-70 µs plus an event-loop wake-up. Running them inline makes a message cost a
+few commits' worth of time instead of hundreds (see ``make bench``). Anything slow
+(a full scan for ``doctor``, an export) runs in the CLI, not in the serving process.
+
+Every read runs to completion and closes its cursor before returning, so no read
+transaction stays open: a read issued after a commit always sees that commit.
 
     async with Store.open(path) as store:
         async with store.write() as tx:
@@ -16,11 +26,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any, Self
-
-import aiosqlite
 
 from memory.errors import MigrationError, StoreClosedError
 from memory.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -40,43 +48,37 @@ Params = Sequence[Any] | dict[str, Any]
 class Transaction:
     """The writer connection inside one open transaction."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; return the new rowid for an INSERT (0 when it inserted
         nothing, e.g. ``INSERT OR IGNORE`` on a duplicate), else the row count."""
-        cursor = await self._conn.execute(sql, params)
-        try:
+        with closing(self._conn.execute(sql, params)) as cursor:
             if sql.lstrip()[:6].upper() == "INSERT":
                 return (cursor.lastrowid or 0) if cursor.rowcount > 0 else 0
             return cursor.rowcount
-        finally:
-            await cursor.close()
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         """Run one statement for many parameter rows in a single call."""
-        await self._conn.executemany(sql, rows)
+        self._conn.executemany(sql, rows).close()
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """Read inside the transaction (sees its own uncommitted writes)."""
-        async with self._conn.execute(sql, params) as cursor:
-            row: sqlite3.Row | None = await cursor.fetchone()
-            return row
+        return _one(self._conn, sql, params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """Read all rows inside the transaction."""
-        async with self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return _all(self._conn, sql, params)
 
 
 class Store:
     """An open soloops database. Use :meth:`open` as an async context manager."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection):
         self.path = path
-        self._writer: aiosqlite.Connection | None = writer
-        self._reader: aiosqlite.Connection | None = reader
+        self._writer: sqlite3.Connection | None = writer
+        self._reader: sqlite3.Connection | None = reader
         self._write_lock = asyncio.Lock()
 
     @classmethod
@@ -84,12 +86,12 @@ class Store:
     async def open(cls, path: Path) -> AsyncIterator[Self]:
         """Open (and create or migrate) the database at ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(path)
+        writer = _connect(path)
         try:
-            await _migrate(writer)
-            reader = await _connect(path)
+            _migrate(writer)
+            reader = _connect(path)
         except BaseException:
-            await writer.close()
+            writer.close()
             raise
         store = cls(path, writer, reader)
         try:
@@ -102,12 +104,12 @@ class Store:
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
         if reader is not None:
-            await reader.close()
+            reader.close()
         if writer is not None:
-            await writer.close()
+            writer.close()
 
     @property
-    def reader(self) -> aiosqlite.Connection:
+    def reader(self) -> sqlite3.Connection:
         if self._reader is None:
             raise StoreClosedError("the store is closed; use it inside 'async with Store.open()'")
         return self._reader
@@ -121,25 +123,22 @@ class Store:
                 raise StoreClosedError(
                     "the store is closed; use it inside 'async with Store.open()'"
                 )
-            await conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield Transaction(conn)
             except BaseException:
-                await conn.rollback()
+                conn.rollback()
                 raise
             else:
-                await conn.commit()
+                conn.commit()
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """Read one row from the last committed state."""
-        async with self.reader.execute(sql, params) as cursor:
-            row: sqlite3.Row | None = await cursor.fetchone()
-            return row
+        return _one(self.reader, sql, params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """Read all rows from the last committed state."""
-        async with self.reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return _all(self.reader, sql, params)
 
     async def scalar(self, sql: str, params: Params = ()) -> Any:
         """Read the first column of the first row, or None."""
@@ -155,18 +154,30 @@ class Store:
         return str(await self.scalar("PRAGMA quick_check"))
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
+def _one(conn: sqlite3.Connection, sql: str, params: Params) -> sqlite3.Row | None:
+    # Closing the cursor ends the statement, so no read snapshot outlives the call.
+    with closing(conn.execute(sql, params)) as cursor:
+        row: sqlite3.Row | None = cursor.fetchone()
+        return row
+
+
+def _all(conn: sqlite3.Connection, sql: str, params: Params) -> list[sqlite3.Row]:
+    with closing(conn.execute(sql, params)) as cursor:
+        return cursor.fetchall()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so transactions are explicit.
-    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
     for pragma in _PRAGMAS:
-        await conn.execute(pragma)
+        conn.execute(pragma).close()
     return conn
 
 
-async def _migrate(conn: aiosqlite.Connection) -> None:
-    async with conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
+def _migrate(conn: sqlite3.Connection) -> None:
+    with closing(conn.execute("PRAGMA user_version")) as cursor:
+        row = cursor.fetchone()
     current = int(row[0]) if row else 0
     if current > SCHEMA_VERSION:
         raise MigrationError(
@@ -177,9 +188,10 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
         script = MIGRATIONS[version - 1]
         # executescript commits implicitly, so the version bump rides inside the script.
         try:
-            await conn.executescript(
+            conn.executescript(
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
             )
         except sqlite3.Error as exc:
-            await conn.rollback()
+            if conn.in_transaction:
+                conn.rollback()
             raise MigrationError(f"migration {version} failed: {exc}") from exc
