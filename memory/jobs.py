@@ -235,17 +235,18 @@ class JobRepo:
         tx: Transaction,
         job_id: str,
         *,
-        last_run_at: datetime,
+        last_run_at: datetime | None,
         next_run_at: datetime | None,
         now: datetime,
     ) -> None:
-        """After handling instants up to ``last_run_at``: store it and the next run; a
-        job with no next run is done (``job.done``)."""
+        """After handling instants up to ``last_run_at`` (None: keep the stored one):
+        store it and the next run; a job with no next run is done (``job.done``)."""
         await tx.execute(
-            "UPDATE jobs SET last_run_at = ?, next_run_at = ?, updated_at = ?,"
+            "UPDATE jobs SET last_run_at = COALESCE(?, last_run_at), next_run_at = ?,"
+            " updated_at = ?,"
             " state = CASE WHEN ? IS NULL THEN ? ELSE state END WHERE id = ?",
             (
-                to_iso(last_run_at),
+                _stamp(last_run_at),
                 _stamp(next_run_at),
                 to_iso(now),
                 _stamp(next_run_at),
