@@ -256,10 +256,11 @@ class Scheduler:
     async def stop(self) -> None:
         """Disarm the timer and wait for a pass in progress to end."""
         self._started = False
-        if self._timer is not None:
-            self._timer.stop()
-        async with self._lock:  # a pass the timer started finishes (or was cancelled)
-            pass
+        # A pass in progress finishes first (its runs get confirmed); wakes after this
+        # see the scheduler stopped and return at once.
+        async with self._lock:
+            if self._timer is not None:
+                self._timer.stop()
 
     # -- jobs -----------------------------------------------------------------------
 
@@ -520,6 +521,8 @@ class Scheduler:
     # -- timer ----------------------------------------------------------------------
 
     async def _wake(self) -> None:
+        if not self._started:
+            return
         try:
             await self.run_due()
         except Exception:
