@@ -553,3 +553,8 @@ def _check_spec(spec: JobSpec) -> None:
         json.dumps(spec.payload)
     except (TypeError, ValueError) as exc:
         raise ScheduleError(f"job {spec.id!r}: the payload must be plain JSON ({exc})") from None
+
+
+def as_port(scheduler: Scheduler) -> Schedules:
+    """The scheduler behind the narrow port features are given (checked by mypy)."""
+    return scheduler
