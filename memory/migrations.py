@@ -293,6 +293,44 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE TRIGGER invoices_number_fixed BEFORE UPDATE OF number, year, seq ON invoices
         BEGIN SELECT RAISE(ABORT, 'an invoice keeps its number'); END;
     """,
+    # 6 (scheduler): jobs (the truth; APScheduler is only the timer) and one row per
+    # scheduled instant handled, so a run is recorded once and submitted once.
+    """
+    CREATE TABLE jobs (
+        id           TEXT PRIMARY KEY,
+        owner        TEXT NOT NULL,
+        intent_kind  TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        schedule     TEXT NOT NULL,
+        compiled     TEXT NOT NULL,
+        timezone     TEXT NOT NULL,
+        misfire      TEXT NOT NULL,
+        state        TEXT NOT NULL
+                     CHECK (state IN ('active', 'paused', 'cancelled', 'done')),
+        next_run_at  TEXT,
+        last_run_at  TEXT,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE INDEX jobs_due ON jobs(state, next_run_at);
+    CREATE INDEX jobs_owner ON jobs(owner, id);
+
+    CREATE TABLE job_runs (
+        id               INTEGER PRIMARY KEY,
+        job_id           TEXT NOT NULL REFERENCES jobs(id),
+        scheduled_at     TEXT NOT NULL,
+        status           TEXT NOT NULL CHECK (status IN ('pending', 'submitted', 'skipped')),
+        late             INTEGER NOT NULL DEFAULT 0,
+        missed_since     TEXT,
+        coalesced        INTEGER NOT NULL DEFAULT 0,
+        reason           TEXT,
+        idempotency_key  TEXT,
+        at               TEXT NOT NULL,
+        submitted_at     TEXT,
+        UNIQUE (job_id, scheduled_at)
+    );
+    CREATE INDEX job_runs_pending ON job_runs(status) WHERE status = 'pending';
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
