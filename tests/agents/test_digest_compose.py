@@ -143,10 +143,10 @@ def test_repeated_failures_of_one_cause_are_one_line_with_a_count() -> None:
     failures = text.split("Failures (last 24 h)\n")[1].split("\n\n")[0].splitlines()
     assert failures == [
         # three webhook failures, one line; the newest recovered at 06:30 Berlin time
-        "• 3× hook 'crm' answered 503 (after 4 attempts) (last 06:00), recovered at 06:30"
+        "• 3x hook 'crm' answered 503 (after 4 attempts) (last 06:00), recovered at 06:30"
         " → /runbook webhook-unreachable",
-        "• 1× Forbidden: bot was blocked by the user (last 05:00) → /runbook delivery-failed",
-        "• 1× ValueError: bad date (last 03:00)",
+        "• 1x Forbidden: bot was blocked by the user (last 05:00) → /runbook delivery-failed",
+        "• 1x ValueError: bad date (last 03:00)",
     ]
 
 
@@ -155,7 +155,7 @@ def test_a_cause_is_recovered_only_when_its_newest_failure_is() -> None:
         FULL, failures=(webhook_down(ago(hours=2), ago(hours=1)), webhook_down(ago(hours=1)))
     )
     line = compose_digest(facts).text.split("Failures (last 24 h)\n")[1].splitlines()[0]
-    assert "2×" in line and "recovered" not in line
+    assert "2x" in line and "recovered" not in line
 
 
 def test_cards_are_references_never_invented_buttons() -> None:
