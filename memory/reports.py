@@ -4,7 +4,9 @@ Everything is read in one snapshot (:func:`memory.snapshot.read_snapshot`) by
 synchronous functions over a ``sqlite3`` connection; the async wrappers run the whole
 read in one ``asyncio.to_thread`` call. Every query rides an existing index:
 
-- failures, activity, the week and scheduled runs: ``events_ts`` (a range of ``ts``);
+- failures, recoveries, activity, the week, scheduled runs and latencies: ``events_ts``
+  (a range of ``ts``). The ``+kind`` in those queries keeps SQLite off ``events_kind``:
+  a kind like ``task.succeeded`` spans the whole history, the window is one day;
 - dead letters: ``tasks_state``; cards: ``approvals_pending``; deliveries:
   ``outbox_pending`` (its leading ``state``); action and spend rows of today:
   ``actions_agent_day`` / ``spend_agent_day`` scanned as covering indexes.
@@ -113,7 +115,7 @@ def read_failures(conn: sqlite3.Connection, since: datetime) -> list[Failure]:
         "SELECT e.seq, e.ts, e.kind, e.subject, e.payload, a.connector FROM events e"
         " LEFT JOIN actions a ON e.kind = 'task.dead'"
         " AND a.id = json_extract(e.payload, '$.action')"
-        f" WHERE e.ts >= ? AND e.kind IN ({_marks(FAILURE_KINDS)}) ORDER BY e.seq",
+        f" WHERE e.ts >= ? AND +e.kind IN ({_marks(FAILURE_KINDS)}) ORDER BY e.ts, e.seq",
         (to_iso(since), *FAILURE_KINDS),
     ).fetchall()
     found = [_failure(row) for row in rows]
@@ -125,7 +127,8 @@ def read_failures(conn: sqlite3.Connection, since: datetime) -> list[Failure]:
         family, _, name = scope.partition(":")
         success_kind, key = RECOVERY[family]
         first = conn.execute(
-            "SELECT MIN(ts) FROM events WHERE ts > ? AND kind = ? AND json_extract(payload, ?) = ?",
+            "SELECT MIN(ts) FROM events WHERE ts > ? AND +kind = ?"
+            " AND json_extract(payload, ?) = ?",
             (to_iso(last), success_kind, f"$.{key}", name),
         ).fetchone()[0]
         if first is not None:
@@ -218,7 +221,7 @@ def read_activity(conn: sqlite3.Connection, since: datetime) -> list[AgentActivi
     for row in conn.execute(
         "SELECT t.agent, e.kind, COUNT(*) AS n FROM events e"
         " JOIN tasks t ON t.id = CAST(substr(e.subject, 6) AS INTEGER)"
-        f" WHERE e.ts >= ? AND e.kind IN ({_marks(OUTCOME_KINDS)}) GROUP BY t.agent, e.kind",
+        f" WHERE e.ts >= ? AND +e.kind IN ({_marks(OUTCOME_KINDS)}) GROUP BY t.agent, e.kind",
         (to_iso(since), *OUTCOME_KINDS),
     ):
         counts = done.setdefault(str(row["agent"]), [0, 0, 0])
@@ -277,7 +280,7 @@ def read_scheduled(conn: sqlite3.Connection, since: datetime) -> list[ScheduledR
     runs = []
     for row in conn.execute(
         f"SELECT ts, kind, subject, payload FROM events WHERE ts >= ?"
-        f" AND kind IN ({_marks(list(SCHEDULE_KINDS))}) ORDER BY seq",
+        f" AND +kind IN ({_marks(list(SCHEDULE_KINDS))}) ORDER BY ts, seq",
         (to_iso(since), *SCHEDULE_KINDS),
     ):
         payload: dict[str, Any] = json.loads(row["payload"])
@@ -312,7 +315,7 @@ def read_week(
         row = conn.execute(
             "SELECT COALESCE(SUM(kind = 'task.succeeded'), 0),"
             " COALESCE(SUM(kind != 'task.succeeded'), 0)"
-            f" FROM events WHERE ts >= ? AND ts < ? AND kind IN ({_marks(OUTCOME_KINDS)})",
+            f" FROM events WHERE ts >= ? AND ts < ? AND +kind IN ({_marks(OUTCOME_KINDS)})",
             (to_iso(start), to_iso(end), *OUTCOME_KINDS),
         ).fetchone()
         counts.append(DayCount(day, int(row[0]), int(row[1])))
@@ -389,7 +392,7 @@ def read_store_metrics(
     latencies: list[float] = []
     for row in conn.execute(
         "SELECT ts, kind, subject FROM events WHERE ts >= ?"
-        " AND kind IN ('action.started', 'action.succeeded', 'action.retry') ORDER BY seq",
+        " AND +kind IN ('action.started', 'action.succeeded', 'action.retry') ORDER BY ts, seq",
         (to_iso(now - window),),
     ):
         if row["kind"] == "action.started":
