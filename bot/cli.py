@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--limit", type=int, default=None, help="only the newest N")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     sub.add_parser("doctor", help="check settings, data directory, database and model")
+    export = sub.add_parser("export", help="write every table as JSON Lines, with a manifest")
+    export.add_argument("dir", help="an empty directory to write into")
+    export.add_argument("--force", action="store_true", help="write into a non-empty directory")
+    sub.add_parser("verify", help="check the event chain and derived state against it")
     return parser
 
 
@@ -80,6 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.limit is not None and args.limit < 1:
             parser.error("--limit must be at least 1")
         return asyncio.run(_events(settings, since, args.kind, args.limit, as_json=args.json))
+    if command == "export":
+        from bot.export import run_export  # imported here: other commands never need it
+
+        return run_export(settings, args.dir, force=args.force)
+    if command == "verify":
+        from bot.verify import run_verify  # imports faiss when there is an index
+
+        return run_verify(settings)
     configure_logging(
         settings.log_path, settings.log_level, Redactor(settings.secret_values()), to_stderr=False
     )

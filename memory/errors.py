@@ -5,7 +5,8 @@ MemoryError_ (root; named with an underscore so it never shadows the builtin)
 ├── MigrationError        the database is newer than this code, or a migration failed
 ├── NotFoundError         a row the caller named does not exist
 ├── EmbedderUnavailable   the embedding model is not loaded, or failed to load
-└── OwnershipError        a write or delete outside the caller's own namespace
+├── OwnershipError        a write or delete outside the caller's own namespace
+└── SnapshotError         a consistent read-only view of the database cannot be had
 """
 
 from __future__ import annotations
@@ -33,3 +34,7 @@ class EmbedderUnavailable(MemoryError_):
 
 class OwnershipError(MemoryError_):
     """An agent tried to change memory outside its own namespace."""
+
+
+class SnapshotError(MemoryError_):
+    """The database cannot be opened for a read-only snapshot (missing, unreadable)."""
