@@ -5,6 +5,12 @@ asyncio lock so there is exactly one write transaction at a time (no "database i
 locked"), and the *reader*, used for queries, which in WAL mode sees the last
 committed state and never blocks the writer.
 
+Reads on the reader connection run one at a time, each to completion: SQLite starts
+a read transaction with a statement and keeps it (and its snapshot) while any
+statement on that connection is active, so a read overlapping another one could see
+the state from before a commit that has already returned. A decision that must not
+race a writer (claiming a row) reads inside the write transaction instead.
+
     async with Store.open(path) as store:
         async with store.write() as tx:
             await tx.execute("INSERT ...")
@@ -78,6 +84,7 @@ class Store:
         self._writer: aiosqlite.Connection | None = writer
         self._reader: aiosqlite.Connection | None = reader
         self._write_lock = asyncio.Lock()
+        self._read_lock = asyncio.Lock()
 
     @classmethod
     @asynccontextmanager
@@ -132,13 +139,13 @@ class Store:
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """Read one row from the last committed state."""
-        async with self.reader.execute(sql, params) as cursor:
+        async with self._read_lock, self.reader.execute(sql, params) as cursor:
             row: sqlite3.Row | None = await cursor.fetchone()
             return row
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """Read all rows from the last committed state."""
-        async with self.reader.execute(sql, params) as cursor:
+        async with self._read_lock, self.reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
     async def scalar(self, sql: str, params: Params = ()) -> Any:
