@@ -5,7 +5,9 @@ MemoryError_ (root; named with an underscore so it never shadows the builtin)
 ├── MigrationError        the database is newer than this code, or a migration failed
 ├── NotFoundError         a row the caller named does not exist
 ├── EmbedderUnavailable   the embedding model is not loaded, or failed to load
-└── OwnershipError        a write or delete outside the caller's own namespace
+├── OwnershipError        a write or delete outside the caller's own namespace
+├── CorruptDatabaseError  the database file is not a readable SQLite database
+└── HistoryLostError      the database holds less history than its anchor recorded
 """
 
 from __future__ import annotations
@@ -33,3 +35,11 @@ class EmbedderUnavailable(MemoryError_):
 
 class OwnershipError(MemoryError_):
     """An agent tried to change memory outside its own namespace."""
+
+
+class CorruptDatabaseError(MemoryError_):
+    """The database file is damaged or not a SQLite database at all."""
+
+
+class HistoryLostError(MemoryError_):
+    """The database is behind the chain anchor kept beside it (lost or replaced)."""

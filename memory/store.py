@@ -28,7 +28,7 @@ from typing import Any, Self
 
 import aiosqlite
 
-from memory.errors import MigrationError, StoreClosedError
+from memory.errors import CorruptDatabaseError, MigrationError, StoreClosedError
 from memory.migrations import MIGRATIONS, SCHEMA_VERSION
 
 _PRAGMAS = (
@@ -91,13 +91,22 @@ class Store:
     async def open(cls, path: Path) -> AsyncIterator[Self]:
         """Open (and create or migrate) the database at ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(path)
         try:
-            await _migrate(writer)
-            reader = await _connect(path)
-        except BaseException:
-            await writer.close()
-            raise
+            writer = await _connect(path)
+            try:
+                await _migrate(writer)
+                reader = await _connect(path)
+            except BaseException:
+                await writer.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and not _damaged(exc):
+                raise
+            raise CorruptDatabaseError(
+                f"the database {path} is damaged ({exc}). Stop soloops and restore the"
+                " last backup (see 'Backup and restore' in the README), then run"
+                " 'soloops doctor'."
+            ) from exc
         store = cls(path, writer, reader)
         try:
             yield store
@@ -162,12 +171,22 @@ class Store:
         return str(await self.scalar("PRAGMA quick_check"))
 
 
+def _damaged(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so transactions are explicit.
     conn = await aiosqlite.connect(path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    for pragma in _PRAGMAS:
-        await conn.execute(pragma)
+    try:
+        conn.row_factory = sqlite3.Row
+        for pragma in _PRAGMAS:
+            await conn.execute(pragma)
+    except BaseException:
+        # An unclosed connection keeps its thread alive: the process would never exit.
+        await conn.close()
+        raise
     return conn
 
 
@@ -189,4 +208,6 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
             )
         except sqlite3.Error as exc:
             await conn.rollback()
+            if isinstance(exc, sqlite3.DatabaseError) and _damaged(exc):
+                raise
             raise MigrationError(f"migration {version} failed: {exc}") from exc
