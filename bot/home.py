@@ -11,12 +11,10 @@ full inbound texts are nobody else's business on a shared machine.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -112,16 +110,6 @@ def make_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) if missing; a directory soloops creates is 0700."""
     if not path.is_dir():
         path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-
-
-@contextlib.contextmanager
-def private_umask() -> Iterator[None]:
-    """Files and directories created inside are readable by their owner only."""
-    previous = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(previous)
 
 
 def secure_home(home: Path) -> list[Path]:
