@@ -6,19 +6,24 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
+from pathlib import Path
 
 from bot.console import ConsoleSender, ConsoleSession
 from bot.doctor import run_checks
 from bot.frontends import FrontEnd, configured_front_ends
+from bot.home import HomeBusyError, HomeLock
 from bot.logs import configure_logging
 from bot.runtime import open_runtime
 from config import ConfigError, Settings, load_settings
+from memory.backup import BackupError, backup_database
+from memory.errors import CorruptDatabaseError, HistoryLostError
 from memory.events import EventLog
 from memory.redact import Redactor
 from memory.store import Store
@@ -61,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("dir", help="an empty directory to write into")
     export.add_argument("--force", action="store_true", help="write into a non-empty directory")
     sub.add_parser("verify", help="check the event chain and derived state against it")
+    backup = sub.add_parser(
+        "backup", help="copy the database (safe while soloops runs) and its chain anchor"
+    )
+    backup.add_argument("file", help="where to write the copy, e.g. ~/backups/soloops-1.db")
+    backup.add_argument("--force", action="store_true", help="replace the file if it exists")
     return parser
 
 
@@ -68,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "run"
+    # Everything soloops creates (database, WAL, logs, index, anchor) is the owner's only.
+    os.umask(0o077)
     if command == "doctor":
         return _doctor()
     try:
@@ -92,6 +104,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.verify import run_verify  # imports faiss when there is an index
 
         return run_verify(settings)
+    if command == "backup":
+        return _backup(settings, args.file, force=args.force)
+    # One process per home: take the lock before anything is opened, so a second
+    # instance changes nothing (no requeue, no outbox drain).
+    lock = HomeLock(settings.data_dir)
+    try:
+        lock.acquire()
+    except HomeBusyError as exc:
+        print(f"soloops: {exc}", file=sys.stderr)
+        return 3
+    try:
+        return _start(settings, command)
+    except (CorruptDatabaseError, HistoryLostError) as exc:
+        print(f"soloops: refusing to start: {exc}", file=sys.stderr)
+        return 4
+    finally:
+        lock.release()
+
+
+def _start(settings: Settings, command: str) -> int:
     configure_logging(
         settings.log_path, settings.log_level, Redactor(settings.secret_values()), to_stderr=False
     )
@@ -189,6 +221,19 @@ async def _events(
                 f"#{event.seq}\t{event.ts:%Y-%m-%d %H:%M:%S}\t{event.kind}\t{event.actor}\t"
                 f"{event.subject}\t{payload}"
             )
+    return 0
+
+
+def _backup(settings: Settings, file: str, *, force: bool) -> int:
+    try:
+        result = backup_database(settings.database_path, Path(file), datetime.now(UTC), force=force)
+    except (BackupError, CorruptDatabaseError) as exc:
+        print(f"soloops: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"Backed up {settings.database_path} to {result.path} ({result.size:,} bytes,"
+        f" {result.events} events); its chain anchor is {result.anchor_path}."
+    )
     return 0
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bot.home import loose_mode
 from config import ConfigError, Settings, load_settings
-from memory.errors import MemoryError_
+from memory.anchor import anchor_path, check_database, read_anchor
+from memory.errors import CorruptDatabaseError, HistoryLostError, MemoryError_
 from memory.events import EventLog
 from memory.store import Store
 from memory.tasks import TaskRepo, TaskState
@@ -44,6 +48,7 @@ async def run_checks() -> list[Check]:
     checks.append(_data_dir(settings))
     if checks[-1].level == "fail":
         return checks
+    checks.extend(_permissions(settings))
     checks.extend(await _database(settings))
     checks.append(_model())
     checks.append(_memory_index(settings))
@@ -102,7 +107,54 @@ def _data_dir(settings: Settings) -> Check:
     return Check("ok", "data directory", str(path))
 
 
+def _permissions(settings: Settings) -> list[Check]:
+    """Warn about a home, secrets dir or secret file that others may read."""
+    found: list[Check] = []
+    targets = [("data directory", settings.data_dir, f"chmod 700 {settings.data_dir}")]
+    secrets_dir = os.environ.get("SOLOOPS_SECRETS_DIR")
+    if secrets_dir:
+        root = Path(secrets_dir)
+        targets.append(("secrets directory", root, f"chmod 700 {root}"))
+        if root.is_dir():
+            for item in sorted(root.rglob("*")):
+                if item.is_file():
+                    targets.append(("secret file", item, f"chmod 600 {item}"))
+    for name, path, fix in targets:
+        mode = loose_mode(path)
+        if mode is not None:
+            found.append(Check("warn", name, f"{path} is readable by other users ({mode:o})", fix))
+    return found
+
+
 async def _database(settings: Settings) -> list[Check]:
+    path = settings.database_path
+    try:
+        await asyncio.to_thread(check_database, path, read_anchor(anchor_path(path)))
+    except HistoryLostError as exc:
+        return [
+            Check(
+                "fail",
+                "database history",
+                str(exc),
+                "restore the last backup: see 'Backup and restore' in the README",
+            )
+        ]
+    except CorruptDatabaseError as exc:
+        return [Check("fail", "database", str(exc), "restore the database from a backup")]
+    try:
+        return await _open_database(settings)
+    except (CorruptDatabaseError, sqlite3.DatabaseError) as exc:
+        return [
+            Check(
+                "fail",
+                "database",
+                f"{path} is damaged ({exc})",
+                "stop soloops and restore the last backup (see 'Backup and restore' in the README)",
+            )
+        ]
+
+
+async def _open_database(settings: Settings) -> list[Check]:
     path = settings.database_path
     try:
         async with Store.open(path) as store:

@@ -4,6 +4,11 @@ Agents and the gateway write replies into the ``outbox`` table inside their own
 transactions; this dispatcher reads due rows and hands each to the platform's
 :class:`Sender`. A sender raises :class:`DeliveryError` saying whether a failure is
 worth retrying. Pending rows survive restarts, so a crash or an outage loses no reply.
+
+Each row is claimed (``pending -> sending`` in a write transaction) before it is sent
+and marked sent only from ``sending``, so however the reads interleave under load a
+reply goes out once. Rows a crash left ``sending`` are returned to ``pending`` at the
+next start: after a crash, a reply may arrive twice (at-least-once).
 """
 
 from __future__ import annotations
@@ -113,6 +118,21 @@ class OutboxDispatcher:
 
     async def start(self) -> None:
         """Start delivering (including replies left pending by an earlier run)."""
+        async with self._store.write() as tx:
+            reclaimed = await self._repo.reclaim(tx)
+            if reclaimed:
+                await self._events.append(
+                    tx,
+                    "reply.reclaimed",
+                    actor="outbox",
+                    payload={"count": reclaimed},
+                )
+        if reclaimed:
+            log.warning(
+                "%d replies were being sent when soloops last stopped; sending them again"
+                " (a chat may see one of them twice)",
+                reclaimed,
+            )
         self._task = asyncio.create_task(self._loop(), name="outbox")
         self.wake()
 
@@ -154,14 +174,24 @@ class OutboxDispatcher:
             for row in rows:
                 await self._deliver(row)
 
-    async def _deliver(self, row: OutboxRow) -> None:
-        sender = self._senders[row.platform]
-        subject = f"reply:{row.id}"
+    async def _deliver(self, listed: OutboxRow) -> None:
+        sender = self._senders[listed.platform]
+        subject = f"reply:{listed.id}"
+        target: OutboxRow | None = None
+        async with self._store.write() as tx:
+            claimed = await self._repo.claim(tx, listed.id, self._clock.now())
+            if claimed is not None and claimed.replaces_outbox_id is not None:
+                target = await self._repo.state_in(tx, claimed.replaces_outbox_id)
+        if claimed is None:
+            return  # already taken or handled: the list was read before that commit
+        row = claimed
         try:
             replaces_ref = None
             if row.replaces_outbox_id is not None:
-                target = await self._repo.get(row.replaces_outbox_id)
-                if target is not None and target.state is DeliveryState.PENDING:
+                if target is not None and target.state in (
+                    DeliveryState.PENDING,
+                    DeliveryState.SENDING,
+                ):
                     # The card itself is not out yet: edit it once it is.
                     raise DeliveryError("the message to edit is not delivered yet", retry_after=1.0)
                 replaces_ref = target.sent_ref if target is not None else None
@@ -211,7 +241,9 @@ class OutboxDispatcher:
                 )
             return
         async with self._store.write() as tx:
-            await self._repo.mark_sent(tx, row.id, self._clock.now(), sent_ref)
+            if not await self._repo.mark_sent(tx, row.id, self._clock.now(), sent_ref):
+                log.error("reply %d was sent but was no longer claimed", row.id)
+                return
             await self._events.append(
                 tx,
                 "reply.sent",

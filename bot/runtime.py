@@ -16,11 +16,13 @@ from agents.notes import NotesAgent
 from agents.ops import OpsAgent
 from agents.router import RouterAgent
 from bot.gateway import Gateway, OperatorCheck
+from bot.home import prepare_home, secure_home
 from bot.intents import CATALOG
 from bot.outbox import OutboxDispatcher, Sender
 from config import Settings
 from connectors.base import Connector
 from connectors.webhook import WebhookConnector
+from memory.anchor import AnchorKeeper, anchor_path
 from memory.clock import Clock, SystemClock
 from memory.embedder import Embedder, build_embedder
 from memory.events import EventLog
@@ -100,6 +102,7 @@ async def open_runtime(
     clock: Clock | None = None,
     mode: str = "run",
     embedder: Embedder | None = None,
+    anchor_interval_s: float = 300.0,
 ) -> AsyncIterator[Runtime]:
     """Open the store, start memory, the coordinator and the outbox; stop them on exit.
 
@@ -107,13 +110,22 @@ async def open_runtime(
     wrap one); the free-text router is added over them unless one handles free text.
     ``operators`` maps each platform to the user ids allowed to command. ``embedder``
     replaces the one the settings describe (tests share one model). The model loads in
-    the background: nothing here waits for it.
+    the background: nothing here waits for it. The chain anchor (``soloops.head``) is
+    checked before the store opens and rewritten every ``anchor_interval_s``.
+
+    Raises:
+        CorruptDatabaseError: the database cannot be read.
+        HistoryLostError: the database is behind its chain anchor (lost or replaced).
     """
     clock = clock or SystemClock()
     redactor = Redactor(settings.secret_values())
     memory_settings = settings.memory
     embedder = embedder or build_embedder(memory_settings.model, memory_settings.batch_size)
+    await asyncio.to_thread(prepare_home, settings.data_dir, settings.database_path)
     async with Store.open(settings.database_path) as store:
+        # The WAL and SHM files exist only now; a database made here may predate the umask.
+        await asyncio.to_thread(secure_home, settings.data_dir)
+        anchor = AnchorKeeper(store, anchor_path(settings.database_path), clock, anchor_interval_s)
         events = EventLog(store, redactor, clock)
         memory = SemanticMemory(
             store, events, embedder, settings.index_path, memory_settings, clock
@@ -160,6 +172,7 @@ async def open_runtime(
         await events.record(
             "system.started", actor="soloops", payload={"version": version("soloops"), "mode": mode}
         )
+        await anchor.start()
         await memory.start()
         maintenance = asyncio.create_task(
             _maintain(memory, memory_settings.eviction_interval_s), name="memory-maintenance"
@@ -179,6 +192,7 @@ async def open_runtime(
             await outbox.stop()
             await memory.close()
             await events.record("system.stopped", actor="soloops", payload={"mode": mode})
+            await anchor.stop()
 
 
 async def _expire_approvals(runtime: Runtime, clock: Clock, poll_s: float = 60.0) -> None:

@@ -6,7 +6,9 @@ MemoryError_ (root; named with an underscore so it never shadows the builtin)
 ├── NotFoundError         a row the caller named does not exist
 ├── EmbedderUnavailable   the embedding model is not loaded, or failed to load
 ├── OwnershipError        a write or delete outside the caller's own namespace
-└── SnapshotError         a consistent read-only view of the database cannot be had
+├── SnapshotError         a consistent read-only view of the database cannot be had
+├── CorruptDatabaseError  the database file is not a readable SQLite database
+└── HistoryLostError      the database holds less history than its anchor recorded
 """
 
 from __future__ import annotations
@@ -38,3 +40,11 @@ class OwnershipError(MemoryError_):
 
 class SnapshotError(MemoryError_):
     """The database cannot be opened for a read-only snapshot (missing, unreadable)."""
+
+
+class CorruptDatabaseError(MemoryError_):
+    """The database file is damaged or not a SQLite database at all."""
+
+
+class HistoryLostError(MemoryError_):
+    """The database is behind the chain anchor kept beside it (lost or replaced)."""

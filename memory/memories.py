@@ -94,8 +94,9 @@ class MemoryRepo:
     ) -> list[tuple[Memory, bool]]:
         """Insert rows once per ``source_key``; return each row and whether it is new.
 
-        Ids are assigned here (the single writer makes ``MAX(id) + 1`` safe) so a whole
-        batch is one ``executemany``.
+        Ids are assigned here (the single writer makes this safe) so a whole batch is one
+        ``executemany``: one past the highest id ever used (``sqlite_sequence`` remembers
+        deleted ones), so a forgotten memory's id is never given to another.
         """
         keys = [row.source_key for row in rows]
         existing: dict[str, Memory] = {}
@@ -105,7 +106,10 @@ class MemoryRepo:
                 f"SELECT {_COLUMNS} FROM memories WHERE source_key IN ({_in(chunk)})", chunk
             )
             existing.update((r["source_key"], _memory(r)) for r in found)
-        last = await tx.fetchone("SELECT COALESCE(MAX(id), 0) AS m FROM memories")
+        last = await tx.fetchone(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM memories), 0),"
+            " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'memories'), 0)) AS m"
+        )
         next_id = int(last["m"]) + 1 if last else 1
         stamp = to_iso(now)
         params: list[tuple[object, ...]] = []

@@ -331,6 +331,45 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX job_runs_pending ON job_runs(status) WHERE status = 'pending';
     """,
+    # 7 (issue 10.6): memory ids are never reused. Without AUTOINCREMENT SQLite hands the
+    # id of a deleted newest row to the next insert, so an old "/forget 5" would delete a
+    # different note. Rebuild ``memories`` with AUTOINCREMENT (its high-water mark lives in
+    # sqlite_sequence), keeping every row, id and vector; the FTS table keeps its rowids.
+    # (Tasks, approvals, actions and events are never deleted, so their ids cannot recur.)
+    """
+    CREATE TABLE memories_v5 (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        namespace     TEXT NOT NULL,
+        tier          TEXT NOT NULL CHECK (tier IN ('working', 'durable')),
+        text          TEXT NOT NULL,
+        source_key    TEXT NOT NULL UNIQUE,
+        source_event  INTEGER,
+        created_at    TEXT NOT NULL,
+        last_used_at  TEXT NOT NULL,
+        expires_at    TEXT,
+        model_id      TEXT,
+        embedding     BLOB
+    );
+    INSERT INTO memories_v5 (id, namespace, tier, text, source_key, source_event, created_at,
+                             last_used_at, expires_at, model_id, embedding)
+        SELECT id, namespace, tier, text, source_key, source_event, created_at,
+               last_used_at, expires_at, model_id, embedding FROM memories;
+    DROP TABLE memories;
+    ALTER TABLE memories_v5 RENAME TO memories;
+    CREATE INDEX memories_namespace ON memories(namespace, id);
+    CREATE INDEX memories_expiry ON memories(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE INDEX memories_model ON memories(model_id);
+    CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+        INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+        INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER memories_au AFTER UPDATE OF text ON memories BEGIN
+        INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)

@@ -1,4 +1,13 @@
-"""The outbox: every reply is stored here before it is delivered."""
+"""The outbox: every reply is stored here before it is delivered.
+
+A row goes ``pending -> sending -> sent | failed`` (or back to ``pending`` for a retry).
+Delivery first *claims* a row (``pending -> sending``, checked inside the write
+transaction, so one claimer wins), then sends, then marks it sent only from
+``sending``: a row is never handed to a platform twice while the process runs. A
+crash between the send and the mark leaves ``sending`` rows, which :meth:`reclaim`
+returns to ``pending`` at the next start: after a crash a reply may go out twice
+(at-least-once), never because of load.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,7 @@ class DeliveryState(StrEnum):
     """Where a reply is on its way out."""
 
     PENDING = "pending"
+    SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
 
@@ -116,31 +126,74 @@ class OutboxRepo:
         )
         return None if value is None else from_iso(value)
 
+    async def claim(self, tx: Transaction, outbox_id: int, now: datetime) -> OutboxRow | None:
+        """Take a due pending row for delivery (``pending -> sending``).
+
+        Returns the row as claimed, or None when it is no longer pending and due (another
+        delivery took it, or it was already handled): the caller must not send it.
+        """
+        changed = await tx.execute(
+            "UPDATE outbox SET state = ? WHERE id = ? AND state = ? AND next_attempt_at <= ?",
+            (DeliveryState.SENDING, outbox_id, DeliveryState.PENDING, to_iso(now)),
+        )
+        if changed != 1:
+            return None
+        row = await tx.fetchone("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+        return None if row is None else _row(row)
+
+    async def reclaim(self, tx: Transaction) -> int:
+        """Return rows left ``sending`` by a crash to ``pending``; how many there were.
+
+        Run at start, before delivery begins: such a reply may have reached the
+        platform already, so it can arrive twice (at-least-once after a crash).
+        """
+        return await tx.execute(
+            "UPDATE outbox SET state = ? WHERE state = ?",
+            (DeliveryState.PENDING, DeliveryState.SENDING),
+        )
+
+    async def state_in(self, tx: Transaction, outbox_id: int) -> OutboxRow | None:
+        """One outbox message as the write transaction sees it (committed state)."""
+        row = await tx.fetchone("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+        return None if row is None else _row(row)
+
     async def mark_sent(
         self, tx: Transaction, outbox_id: int, now: datetime, sent_ref: str | None = None
-    ) -> None:
-        """Record a delivery and the platform's id for the message it became."""
-        await tx.execute(
+    ) -> bool:
+        """Record a delivery of a claimed row and the platform's id for its message.
+
+        Returns False (and changes nothing) when the row was not ``sending``.
+        """
+        changed = await tx.execute(
             "UPDATE outbox SET state = ?, sent_at = ?, attempts = attempts + 1, sent_ref = ?"
-            " WHERE id = ?",
-            (DeliveryState.SENT, to_iso(now), sent_ref, outbox_id),
+            " WHERE id = ? AND state = ?",
+            (DeliveryState.SENT, to_iso(now), sent_ref, outbox_id, DeliveryState.SENDING),
         )
+        return changed == 1
 
     async def mark_retry(
         self, tx: Transaction, outbox_id: int, error: str, next_at: datetime
     ) -> None:
-        """Record a failed attempt that will be tried again at ``next_at``."""
+        """Record a failed attempt that will be tried again at ``next_at`` (back to pending)."""
         await tx.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
-            " WHERE id = ?",
-            (error, to_iso(next_at), outbox_id),
+            "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?,"
+            " next_attempt_at = ? WHERE id = ? AND state IN (?, ?)",
+            (
+                DeliveryState.PENDING,
+                error,
+                to_iso(next_at),
+                outbox_id,
+                DeliveryState.PENDING,
+                DeliveryState.SENDING,
+            ),
         )
 
     async def mark_failed(self, tx: Transaction, outbox_id: int, error: str) -> None:
         """Record a delivery the platform refused for good."""
         await tx.execute(
-            "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ? WHERE id = ?",
-            (DeliveryState.FAILED, error, outbox_id),
+            "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?"
+            " WHERE id = ? AND state IN (?, ?)",
+            (DeliveryState.FAILED, error, outbox_id, DeliveryState.PENDING, DeliveryState.SENDING),
         )
 
     async def latest_for(

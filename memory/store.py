@@ -15,6 +15,9 @@ few commits' worth of time instead of hundreds (see ``make bench``). Anything sl
 Every read runs to completion and closes its cursor before returning, so no read
 transaction stays open: a read issued after a commit always sees that commit.
 
+A decision that must not race a writer (claiming a row) reads inside the write
+transaction instead.
+
     async with Store.open(path) as store:
         async with store.write() as tx:
             await tx.execute("INSERT ...")
@@ -30,7 +33,7 @@ from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any, Self
 
-from memory.errors import MigrationError, StoreClosedError
+from memory.errors import CorruptDatabaseError, MigrationError, StoreClosedError
 from memory.migrations import MIGRATIONS, SCHEMA_VERSION
 
 _PRAGMAS = (
@@ -86,13 +89,22 @@ class Store:
     async def open(cls, path: Path) -> AsyncIterator[Self]:
         """Open (and create or migrate) the database at ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = _connect(path)
         try:
-            _migrate(writer)
-            reader = _connect(path)
-        except BaseException:
-            writer.close()
-            raise
+            writer = _connect(path)
+            try:
+                _migrate(writer)
+                reader = _connect(path)
+            except BaseException:
+                writer.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and not _damaged(exc):
+                raise
+            raise CorruptDatabaseError(
+                f"the database {path} is damaged ({exc}). Stop soloops and restore the"
+                " last backup (see 'Backup and restore' in the README), then run"
+                " 'soloops doctor'."
+            ) from exc
         store = cls(path, writer, reader)
         try:
             yield store
@@ -154,6 +166,11 @@ class Store:
         return str(await self.scalar("PRAGMA quick_check"))
 
 
+def _damaged(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
 def _one(conn: sqlite3.Connection, sql: str, params: Params) -> sqlite3.Row | None:
     # Closing the cursor ends the statement, so no read snapshot outlives the call.
     with closing(conn.execute(sql, params)) as cursor:
@@ -169,9 +186,13 @@ def _all(conn: sqlite3.Connection, sql: str, params: Params) -> list[sqlite3.Row
 def _connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so transactions are explicit.
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    for pragma in _PRAGMAS:
-        conn.execute(pragma).close()
+    try:
+        conn.row_factory = sqlite3.Row
+        for pragma in _PRAGMAS:
+            conn.execute(pragma).close()
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -194,4 +215,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.rollback()
+            if isinstance(exc, sqlite3.DatabaseError) and _damaged(exc):
+                raise
             raise MigrationError(f"migration {version} failed: {exc}") from exc
