@@ -1,32 +1,27 @@
-"""The operator's controls over the coordinator: policies, agents, dead letters, undo.
+"""The operator's controls: policies, agents, dead letters, undo.
 
-Used by the ops agent; each function takes the running coordinator and returns what to
-say, so the ops agent stays a thin router.
+Used by the ops agent; each function takes the narrow ports it needs (never the
+coordinator) and returns what to say.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
-from agents.actions import Propose
-from agents.errors import AgentError
-from agents.executor import compensation_of
+from agents.actions import Propose, compensation_of
+from agents.errors import Refusal
 from agents.intents import Conversation
 from agents.lifecycle import AgentState
 from agents.policy import POLICY_USAGE, PolicyError, effective_rule, parse_change
+from agents.ports import ApprovalsView, LifecycleControl, Reports
 from agents.replies import Reply
-from memory.actions import ActionRepo, ActionState
-from memory.tasks import TaskRepo, TaskState
-
-if TYPE_CHECKING:
-    from agents.coordinator import Coordinator
+from memory.actions import ActionState
+from memory.clock import Clock
 
 
-async def policies(coordinator: Coordinator, words: tuple[str, ...], actor: str) -> Reply:
+async def policies(control: LifecycleControl, words: tuple[str, ...], actor: str) -> Reply:
     """``/policy``: list rules, show one, or change one."""
-    executor = coordinator.executor
-    base, overrides = await executor.rules()
+    base, overrides = await control.rules()
     if not words:
         keys = sorted({*base, *overrides} - {"*"})
         lines = ["Policies (changes made in chat are marked *):"]
@@ -45,20 +40,19 @@ async def policies(coordinator: Coordinator, words: tuple[str, ...], actor: str)
     try:
         key, rule = parse_change(list(words), current)
     except PolicyError as exc:
-        raise AgentError(str(exc)) from None
-    now_in_force = await executor.set_rule(key, rule, actor)
+        raise Refusal(str(exc)) from None
+    now_in_force = await control.set_rule(key, rule, actor)
     return Reply(text=f"{key}: {now_in_force.describe()}")
 
 
-async def agents_table(coordinator: Coordinator) -> Reply:
+async def agents_table(control: LifecycleControl, reports: Reports, clock: Clock) -> Reply:
     """``/agents``: state, last run, failures in 24 h, budget use."""
-    tasks = TaskRepo(coordinator.store)
-    now = coordinator.now()
+    now = clock.now()
     lines = []
-    for name in sorted({agent.name for agent in coordinator.agents.values()}):
-        state = coordinator.lifecycle.state(name)
-        last, failed = await tasks.agent_stats(name, now - timedelta(hours=24))
-        use = await coordinator.lifecycle.budget_use(name)
+    for name in control.agents:
+        state = control.state(name)
+        last, failed = await reports.agent_stats(name, now - timedelta(hours=24))
+        use = await control.budget_use(name)
         last_text = f"{last:%Y-%m-%d %H:%M}" if last else "never"
         lines.append(
             f"{name}: {state.value}; last run {last_text}; {failed} failed in 24 h;"
@@ -69,57 +63,46 @@ async def agents_table(coordinator: Coordinator) -> Reply:
 
 
 async def set_agent_state(
-    coordinator: Coordinator, agent: str, state: AgentState, actor: str
+    control: LifecycleControl, agent: str, state: AgentState, actor: str
 ) -> Reply:
     """``/pause`` and ``/resume``."""
-    known = {a.name for a in coordinator.agents.values()}
-    if agent not in known:
-        raise AgentError(f"There is no agent {agent!r}. Agents: {', '.join(sorted(known))}")
+    if agent not in control.agents:
+        known = ", ".join(control.agents)
+        raise Refusal(f"There is no agent {agent!r}. Agents: {known}")
     reason = f"{'paused' if state is AgentState.PAUSED else 'resumed'} by {actor}"
-    async with coordinator.store.write() as tx:
-        changed = await coordinator.lifecycle.set_state(tx, agent, state, reason, actor)
-    coordinator.wake()
-    if not changed:
+    if not await control.set_state(agent, state, reason, actor):
         return Reply(text=f"{agent} is already {state.value}.")
     if state is AgentState.RUNNING:
         return Reply(text=f"{agent} is running again; its held work resumes now.")
     return Reply(text=f"{agent} is paused: its new work waits until /resume {agent}.")
 
 
-async def failed(coordinator: Coordinator, conversation: Conversation) -> Reply:
+async def failed(reports: Reports, approvals: ApprovalsView, conversation: Conversation) -> Reply:
     """``/failed``: dead letters, with their cards shown again."""
-    dead = await TaskRepo(coordinator.store).in_state(TaskState.DEAD, limit=50)
+    dead = await reports.dead_tasks(limit=50)
     if not dead:
         return Reply(
             text="No failed actions. Everything that ran either succeeded or was discarded."
         )
-    desk = coordinator.approvals
-    cards = [
-        *await desk.repo.pending_for("dead_letter"),
-        *await desk.repo.pending_for("reconcile"),
-    ]
-    async with coordinator.store.write() as tx:
-        for card in cards:
-            await desk.resend(tx, card, conversation)
+    await approvals.show_again(await approvals.pending("dead_letter", "reconcile"), conversation)
     lines = [f"{len(dead)} failed task(s); their cards are above:"]
     lines += [f"task {t.id} ({t.kind}): {t.error or 'no reason recorded'}" for t in dead[:20]]
     return Reply(text="\n".join(lines))
 
 
-async def undo(coordinator: Coordinator, event: int | None) -> Propose | Reply:
+async def undo(reports: Reports, event: int | None) -> Propose | Reply:
     """``/undo [event]``: propose the compensation of a reversible action."""
-    actions = ActionRepo(coordinator.store)
     if event is None:
-        row = await actions.last_undoable()
+        row = await reports.last_undoable_action()
         if row is None:
-            raise AgentError("Nothing to undo: no action has succeeded since the last undo.")
+            raise Refusal("Nothing to undo: no action has succeeded since the last undo.")
     else:
-        match = await coordinator.events.get(event)
+        match = await reports.event(event)
         if match is None or match.kind != "action.succeeded":
-            raise AgentError(f"Event #{event} is not a succeeded action. /events shows them.")
-        row = await actions.get(int(match.subject.split(":", 1)[1]))
+            raise Refusal(f"Event #{event} is not a succeeded action. /events shows them.")
+        row = await reports.action(int(match.subject.split(":", 1)[1]))
         if row is None or row.state is not ActionState.SUCCEEDED:
-            raise AgentError(f"Event #{event}'s action cannot be undone now.")
+            raise Refusal(f"Event #{event}'s action cannot be undone now.")
     compensation = compensation_of(row)
     if compensation is None:
         return Reply(text=f"'{row.summary}' is irreversible: soloops has no way to undo it.")
