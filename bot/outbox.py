@@ -172,7 +172,13 @@ class OutboxDispatcher:
                     )
                     log.warning("reply %d to %s failed for good: %s", row.id, row.platform, reason)
                 else:
-                    delay = self._backoff.delay(attempt, exc.retry_after)
+                    # The platform's own wait is exact (Telegram's and Slack's
+                    # retry_after); without one, the shared backoff.
+                    delay = (
+                        max(0.0, exc.retry_after)
+                        if exc.retry_after is not None
+                        else self._backoff.delay(attempt)
+                    )
                     next_at = self._clock.now() + timedelta(seconds=delay)
                     await self._repo.mark_retry(tx, row.id, reason, next_at)
                     await self._events.append(
