@@ -30,7 +30,7 @@ from agents.delivery import queue_reply
 from agents.errors import ConfigurationError
 from agents.executor import Executor
 from agents.failures import RetryPolicy
-from agents.intents import Intent, dump_intent
+from agents.intents import Conversation, Intent, dump_intent
 from agents.lifecycle import Lifecycle
 from agents.policybook import PolicyBook
 from agents.registry import Registry
@@ -142,6 +142,7 @@ class Coordinator:
             self.lifecycle,
             self._clock,
             self._on_reply,
+            self.tell_held,
         )
 
     @property
@@ -238,6 +239,8 @@ class Coordinator:
                 subject=f"task:{task.id}",
                 payload={"kind": intent.kind, "agent": feature.name},
             )
+            if self.lifecycle.holds(feature.name, intent.kind):
+                await self.tell_held(tx, task.id, intent.kind, feature.name, intent.conversation)
         return task, created
 
     async def submit(self, intent: Intent) -> TaskRow:
@@ -270,27 +273,38 @@ class Coordinator:
         for task in await self._tasks.runnable(self._clock.now()):
             if task.id in self._told_held or not self.lifecycle.holds(task.agent, task.kind):
                 continue
-            self._told_held.add(task.id)
-            notice = self.lifecycle.held_notice(task.agent)
+            conversation = self.registry.load_intent(task.intent).conversation
             async with self._store.write() as tx:
-                await self._events.append(
-                    tx,
-                    "task.held",
-                    actor=ACTOR,
-                    subject=f"task:{task.id}",
-                    payload={"kind": task.kind, "agent": task.agent},
-                )
-                if not json.loads(task.checkpoint or "{}").get("action"):
-                    conversation = self.registry.load_intent(task.intent).conversation
-                    await queue_reply(
-                        self._outbox,
-                        tx,
-                        conversation,
-                        Reply(text=notice),
-                        now=self._clock.now(),
-                        task_id=task.id,
-                    )
+                # A task mid-action was held by its own budget card: that card says so.
+                quiet = bool(json.loads(task.checkpoint or "{}").get("action"))
+                await self.tell_held(tx, task.id, task.kind, task.agent, conversation, quiet=quiet)
             self._on_reply()
+
+    async def tell_held(
+        self,
+        tx: Transaction,
+        task_id: int,
+        kind: str,
+        agent: str,
+        conversation: Conversation,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        """Record (and, unless ``quiet``, say) in ``tx`` that a task waits for its agent."""
+        if task_id in self._told_held:
+            return
+        self._told_held.add(task_id)
+        await self._events.append(
+            tx,
+            "task.held",
+            actor=ACTOR,
+            subject=f"task:{task_id}",
+            payload={"kind": kind, "agent": agent, "state": self.lifecycle.state(agent).value},
+        )
+        if not quiet:
+            notice = Reply(text=self.lifecycle.held_notice(agent))
+            now = self._clock.now()
+            await queue_reply(self._outbox, tx, conversation, notice, now=now, task_id=task_id)
 
     async def _notify(self) -> None:
         async with self._changed:

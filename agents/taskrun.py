@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from agents.actions import Propose
@@ -35,6 +35,7 @@ from memory.tasks import TaskRepo, TaskRow, TaskState
 
 log = logging.getLogger(__name__)
 
+TellHeld = Callable[..., Awaitable[None]]
 ROUTED_ACTS = (
     "A guessed command never acts on the outside world or asks for approval."
     " Send it as a command (/help lists them)."
@@ -62,6 +63,7 @@ class TaskRunner:
         lifecycle: Lifecycle,
         clock: Clock,
         on_reply: Callable[[], None],
+        tell_held: TellHeld,
     ) -> None:
         self._store = store
         self._events = events
@@ -72,6 +74,7 @@ class TaskRunner:
         self.lifecycle = lifecycle
         self._clock = clock
         self._on_reply = on_reply
+        self._tell_held = tell_held
         self._tasks = TaskRepo(store)
         self._outbox = OutboxRepo(store)
         self._mover = Mover(store, events, clock)
@@ -141,7 +144,15 @@ class TaskRunner:
             )
             if self.lifecycle.holds(target.name, routed.kind):
                 await self._move(tx, task, TaskState.QUEUED, None, {})
-                return
+                await self._tell_held(
+                    tx, task.id, routed.kind, target.name, routed.conversation, quiet=False
+                )
+                held = True
+            else:
+                held = False
+        if held:
+            self._on_reply()
+            return
         outcome = await target.handle(routed, ctx)
         if isinstance(outcome, Reroute | Propose | NeedsApproval):
             raise Refusal(ROUTED_ACTS)

@@ -75,9 +75,7 @@ class Mover:
         elif isinstance(new, ActionState):
             moved = await self._move_action(tx, row_id, new, ActionState(expect), now, changes)
         else:
-            moved = await self._move_approval(
-                tx, row_id, new, ApprovalState(expect), now, changes
-            )
+            moved = await self._move_approval(tx, row_id, new, ApprovalState(expect), now, changes)
         if not moved:
             return None
         if event is None:

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from agents.actions import Action, Propose
 from agents import ops
+from agents.actions import Action, Propose
 from agents.base import Agent, AgentResult, TaskContext
 from agents.feature import CommandSpec, Feature
 from agents.intents import Intent

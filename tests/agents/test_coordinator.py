@@ -17,8 +17,8 @@ from agents.feature import Feature
 from agents.intents import Conversation, Intent
 from agents.notes import RecallIntent, RememberIntent
 from agents.registry import Registry
-from agents.taskrun import short_reason
 from agents.replies import Reply
+from agents.taskrun import short_reason
 from memory.events import EventLog
 from memory.outbox import OutboxRepo
 from memory.store import Store

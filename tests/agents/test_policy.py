@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 
 from agents.actions import Risk
-from agents.breaker import BreakerState, CircuitBreaker
 from agents.backoff import Backoff
-from agents.registry import build_registry
+from agents.breaker import BreakerState, CircuitBreaker
 from agents.policy import (
     Mode,
     PolicyError,
     Rule,
-    gate_decision,
     effective_rule,
+    gate_decision,
     load_rules,
     parse_change,
 )
+from agents.registry import build_registry
 
 AUTO = Rule(mode=Mode.AUTO)
 
