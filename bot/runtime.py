@@ -172,9 +172,14 @@ async def open_runtime(
     clock = clock or SystemClock()
     try:
         registry = build_registry([*load_features(settings), *features], defaults=default_features)
-        built = connectors(settings) if connectors is not None else default_connectors(settings)
+    except ConfigurationError as exc:
+        raise ConfigError(f"soloops cannot start: {exc}") from None
+    built = connectors(settings) if connectors is not None else default_connectors(settings)
+    try:
         registry.check_connectors({name: c.operations for name, c in built.items()})
     except ConfigurationError as exc:
+        for connector in built.values():
+            await connector.aclose()
         raise ConfigError(f"soloops cannot start: {exc}") from None
     redactor = Redactor(settings.secret_values())
     memory_settings = settings.memory
