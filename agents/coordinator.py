@@ -211,7 +211,9 @@ class Coordinator:
                     payload: dict[str, Any] = {"kind": row.kind, "reason": reason}
                     if reason == "interrupted":
                         payload["attempts"] = row.attempts
-                    await self._move(tx, row, TaskState.QUEUED, "task.requeued", payload)
+                    await self._mover.advance(
+                        tx, row.id, TaskState.QUEUED, "task.requeued", payload
+                    )
         return len(leftover)
 
     async def enqueue(self, tx: Transaction, intent: Intent) -> tuple[TaskRow, bool]:
@@ -348,8 +350,8 @@ class Coordinator:
             try:
                 async with self._store.write() as tx:
                     payload = {"kind": task.kind, "agent": task.agent, "attempt": task.attempts + 1}
-                    claimed = await self._move(
-                        tx, task, TaskState.RUNNING, "task.started", payload, attempt=True
+                    claimed = await self._mover.advance(
+                        tx, task.id, TaskState.RUNNING, "task.started", payload, attempt=True
                     )
                 if not claimed:
                     continue
@@ -368,22 +370,6 @@ class Coordinator:
             self._busy_lanes.discard(task.lane)
             self.wake()
             await self._notify()
-
-    async def _move(
-        self,
-        tx: Transaction,
-        task: TaskRow,
-        new: TaskState,
-        event: str | None,
-        payload: dict[str, Any],
-        **changes: Any,
-    ) -> bool:
-        """Move a task this coordinator holds (queued -> running -> queued) with its event."""
-        expect = TaskState.QUEUED if new is TaskState.RUNNING else TaskState.RUNNING
-        moved = await self._mover.move(
-            tx, task.id, new, expect=expect, event=event, payload=payload, **changes
-        )
-        return moved is not None
 
     def now(self) -> datetime:
         """The coordinator's clock."""

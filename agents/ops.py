@@ -17,9 +17,9 @@ from agents.actions import Action, Propose
 from agents.base import Agent, AgentResult, NeedsApproval, TaskContext
 from agents.errors import Refusal
 from agents.feature import CommandSpec, Feature, Phrasings, limit_arg
-from agents.intents import Conversation, Intent
+from agents.intents import Intent
 from agents.lifecycle import AgentState
-from agents.ops_render import StatusFacts, render_event, render_help, render_status
+from agents.ops_render import render_event, render_help, render_status
 from agents.policy import Mode, Rule
 from agents.ports import ApprovalsView, LifecycleControl, Ports, Reports
 from agents.replies import Reply
@@ -143,7 +143,8 @@ class OpsAgent(Agent):
             case HelpIntent(topic=topic):
                 return [Reply(text=render_help(self._catalog, topic))]
             case StatusIntent():
-                text = render_status(await self._facts(), self._started_at, self._clock.now())
+                facts = await controls.status_facts(self._reports, self._approvals, self._control)
+                text = render_status(facts, self._started_at, self._clock.now())
                 return [Reply(text=text)]
             case EventsIntent(limit=limit):
                 events = await self._reports.newest_events(limit)
@@ -153,7 +154,7 @@ class OpsAgent(Agent):
             case ConfirmIntent(text=text):
                 return await self._confirm(text, ctx)
             case PendingIntent():
-                return await self._pending(intent.conversation)
+                return [await controls.pending(self._approvals, intent.conversation)]
             case HookIntent(name=name, text=text):
                 return self._hook(name, text, actor)
             case PolicyIntent(words=words):
@@ -201,18 +202,6 @@ class OpsAgent(Agent):
             )
         )
 
-    async def _facts(self) -> StatusFacts:
-        control = self._control
-        return StatusFacts(
-            tasks=await self._reports.task_counts(),
-            deliveries=await self._reports.delivery_counts(),
-            notes=await self._reports.memory_count("notes"),
-            last_event=await self._reports.last_event(),
-            pending_cards=len(await self._approvals.pending()),
-            breakers={k: v.value for k, v in control.breaker_states().items()},
-            agents={name: control.state(name).value for name in control.agents},
-        )
-
     async def _confirm(self, text: str, ctx: TaskContext) -> AgentResult:
         action = {"confirm": text}
         decision = ctx.decision
@@ -230,13 +219,6 @@ class OpsAgent(Agent):
         return [
             Reply(text=f"Not confirmed ({why.get(decision.outcome, decision.outcome)}): {text}")
         ]
-
-    async def _pending(self, conversation: Conversation) -> Sequence[Reply]:
-        waiting = await self._approvals.pending()
-        if not waiting:
-            return [Reply(text="Nothing is waiting for your approval.")]
-        await self._approvals.show_again(waiting, conversation)
-        return [Reply(text=f"{len(waiting)} approval(s) waiting; their cards are above.")]
 
 
 def build(ports: Ports) -> OpsAgent:

@@ -12,6 +12,7 @@ from agents.actions import Propose, compensation_of
 from agents.errors import Refusal
 from agents.intents import Conversation
 from agents.lifecycle import AgentState
+from agents.ops_render import StatusFacts
 from agents.policy import POLICY_USAGE, PolicyError, effective_rule, parse_change
 from agents.ports import ApprovalsView, LifecycleControl, Reports
 from agents.replies import Reply
@@ -107,3 +108,27 @@ async def undo(reports: Reports, event: int | None) -> Propose | Reply:
     if compensation is None:
         return Reply(text=f"'{row.summary}' is irreversible: soloops has no way to undo it.")
     return Propose(compensation, undo_of=row.id)
+
+
+async def status_facts(
+    reports: Reports, approvals: ApprovalsView, control: LifecycleControl
+) -> StatusFacts:
+    """Everything ``/status`` reports."""
+    return StatusFacts(
+        tasks=await reports.task_counts(),
+        deliveries=await reports.delivery_counts(),
+        notes=await reports.memory_count("notes"),
+        last_event=await reports.last_event(),
+        pending_cards=len(await approvals.pending()),
+        breakers={k: v.value for k, v in control.breaker_states().items()},
+        agents={name: control.state(name).value for name in control.agents},
+    )
+
+
+async def pending(approvals: ApprovalsView, conversation: Conversation) -> Reply:
+    """``/pending``: the cards waiting, shown again."""
+    waiting = await approvals.pending()
+    if not waiting:
+        return Reply(text="Nothing is waiting for your approval.")
+    await approvals.show_again(waiting, conversation)
+    return Reply(text=f"{len(waiting)} approval(s) waiting; their cards are above.")

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from agents.actions import Propose
 from agents.approvals import ApprovalDesk, decision_of
@@ -143,7 +142,7 @@ class TaskRunner:
                 payload={"from": task.kind, "kind": routed.kind, "agent": target.name},
             )
             if self.lifecycle.holds(target.name, routed.kind):
-                await self._move(tx, task, TaskState.QUEUED, None, {})
+                await self._mover.advance(tx, task.id, TaskState.QUEUED, None, {})
                 await self._tell_held(
                     tx, task.id, routed.kind, target.name, routed.conversation, quiet=False
                 )
@@ -197,9 +196,9 @@ class TaskRunner:
                 tx, task_id=task.id, agent=agent.name, need=need, conversation=conversation
             )
             payload = {"kind": task.kind, "approval": approval.id}
-            await self._move(
+            await self._mover.advance(
                 tx,
-                task,
+                task.id,
                 TaskState.WAITING_APPROVAL,
                 "task.waiting",
                 payload,
@@ -213,7 +212,7 @@ class TaskRunner:
         conversation = self.registry.load_intent(task.intent).conversation
         async with self._store.write() as tx:
             payload = {"kind": task.kind, "replies": len(replies)}
-            await self._move(tx, task, TaskState.SUCCEEDED, "task.succeeded", payload)
+            await self._mover.advance(tx, task.id, TaskState.SUCCEEDED, "task.succeeded", payload)
             for reply in replies:
                 await self._queue_reply(tx, task, conversation, reply)
         if replies:
@@ -236,7 +235,8 @@ class TaskRunner:
                 if refused
                 else (TaskState.FAILED, "task.failed")
             )
-            seq = await self._move(tx, task, state, event, payload, error=reason)
+            moved = await self._mover.advance(tx, task.id, state, event, payload, error=reason)
+            seq = None if moved is None else moved.seq
             try:
                 conversation = self.registry.load_intent(task.intent).conversation
             except ValueError:
@@ -257,18 +257,3 @@ class TaskRunner:
         await queue_reply(
             self._outbox, tx, conversation, reply, now=self._clock.now(), task_id=task.id
         )
-
-    async def _move(
-        self,
-        tx: Transaction,
-        task: TaskRow,
-        new: TaskState,
-        event: str | None,
-        payload: dict[str, Any],
-        **changes: Any,
-    ) -> int | None:
-        """Move a running task on, with its event; return the event's number."""
-        moved = await self._mover.move(
-            tx, task.id, new, expect=TaskState.RUNNING, event=event, payload=payload, **changes
-        )
-        return None if moved is None else moved.seq

@@ -112,3 +112,18 @@ class Mover:
         if new is ApprovalState.EXPIRED:
             return await self._approvals.expire(tx, row_id, now)
         return await self._approvals.decide(tx, row_id, state=new, by=changes["by"], now=now)
+
+    async def advance(
+        self,
+        tx: Transaction,
+        task_id: int,
+        new: TaskState,
+        event: str | None,
+        payload: dict[str, Any],
+        **changes: Any,
+    ) -> Moved | None:
+        """Move a task the coordinator holds: queued -> running, or running -> ``new``."""
+        expect = TaskState.QUEUED if new is TaskState.RUNNING else TaskState.RUNNING
+        return await self.move(
+            tx, task_id, new, expect=expect, event=event, payload=payload, **changes
+        )
