@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from agents.fingerprint import fingerprint
+from memory.actions import ActionRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +101,19 @@ class Propose:
 
     action: Action
     undo_of: int | None = None
+
+
+def action_spec(row: ActionRow) -> dict[str, Any]:
+    """The approval-bound content of a stored action (what its fingerprint covers)."""
+    return {
+        "name": row.name,
+        "connector": row.connector,
+        "operation": row.operation,
+        "params": row.params,
+        "risk": row.risk,
+    }
+
+
+def compensation_of(row: ActionRow) -> Action | None:
+    """The stored compensation of an action, as an Action to propose."""
+    return None if row.compensation is None else Action.from_json(row.compensation)

@@ -21,18 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from agents.base import Decision, NeedsApproval
+from agents.base import ApprovalDecision, NeedsApproval
 from agents.delivery import queue_reply
 from agents.fingerprint import fingerprint
 from agents.intents import Conversation
 from agents.replies import Button, Reply
-from agents.states import check_transition
+from agents.transitions import Mover
 from memory.approvals import ApprovalRepo, ApprovalRow, ApprovalState
 from memory.clock import Clock, SystemClock
 from memory.events import EventLog
 from memory.outbox import OutboxRepo
 from memory.store import Store, Transaction
-from memory.tasks import TaskRepo, TaskState
+from memory.tasks import TaskState
 
 BUTTON_PREFIX = "b:"
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no 0/O, 1/I/L, U
@@ -55,7 +55,7 @@ EXPIRED_WORDS = {
 Handler = Callable[[Transaction, ApprovalRow, ApprovalState], Awaitable[None]]
 
 
-class Verdict(StrEnum):
+class DecisionStatus(StrEnum):
     """What became of one attempt to decide."""
 
     APPLIED = "applied"
@@ -68,7 +68,7 @@ class Verdict(StrEnum):
 class DecisionResult:
     """The answer to show whoever pressed or typed (a callback answer, a reply)."""
 
-    verdict: Verdict
+    status: DecisionStatus
     message: str
     approval_id: int | None = None
 
@@ -110,11 +110,11 @@ def decided_text(row: ApprovalRow, state: ApprovalState, by: str, at: datetime) 
     return f"{verb}{who} at {at:%Y-%m-%d %H:%M} UTC\n{row.summary}"
 
 
-def decision_of(row: ApprovalRow) -> Decision | None:
+def decision_of(row: ApprovalRow) -> ApprovalDecision | None:
     """The decision an approval row holds, if it has one."""
     if row.state is ApprovalState.PENDING:
         return None
-    return Decision(
+    return ApprovalDecision(
         approval_id=row.id,
         outcome=row.state.value,  # type: ignore[arg-type]  # the non-pending states
         by=row.decided_by or "",
@@ -136,7 +136,7 @@ class ApprovalDesk:
         self._events = events
         self._clock = clock or SystemClock()
         self._repo = ApprovalRepo(store)
-        self._tasks = TaskRepo(store)
+        self._mover = Mover(store, events, self._clock)
         self._outbox = OutboxRepo(store)
         self.default_ttl = default_ttl
         # What a decision does, per card purpose; the coordinator registers its own.
@@ -210,7 +210,7 @@ class ApprovalDesk:
                     subject="button",
                     payload={"data_chars": len(data)},
                 )
-                return DecisionResult(Verdict.UNKNOWN, "This button is not valid any more.")
+                return DecisionResult(DecisionStatus.UNKNOWN, "This button is not valid any more.")
             row, decision = found
             return await self._decide(tx, row, decision, actor)
 
@@ -227,7 +227,7 @@ class ApprovalDesk:
                     payload={"code": code[:16]},
                 )
                 return DecisionResult(
-                    Verdict.UNKNOWN, f"No card has the code {code!r}. /pending lists them."
+                    DecisionStatus.UNKNOWN, f"No card has the code {code!r}. /pending lists them."
                 )
             return await self._decide(tx, row, decision, actor)
 
@@ -246,12 +246,12 @@ class ApprovalDesk:
     async def void(self, tx: Transaction, row: ApprovalRow, reason: str) -> None:
         """Void an approval whose action changed; edit its card."""
         now = self._clock.now()
-        await self._repo.void(tx, row.id, now)
-        await self._events.append(
+        await self._mover.move(
             tx,
-            "approval.voided",
-            actor="coordinator",
-            subject=f"approval:{row.id}",
+            row.id,
+            ApprovalState.VOIDED,
+            expect=row.state,
+            event="approval.voided",
             payload={"reason": reason},
         )
         await self._edit_card(tx, row, ApprovalState.VOIDED, "system", now)
@@ -272,22 +272,25 @@ class ApprovalDesk:
                 subject=f"approval:{row.id}",
                 payload={"state": row.state.value, "attempted": decision},
             )
-            return DecisionResult(Verdict.ALREADY, f"Already {row.state.value}{who}{when}.", row.id)
+            return DecisionResult(
+                DecisionStatus.ALREADY, f"Already {row.state.value}{who}{when}.", row.id
+            )
         if row.expires_at <= now:
             await self._expire(tx, row)
             if row.purpose == "action":
                 message = "This approval expired; it counts as rejected."
             else:
                 message = f"This card expired: {EXPIRED_WORDS.get(row.purpose, 'no change')}."
-            return DecisionResult(Verdict.EXPIRED, message, row.id)
+            return DecisionResult(DecisionStatus.EXPIRED, message, row.id)
         state = ApprovalState.APPROVED if decision == "approve" else ApprovalState.REJECTED
-        if not await self._repo.decide(tx, row.id, state=state, by=actor, now=now):
-            return DecisionResult(Verdict.ALREADY, "Already decided.", row.id)
-        await self._events.append(
+        if not await self._mover.move(
             tx,
-            "approval.decided",
+            row.id,
+            state,
+            expect=ApprovalState.PENDING,
+            by=actor,
+            event="approval.decided",
             actor=actor,
-            subject=f"approval:{row.id}",
             payload={
                 "decision": state.value,
                 "choice": row.labels[0 if decision == "approve" else 1],
@@ -295,25 +298,26 @@ class ApprovalDesk:
                 "task": row.task_id,
                 "code": row.code,
             },
-        )
+        ):
+            return DecisionResult(DecisionStatus.ALREADY, "Already decided.", row.id)
         await self.handlers.get(row.purpose, self._resume_waiting_task)(tx, row, state)
         await self._edit_card(tx, row, state, actor, now)
         word = row.labels[0 if state is ApprovalState.APPROVED else 1]
         if row.labels == APPROVE_REJECT:
             word = state.value.title()
-        return DecisionResult(Verdict.APPLIED, f"{word}.", row.id)
+        return DecisionResult(DecisionStatus.APPLIED, f"{word}.", row.id)
 
     async def _expire(self, tx: Transaction, row: ApprovalRow) -> None:
         now = self._clock.now()
-        if not await self._repo.expire(tx, row.id, now):
-            return
-        await self._events.append(
+        if not await self._mover.move(
             tx,
-            "approval.expired",
-            actor="coordinator",
-            subject=f"approval:{row.id}",
+            row.id,
+            ApprovalState.EXPIRED,
+            expect=ApprovalState.PENDING,
+            event="approval.expired",
             payload={"task": row.task_id, "code": row.code, "purpose": row.purpose},
-        )
+        ):
+            return
         handler = self.handlers.get(row.purpose, self._resume_waiting_task)
         await handler(tx, row, ApprovalState.EXPIRED)
         await self._edit_card(tx, row, ApprovalState.EXPIRED, "expiry", now)
@@ -321,22 +325,14 @@ class ApprovalDesk:
     async def _resume_waiting_task(
         self, tx: Transaction, row: ApprovalRow, state: ApprovalState
     ) -> None:
-        check_transition(TaskState.WAITING_APPROVAL, TaskState.QUEUED)
-        moved = await self._tasks.update(
+        await self._mover.move(
             tx,
             row.task_id,
-            state=TaskState.QUEUED,
-            now=self._clock.now(),
+            TaskState.QUEUED,
             expect=TaskState.WAITING_APPROVAL,
+            event="task.resumed",
+            payload={"approval": row.id, "decision": state.value},
         )
-        if moved:
-            await self._events.append(
-                tx,
-                "task.resumed",
-                actor="coordinator",
-                subject=f"task:{row.task_id}",
-                payload={"approval": row.id, "decision": state.value},
-            )
 
     async def _show(self, tx: Transaction, row: ApprovalRow, conversation: Conversation) -> None:
         labels = {"approve": row.labels[0], "reject": row.labels[1]}

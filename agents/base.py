@@ -1,12 +1,18 @@
-"""The contract every agent fulfils."""
+"""The contract every agent fulfils, and what it may answer.
+
+An agent's :meth:`Agent.handle` returns an :data:`AgentResult`: replies, a
+:class:`NeedsApproval` (stop and ask), a :class:`~agents.actions.Propose` (an action for
+the executor) or a :class:`Reroute` (the free-text router's answer: run this typed
+intent instead, in the same task).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from agents.actions import Propose
 from agents.fingerprint import fingerprint
@@ -28,7 +34,7 @@ class NeedsApproval:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class ApprovalDecision:
     """The operator's answer to an approval, given to the task when it resumes."""
 
     approval_id: int
@@ -42,13 +48,26 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class Reroute:
+    """Run ``intent`` instead, in the same task (same idempotency key and lane place).
+
+    The coordinator re-targets the task and applies pause, degradation, budgets and
+    capabilities as for a typed command. ``memo`` is handed back to the rerouting
+    agent's :meth:`Agent.after_reroute` once the target has answered.
+    """
+
+    intent: Intent
+    memo: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class TaskContext:
     """What an agent knows about the task it is running."""
 
     task_id: int
     attempt: int
     idempotency_key: str
-    decision: Decision | None = None
+    decision: ApprovalDecision | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,43 +82,25 @@ class ActionReport:
     reason: str | None = None
 
 
-Outcome = Sequence[Reply] | NeedsApproval | Propose
-
-
-@dataclass(frozen=True, slots=True)
-class Examples:
-    """How operators phrase an intent in plain words, for the free-text router.
-
-    ``text_field`` names the intent field that receives the whole message (``query``
-    for recall); None means the intent takes no text. ``label`` is what a choice
-    button says when the router has to ask.
-    """
-
-    label: str
-    phrasings: tuple[str, ...]
-    text_field: str | None = None
+AgentResult = Sequence[Reply] | NeedsApproval | Propose | Reroute
 
 
 class Agent(ABC):
-    """A typed agent: handles some intent kinds, returns replies or asks for approval.
+    """A typed agent: handles its feature's intent kinds.
 
-    ``handle`` may be called again for the same task (after a crash, or when an
-    approval is decided, with ``ctx.decision`` set), so anything it stores must be
-    keyed by ``ctx.idempotency_key`` to happen once.
+    It is built by its feature's factory from narrow ports (``agents/ports.py``) and
+    never sees the coordinator. ``handle`` may be called again for the same task
+    (after a crash, or when an approval is decided, with ``ctx.decision`` set), so
+    anything it stores must be keyed by ``ctx.idempotency_key`` to happen once.
     """
 
-    name: ClassVar[str]
-    kinds: ClassVar[frozenset[str]]
-    # Least privilege: the (connector, operation) pairs this agent may propose.
-    capabilities: ClassVar[frozenset[tuple[str, str]]] = frozenset()
-    # Example phrasings per intent kind, kept beside the agent that handles them.
-    examples: ClassVar[Mapping[str, Examples]] = {}
+    name: str
 
     @abstractmethod
-    async def handle(self, intent: Intent, ctx: TaskContext) -> Outcome:
+    async def handle(self, intent: Intent, ctx: TaskContext) -> AgentResult:
         """Do the work of one intent."""
 
-    async def on_action(self, intent: Intent, report: ActionReport) -> Outcome:
+    async def on_action(self, intent: Intent, report: ActionReport) -> AgentResult:
         """Say how a proposed action ended (override for a better reply or a next step)."""
         if report.outcome == "succeeded":
             said = (report.result or {}).get("summary")
@@ -108,3 +109,9 @@ class Agent(ABC):
             why = report.reason or (f"rejected by {report.by}" if report.by else "rejected")
             return [Reply(text=f"Not done ({why}): {report.summary}")]
         return [Reply(text=f"Discarded: {report.summary}")]
+
+    async def after_reroute(
+        self, routed: Intent, replies: list[Reply], memo: dict[str, Any]
+    ) -> list[Reply]:
+        """Adjust the replies of an intent this agent rerouted (the router adds notes)."""
+        return replies

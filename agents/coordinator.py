@@ -4,7 +4,10 @@ Every intent becomes a ``tasks`` row before any work starts. One dispatcher loop
 claims runnable tasks, at most ``concurrency`` at once, and never two of the same
 lane (conversation) at once, so replies come back in the order they were asked.
 A task's outcome, its replies (into the outbox) and its events commit in one
-transaction.
+transaction. Every way an intent reaches an agent — a typed command, or free text the
+router turned into an intent (:class:`~agents.base.Reroute`, same task) — passes the
+same checks: a paused, degraded or over-budget agent holds the work, and the operator
+is told once what releases it.
 
 On :meth:`start`, tasks a crash left ``running`` are put back in the queue and run
 again; agents make their effects idempotent per task key, so a rerun does not repeat
@@ -16,21 +19,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Self
+from typing import Any, Self
 
-from agents.actions import Propose
-from agents.approvals import ApprovalDesk, decision_of
-from agents.base import Agent, Decision, NeedsApproval, TaskContext
+from agents.approvals import ApprovalDesk
+from agents.backoff import Backoff
+from agents.base import Agent
 from agents.delivery import queue_reply
-from agents.errors import AgentError, ConfigurationError
-from agents.executor import Executor, Parked, RetryPolicy
-from agents.fingerprint import fingerprint
-from agents.intents import Conversation, Intent, dump_intent, load_intent
+from agents.errors import ConfigurationError
+from agents.executor import Executor
+from agents.failures import RetryPolicy
+from agents.intents import Conversation, Intent, dump_intent
 from agents.lifecycle import Lifecycle
-from agents.replies import Reply, error
-from agents.states import check_transition
+from agents.policybook import PolicyBook
+from agents.registry import Registry
+from agents.replies import Reply
+from agents.taskrun import TaskRunner
+from agents.transitions import Mover
 from config import Settings
 from connectors.base import Connector
 from memory.clock import Clock, SystemClock
@@ -45,21 +51,14 @@ log = logging.getLogger(__name__)
 ACTOR = "coordinator"
 
 
-def short_reason(exc: BaseException, limit: int = 160) -> str:
-    """One line saying what went wrong, for chat; the traceback goes to the log."""
-    text = " ".join(str(exc).split()) or "no details"
-    reason = text if isinstance(exc, AgentError) else f"{type(exc).__name__}: {text}"
-    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
-
-
 class Coordinator:
-    """Runs tasks. Use as ``async with Coordinator(...) as coordinator``."""
+    """Runs tasks. Build it, :meth:`install` the agents, then ``async with coordinator``."""
 
     def __init__(
         self,
         store: Store,
         events: EventLog,
-        agents: Sequence[Agent],
+        registry: Registry,
         *,
         concurrency: int = 4,
         clock: Clock | None = None,
@@ -69,16 +68,16 @@ class Coordinator:
     ) -> None:
         self._store = store
         self._events = events
+        self.registry = registry
         self._tasks = TaskRepo(store)
         self._outbox = OutboxRepo(store)
         self._clock = clock or SystemClock()
+        self._mover = Mover(store, events, self._clock)
         self._on_reply = on_reply
         settings = settings or Settings()
+        actions = settings.actions
         self.approvals = ApprovalDesk(
-            store,
-            events,
-            self._clock,
-            default_ttl=timedelta(hours=settings.actions.approval_ttl_hours),
+            store, events, self._clock, default_ttl=timedelta(hours=actions.approval_ttl_hours)
         )
         self.lifecycle = Lifecycle(
             store,
@@ -86,42 +85,65 @@ class Coordinator:
             self._clock,
             settings.budget_for,
             degrade_after=settings.supervisor.degrade_after_failures,
+            control_kinds=registry.control_kinds,
         )
+        policies = PolicyBook(store, events, self._clock, registry.policies, actions.policies_file)
         self.executor = Executor(
             store,
             events,
             self.approvals,
             self.lifecycle,
+            policies,
             connectors or {},
             self._clock,
+            capabilities=registry.capabilities,
+            hints=registry.hints,
             retry=RetryPolicy(
-                max_attempts=settings.actions.max_attempts,
-                base_s=settings.actions.retry_base_s,
-                max_s=settings.actions.retry_max_s,
-                call_timeout_s=settings.actions.call_timeout_s,
+                max_attempts=actions.max_attempts,
+                backoff=Backoff(
+                    actions.retry_base_s, max(actions.retry_base_s, actions.retry_max_s)
+                ),
+                call_timeout_s=actions.call_timeout_s,
             ),
             breaker_threshold=settings.breaker.threshold,
             breaker_cooldown=timedelta(seconds=settings.breaker.cooldown_s),
-            policies_file=settings.actions.policies_file,
             on_change=self._changed_elsewhere,
         )
         self._concurrency = concurrency
         self._agents: dict[str, Agent] = {}
-        for agent in agents:
-            for kind in agent.kinds:
-                if kind in self._agents:
-                    raise ConfigurationError(
-                        f"intent kind {kind!r} is claimed by both {self._agents[kind].name!r}"
-                        f" and {agent.name!r}"
-                    )
-                self._agents[kind] = agent
+        self._runner: TaskRunner | None = None
         self._running: dict[int, asyncio.Task[None]] = {}
         self._busy_lanes: set[str] = set()
         self._claiming = 0  # tasks being moved to running: no longer queued, not yet running
+        self._told_held: set[int] = set()
         self._wakeup = asyncio.Event()
         self._changed = asyncio.Condition()
         self._loop_task: asyncio.Task[None] | None = None
         self._accepting = False
+
+    def install(self, agents: Mapping[str, Agent]) -> None:
+        """Set the agents, by feature name; every registered feature needs its agent."""
+        for feature in self.registry.features:
+            agent = agents.get(feature.name)
+            if agent is None:
+                raise ConfigurationError(f"feature {feature.name!r} has no agent")
+            if agent.name != feature.name:
+                raise ConfigurationError(
+                    f"feature {feature.name!r} built an agent named {agent.name!r}"
+                )
+        self._agents = dict(agents)
+        self._runner = TaskRunner(
+            self._store,
+            self._events,
+            self.registry,
+            self._agents,
+            self.executor,
+            self.approvals,
+            self.lifecycle,
+            self._clock,
+            self._on_reply,
+            self.tell_held,
+        )
 
     @property
     def store(self) -> Store:
@@ -131,10 +153,15 @@ class Coordinator:
     def events(self) -> EventLog:
         return self._events
 
+    def agent_for(self, kind: str) -> Agent | None:
+        """The agent that handles ``kind``."""
+        feature = self.registry.feature_for(kind)
+        return None if feature is None else self._agents.get(feature.name)
+
     @property
-    def agents(self) -> dict[str, Agent]:
-        """Agents by the intent kind they handle."""
-        return dict(self._agents)
+    def agent_names(self) -> tuple[str, ...]:
+        """Every agent's name."""
+        return tuple(feature.name for feature in self.registry.features)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -150,23 +177,11 @@ class Coordinator:
     async def start(self) -> None:
         """Requeue work a crash interrupted, then start dispatching."""
         await self.lifecycle.load()
-        interrupted = await self._tasks.in_state(TaskState.RUNNING)
+        told = await self._events.query(kind="task.held")
+        self._told_held = {int(e.subject.split(":", 1)[1]) for e in told}
+        interrupted = await self._requeue_running("interrupted")
         if interrupted:
-            async with self._store.write() as tx:
-                for task in interrupted:
-                    await self._move(tx, task, TaskState.QUEUED, expect=TaskState.RUNNING)
-                    await self._events.append(
-                        tx,
-                        "task.requeued",
-                        actor=ACTOR,
-                        subject=f"task:{task.id}",
-                        payload={
-                            "kind": task.kind,
-                            "reason": "interrupted",
-                            "attempts": task.attempts,
-                        },
-                    )
-            log.warning("requeued %d task(s) interrupted by a crash", len(interrupted))
+            log.warning("requeued %d task(s) interrupted by a crash", interrupted)
         self._accepting = True
         self._loop_task = asyncio.create_task(self._dispatch_loop(), name="coordinator-dispatch")
 
@@ -186,36 +201,34 @@ class Coordinator:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._requeue_running("shutdown")
+
+    async def _requeue_running(self, reason: str) -> int:
         leftover = await self._tasks.in_state(TaskState.RUNNING)
         if leftover:
             async with self._store.write() as tx:
                 for row in leftover:
-                    await self._move(tx, row, TaskState.QUEUED, expect=TaskState.RUNNING)
-                    await self._events.append(
-                        tx,
-                        "task.requeued",
-                        actor=ACTOR,
-                        subject=f"task:{row.id}",
-                        payload={"kind": row.kind, "reason": "shutdown"},
+                    payload: dict[str, Any] = {"kind": row.kind, "reason": reason}
+                    if reason == "interrupted":
+                        payload["attempts"] = row.attempts
+                    await self._mover.advance(
+                        tx, row.id, TaskState.QUEUED, "task.requeued", payload
                     )
-
-    def agent_for(self, kind: str) -> Agent | None:
-        """The agent that handles ``kind``."""
-        return self._agents.get(kind)
+        return len(leftover)
 
     async def enqueue(self, tx: Transaction, intent: Intent) -> tuple[TaskRow, bool]:
         """Record a task for ``intent`` inside ``tx``; call :meth:`wake` after commit.
 
         Returns the task and whether it is new (False: this idempotency key exists).
         """
-        agent = self._agents.get(intent.kind)
-        if agent is None:
+        feature = self.registry.feature_for(intent.kind)
+        if feature is None:
             raise ConfigurationError(f"no agent handles intent kind {intent.kind!r}")
         task, created = await self._tasks.create(
             tx,
             idempotency_key=intent.idempotency_key,
             kind=intent.kind,
-            agent=agent.name,
+            agent=feature.name,
             lane=intent.conversation.lane,
             intent=dump_intent(intent),
             now=self._clock.now(),
@@ -226,8 +239,10 @@ class Coordinator:
                 "task.queued",
                 actor=intent.conversation.actor,
                 subject=f"task:{task.id}",
-                payload={"kind": intent.kind, "agent": agent.name},
+                payload={"kind": intent.kind, "agent": feature.name},
             )
+            if self.lifecycle.holds(feature.name, intent.kind):
+                await self.tell_held(tx, task.id, intent.kind, feature.name, intent.conversation)
         return task, created
 
     async def submit(self, intent: Intent) -> TaskRow:
@@ -251,12 +266,47 @@ class Coordinator:
                 await self._changed.wait()
 
     async def _runnable(self) -> list[TaskRow]:
-        """Due queued tasks, minus those whose agent is paused or degraded."""
-        return [
-            task
-            for task in await self._tasks.runnable(self._clock.now())
-            if not self.lifecycle.holds(task.agent, task.kind)
-        ]
+        """Due queued tasks, minus those whose agent is paused, degraded or over budget."""
+        due = await self._tasks.runnable(self._clock.now())
+        return [task for task in due if not self.lifecycle.holds(task.agent, task.kind)]
+
+    async def _tell_held(self) -> None:
+        """Say once per held task that it waits, and what releases it."""
+        for task in await self._tasks.runnable(self._clock.now()):
+            if task.id in self._told_held or not self.lifecycle.holds(task.agent, task.kind):
+                continue
+            conversation = self.registry.load_intent(task.intent).conversation
+            async with self._store.write() as tx:
+                # A task mid-action was held by its own budget card: that card says so.
+                quiet = bool(json.loads(task.checkpoint or "{}").get("action"))
+                await self.tell_held(tx, task.id, task.kind, task.agent, conversation, quiet=quiet)
+            self._on_reply()
+
+    async def tell_held(
+        self,
+        tx: Transaction,
+        task_id: int,
+        kind: str,
+        agent: str,
+        conversation: Conversation,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        """Record (and, unless ``quiet``, say) in ``tx`` that a task waits for its agent."""
+        if task_id in self._told_held:
+            return
+        self._told_held.add(task_id)
+        await self._events.append(
+            tx,
+            "task.held",
+            actor=ACTOR,
+            subject=f"task:{task_id}",
+            payload={"kind": kind, "agent": agent, "state": self.lifecycle.state(agent).value},
+        )
+        if not quiet:
+            notice = Reply(text=self.lifecycle.held_notice(agent))
+            now = self._clock.now()
+            await queue_reply(self._outbox, tx, conversation, notice, now=now, task_id=task_id)
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -266,6 +316,7 @@ class Coordinator:
         while True:
             self._wakeup.clear()
             try:
+                await self._tell_held()
                 await self._dispatch_once()
             except Exception:
                 log.exception("the dispatcher failed to claim work; retrying in 1 s")
@@ -298,21 +349,12 @@ class Coordinator:
             self._claiming += 1
             try:
                 async with self._store.write() as tx:
-                    if not await self._move(
-                        tx, task, TaskState.RUNNING, expect=TaskState.QUEUED, attempt=True
-                    ):
-                        continue
-                    await self._events.append(
-                        tx,
-                        "task.started",
-                        actor=ACTOR,
-                        subject=f"task:{task.id}",
-                        payload={
-                            "kind": task.kind,
-                            "agent": task.agent,
-                            "attempt": task.attempts + 1,
-                        },
+                    payload = {"kind": task.kind, "agent": task.agent, "attempt": task.attempts + 1}
+                    claimed = await self._mover.advance(
+                        tx, task.id, TaskState.RUNNING, "task.started", payload, attempt=True
                     )
+                if not claimed:
+                    continue
                 self._busy_lanes.add(task.lane)
                 runner = asyncio.create_task(self._run(task), name=f"task-{task.id}")
                 self._running[task.id] = runner
@@ -321,163 +363,13 @@ class Coordinator:
 
     async def _run(self, task: TaskRow) -> None:
         try:
-            await self._execute(task)
+            assert self._runner is not None, "install() the agents before start()"
+            await self._runner.execute(task)
         finally:
             self._running.pop(task.id, None)
             self._busy_lanes.discard(task.lane)
             self.wake()
             await self._notify()
-
-    async def _execute(self, task: TaskRow) -> None:
-        try:
-            ctx = TaskContext(
-                task_id=task.id,
-                attempt=task.attempts + 1,
-                idempotency_key=task.idempotency_key,
-                decision=await self._decision(task),
-            )
-            intent = load_intent(task.intent)
-            agent = self._agents.get(intent.kind)
-            if agent is None:
-                raise AgentError(f"no agent handles {intent.kind!r} any more")
-            checkpoint = json.loads(task.checkpoint) if task.checkpoint else {}
-            if "action" in checkpoint:
-                outcome = await self.executor.resume(task, agent, intent, checkpoint)
-            else:
-                outcome = await agent.handle(intent, ctx)
-            while isinstance(outcome, Propose):
-                outcome = await self.executor.start(task, agent, intent, outcome)
-            if isinstance(outcome, Parked):
-                return
-            if isinstance(outcome, NeedsApproval):
-                await self._park(task, agent, intent.conversation, outcome, ctx.decision)
-                return
-            replies = list(outcome)
-        except asyncio.CancelledError:
-            raise  # a stop: the task stays running and is requeued
-        except Exception as exc:
-            if isinstance(exc, AgentError):
-                log.info("task %d (%s) refused: %s", task.id, task.kind, exc)
-            else:
-                log.exception("task %d (%s) failed", task.id, task.kind)
-            await self._finish_failed(task, exc)
-            return
-        await self._finish_succeeded(task, replies)
-
-    async def _decision(self, task: TaskRow) -> Decision | None:
-        if not task.checkpoint:
-            return None
-        approval_id = json.loads(task.checkpoint).get("approval")
-        if approval_id is None:
-            return None
-        row = await self.approvals.repo.get(int(approval_id))
-        return None if row is None else decision_of(row)
-
-    async def _park(
-        self,
-        task: TaskRow,
-        agent: Agent,
-        conversation: Conversation,
-        need: NeedsApproval,
-        previous: Decision | None,
-    ) -> None:
-        """Stop the task until the operator decides; ask with a card."""
-        if previous is not None and previous.fingerprint == fingerprint(agent.name, need.action):
-            raise AgentError(f"{agent.name} asked again for an approval already {previous.outcome}")
-        async with self._store.write() as tx:
-            if previous is not None:
-                old = await self.approvals.repo.get(previous.approval_id)
-                if old is not None:
-                    await self.approvals.void(tx, old, "the action changed after the decision")
-            approval = await self.approvals.request(
-                tx, task_id=task.id, agent=agent.name, need=need, conversation=conversation
-            )
-            check_transition(TaskState.RUNNING, TaskState.WAITING_APPROVAL)
-            await self._tasks.update(
-                tx,
-                task.id,
-                state=TaskState.WAITING_APPROVAL,
-                now=self._clock.now(),
-                expect=TaskState.RUNNING,
-                checkpoint=json.dumps({"approval": approval.id}),
-            )
-            await self._events.append(
-                tx,
-                "task.waiting",
-                actor=ACTOR,
-                subject=f"task:{task.id}",
-                payload={"kind": task.kind, "approval": approval.id},
-            )
-        self._on_reply()
-
-    async def _finish_succeeded(self, task: TaskRow, replies: list[Reply]) -> None:
-        conversation = load_intent(task.intent).conversation
-        async with self._store.write() as tx:
-            await self._move(tx, task, TaskState.SUCCEEDED, expect=TaskState.RUNNING)
-            await self._events.append(
-                tx,
-                "task.succeeded",
-                actor=ACTOR,
-                subject=f"task:{task.id}",
-                payload={"kind": task.kind, "replies": len(replies)},
-            )
-            for reply in replies:
-                await self._queue_reply(tx, task, conversation, reply)
-        if replies:
-            self._on_reply()
-
-    async def _finish_failed(self, task: TaskRow, exc: BaseException) -> None:
-        reason = short_reason(exc)
-        async with self._store.write() as tx:
-            await self._move(tx, task, TaskState.FAILED, expect=TaskState.RUNNING, error=reason)
-            seq = await self._events.append(
-                tx,
-                "task.failed",
-                actor=ACTOR,
-                subject=f"task:{task.id}",
-                payload={"kind": task.kind, "error": reason, "error_type": type(exc).__name__},
-            )
-            try:
-                conversation = load_intent(task.intent).conversation
-            except ValueError:
-                return  # nowhere to answer; the event says what happened
-            if isinstance(exc, AgentError):
-                text = f"{reason} (event #{seq})"
-            else:
-                text = (
-                    f"Sorry, that failed: {reason}\n"
-                    f"Nothing else was changed. Event #{seq}; details: soloops events --kind task"
-                )
-            await self._queue_reply(tx, task, conversation, error(text))
-        self._on_reply()
-
-    async def _queue_reply(
-        self, tx: Transaction, task: TaskRow, conversation: Conversation, reply: Reply
-    ) -> None:
-        await queue_reply(
-            self._outbox, tx, conversation, reply, now=self._clock.now(), task_id=task.id
-        )
-
-    async def _move(
-        self,
-        tx: Transaction,
-        task: TaskRow,
-        new: TaskState,
-        *,
-        expect: TaskState,
-        error: str | None = None,
-        attempt: bool = False,
-    ) -> bool:
-        check_transition(expect, new)
-        return await self._tasks.update(
-            tx,
-            task.id,
-            state=new,
-            now=self._clock.now(),
-            expect=expect,
-            error=error,
-            attempt=attempt,
-        )
 
     def now(self) -> datetime:
         """The coordinator's clock."""

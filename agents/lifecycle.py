@@ -1,8 +1,9 @@
 """Agent lifecycle: running, paused, degraded; daily budgets; the supervisor.
 
 Paused and degraded agents have their queued work held (it stays queued and runs
-when the agent is resumed). Control commands (help, status, resume...) are never held,
-so the operator can always get an agent going again.
+when the agent is resumed). Control kinds (help, status, resume... each feature
+declares its own in ``Feature.control_kinds``) are never held, so the operator can
+always get an agent going again.
 """
 
 from __future__ import annotations
@@ -19,11 +20,6 @@ from memory.control import AgentStateRepo, SpendRepo
 from memory.events import EventLog
 from memory.store import Store, Transaction
 from memory.tasks import TaskRepo, TaskState
-
-# Intent kinds that are never held, whatever state their agent is in.
-CONTROL_KINDS = frozenset(
-    {"help", "status", "events", "agents", "pause", "resume", "pending", "failed", "policy"}
-)
 
 
 class AgentState(StrEnum):
@@ -67,6 +63,7 @@ class Lifecycle:
         clock: Clock,
         budgets: Callable[[str], BudgetSettings],
         degrade_after: int = 3,
+        control_kinds: frozenset[str] = frozenset(),
     ) -> None:
         self._store = store
         self._events = events
@@ -77,13 +74,16 @@ class Lifecycle:
         self._actions = ActionRepo(store)
         self._spend = SpendRepo(store)
         self._tasks = TaskRepo(store)
+        self._control_kinds = control_kinds
         self._states: dict[str, AgentState] = {}
+        self._reasons: dict[str, str] = {}
         self._extra: dict[str, tuple[str, int]] = {}
 
     async def load(self) -> None:
         """Read the stored states (at start)."""
         for agent, row in (await self._repo.all()).items():
             self._states[agent] = AgentState(row.state)
+            self._reasons[agent] = row.reason or ""
             if row.extended_day:
                 self._extra[agent] = (row.extended_day, row.extra_actions)
 
@@ -92,7 +92,22 @@ class Lifecycle:
 
     def holds(self, agent: str, kind: str) -> bool:
         """Whether a task of ``kind`` for ``agent`` must wait."""
-        return kind not in CONTROL_KINDS and self.state(agent) is not AgentState.RUNNING
+        return kind not in self._control_kinds and self.state(agent) is not AgentState.RUNNING
+
+    def held_notice(self, agent: str) -> str:
+        """What to tell the operator about work ``agent`` holds, and what releases it."""
+        state = self.state(agent)
+        if state is AgentState.DEGRADED:
+            return (
+                f"The {agent} agent is degraded (it failed several times in a row), so this"
+                f" waits. /failed shows why; /resume {agent} releases it."
+            )
+        if self._reasons.get(agent, "").startswith("budget:"):
+            return (
+                f"The {agent} agent reached its daily budget, so this waits. Extend today on"
+                f" the budget card (/pending), or /resume {agent}, releases it."
+            )
+        return f"The {agent} agent is paused, so this waits. /resume {agent} releases it."
 
     async def set_state(
         self, tx: Transaction, agent: str, state: AgentState, reason: str, actor: str
@@ -109,6 +124,7 @@ class Lifecycle:
             payload={"reason": reason},
         )
         self._states[agent] = state
+        self._reasons[agent] = reason
         return True
 
     async def budget_use(self, agent: str) -> BudgetUse:
@@ -145,7 +161,9 @@ class Lifecycle:
     async def failing_streak(self, agent: str) -> bool:
         """Whether the agent's newest finished tasks are all failures (the supervisor's rule)."""
         # Control commands (/status, /policy...) say nothing about whether the work works.
-        outcomes = await self._tasks.recent_outcomes(agent, self._degrade_after, CONTROL_KINDS)
+        outcomes = await self._tasks.recent_outcomes(
+            agent, self._degrade_after, self._control_kinds
+        )
         return len(outcomes) == self._degrade_after and all(
             o in (TaskState.FAILED, TaskState.DEAD) for o in outcomes
         )

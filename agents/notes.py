@@ -1,4 +1,4 @@
-"""The notes agent: /remember, /recall, /forget, /notes over semantic memory.
+"""The notes feature: /remember, /recall, /forget, /notes over semantic memory.
 
 Its namespace in memory is ``notes``. /remember stores a durable memory keyed by the
 task's idempotency key, so a rerun after a crash never stores it twice. /recall
@@ -9,19 +9,58 @@ says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from agents.base import Agent, Examples, TaskContext
-from agents.errors import AgentError
-from agents.intents import ForgetIntent, Intent, NotesIntent, RecallIntent, RememberIntent
+from pydantic import Field
+
+from agents.base import Agent, TaskContext
+from agents.errors import Refusal
+from agents.feature import CommandSpec, Feature, Phrasings, limit_arg
+from agents.intents import Intent
+from agents.ports import Ports
 from agents.replies import Reply
 from memory.errors import NotFoundError, OwnershipError
 from memory.memories import Memory
-from memory.semantic import Hit, Recall, SemanticMemory
+from memory.semantic import Hit, MemorySpace, Recall
 
 PREVIEW = 200
 NAMESPACE = "notes"
+
+
+class RememberIntent(Intent):
+    """Store a note."""
+
+    kind: Literal["remember"] = "remember"
+    text: str = Field(min_length=1)
+
+
+class RecallIntent(Intent):
+    """Find notes."""
+
+    kind: Literal["recall"] = "recall"
+    query: str = Field(min_length=1)
+    limit: int = Field(default=5, ge=1, le=20)
+
+
+class ForgetIntent(Intent):
+    """Delete a note."""
+
+    kind: Literal["forget"] = "forget"
+    note_id: int = Field(ge=1)
+
+
+class NotesIntent(Intent):
+    """List the newest notes."""
+
+    kind: Literal["notes"] = "notes"
+    limit: int = Field(default=10, ge=1, le=50)
+
+
+def _forget_args(tokens: list[str]) -> dict[str, Any]:
+    if len(tokens) != 1:
+        raise ValueError("takes exactly one note id")
+    return {"note_id": tokens[0].lstrip("#")}
 
 
 def _clip(text: str) -> str:
@@ -57,46 +96,10 @@ def render_recall(query: str, recall: Recall, note_after_s: float) -> str:
 class NotesAgent(Agent):
     """Keeps what the operator asks it to remember."""
 
-    name: ClassVar[str] = "notes"
-    kinds: ClassVar[frozenset[str]] = frozenset({"remember", "recall", "forget", "notes"})
-    examples: ClassVar[Mapping[str, Examples]] = {
-        "remember": Examples(
-            "Save it as a note",
-            (
-                "remember that Acme wants the invoice by Friday",
-                "remember that the door code is 1234",
-                "note: Bob's new phone number is 555 0101",
-                "keep in mind that the office is closed on Monday",
-                "Jane prefers calls in the morning",
-                "the client agreed to pay 500 euros per month",
-                "don't forget the domain renews in March",
-                "save this: the wifi password for the studio is on the fridge",
-                "Globex said they will sign next week",
-            ),
-            text_field="text",
-        ),
-        "recall": Examples(
-            "Search my notes",
-            (
-                "what did Acme say about billing?",
-                "when does Bob want to be called?",
-                "what do I know about Globex?",
-                "do I have anything about the renewal?",
-                "find my notes on invoices",
-                "what was the phone number of the plumber?",
-                "remind me what Jane prefers",
-                "who asked for a discount?",
-            ),
-            text_field="query",
-        ),
-        "notes": Examples(
-            "List the newest notes",
-            ("show my notes", "list my latest notes", "what have I saved recently"),
-        ),
-    }
+    name = "notes"
 
-    def __init__(self, memory: SemanticMemory, *, note_after_s: float = 2.0) -> None:
-        self._space = memory.space(NAMESPACE)
+    def __init__(self, space: MemorySpace, *, note_after_s: float = 2.0) -> None:
+        self._space = space
         self._note_after_s = note_after_s
 
     async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
@@ -117,9 +120,9 @@ class NotesAgent(Agent):
                 try:
                     await self._space.forget(note_id, actor=actor)
                 except NotFoundError:
-                    raise AgentError(f"There is no note #{note_id}. /notes lists them.") from None
+                    raise Refusal(f"There is no note #{note_id}. /notes lists them.") from None
                 except OwnershipError:
-                    raise AgentError(
+                    raise Refusal(
                         f"#{note_id} is not a note: another agent keeps it, so /forget cannot"
                         " delete it."
                     ) from None
@@ -130,3 +133,75 @@ class NotesAgent(Agent):
                     return [Reply(text="No notes yet. Save one with /remember <text>.")]
                 return [Reply(text="\n".join(note_line(note) for note in notes))]
         raise AssertionError(f"notes got an intent it does not handle: {intent.kind}")
+
+
+def build(ports: Ports) -> NotesAgent:
+    """The notes agent over its own memory namespace."""
+    return NotesAgent(ports.memory(NAMESPACE), note_after_s=ports.settings.memory.load_note_after_s)
+
+
+FEATURE = Feature(
+    name="notes",
+    build=build,
+    intents=(RememberIntent, RecallIntent, ForgetIntent, NotesIntent),
+    commands=(
+        CommandSpec(
+            "remember",
+            "remember",
+            "remember <text>",
+            "save a note",
+            "/remember Acme pays invoices on the 1st",
+            "text",
+            lambda text: {"text": text},
+        ),
+        CommandSpec(
+            "recall",
+            "recall",
+            "recall <query>",
+            "find notes about something",
+            "/recall acme billing",
+            "text",
+            lambda text: {"query": text},
+        ),
+        CommandSpec(
+            "forget", "forget", "forget <id>", "delete a note", "/forget 12", "tokens", _forget_args
+        ),
+        CommandSpec("notes", "notes", "notes [n]", "the newest notes", "", "tokens", limit_arg),
+    ),
+    phrasings={
+        "remember": Phrasings(
+            "Save it as a note",
+            (
+                "remember that Acme wants the invoice by Friday",
+                "remember that the door code is 1234",
+                "note: Bob's new phone number is 555 0101",
+                "keep in mind that the office is closed on Monday",
+                "Jane prefers calls in the morning",
+                "the client agreed to pay 500 euros per month",
+                "don't forget the domain renews in March",
+                "save this: the wifi password for the studio is on the fridge",
+                "Globex said they will sign next week",
+            ),
+            text_field="text",
+        ),
+        "recall": Phrasings(
+            "Search my notes",
+            (
+                "what did Acme say about billing?",
+                "when does Bob want to be called?",
+                "what do I know about Globex?",
+                "do I have anything about the renewal?",
+                "find my notes on invoices",
+                "what was the phone number of the plumber?",
+                "remind me what Jane prefers",
+                "who asked for a discount?",
+            ),
+            text_field="query",
+        ),
+        "notes": Phrasings(
+            "List the newest notes",
+            ("show my notes", "list my latest notes", "what have I saved recently"),
+        ),
+    },
+    namespaces=frozenset({NAMESPACE}),
+)

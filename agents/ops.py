@@ -1,234 +1,181 @@
-"""The ops agent: /help, /status, /events, approvals, hooks, policies, agents, undo."""
+"""The ops feature: /help, /status, /events, approvals, hooks, policies, agents, undo.
+
+The operator's own controls. Its agent gets the lifecycle control port
+(``operator_controls``); most of its kinds are control kinds, never held, so the
+operator can always see what is going on and get an agent going again.
+"""
 
 from __future__ import annotations
 
-import difflib
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
-from agents import control
+from pydantic import Field
+
+from agents import ops_controls as controls
 from agents.actions import Action, Propose
-from agents.base import Agent, Examples, NeedsApproval, Outcome, TaskContext
-from agents.catalog import CommandInfo
-from agents.errors import AgentError
-from agents.intents import (
-    AgentsIntent,
-    ConfirmIntent,
-    Conversation,
-    EventsIntent,
-    FailedIntent,
-    HelpIntent,
-    HookIntent,
-    Intent,
-    PauseIntent,
-    PendingIntent,
-    PolicyIntent,
-    ResumeIntent,
-    StatusIntent,
-    UndoIntent,
-)
+from agents.base import Agent, AgentResult, NeedsApproval, TaskContext
+from agents.errors import Refusal
+from agents.feature import CommandSpec, Feature, Phrasings, limit_arg
+from agents.intents import Intent
 from agents.lifecycle import AgentState
+from agents.ops_render import render_event, render_help, render_status
+from agents.policy import Mode, Rule
+from agents.ports import ApprovalsView, LifecycleControl, Ports, Reports
 from agents.replies import Reply
-from memory.clock import Clock, SystemClock
-from memory.events import Event, EventLog
-from memory.memories import MemoryRepo
-from memory.outbox import DeliveryState, OutboxRepo
-from memory.store import Store
-from memory.tasks import TaskRepo, TaskState
-
-if TYPE_CHECKING:
-    from agents.coordinator import Coordinator
+from memory.clock import Clock
 
 
-def render_help(catalog: Sequence[CommandInfo], topic: str | None) -> str:
-    """The command list, or one command's usage."""
-    if topic:
-        name = topic.strip().lstrip("/").lower()
-        by_name = {info.name: info for info in catalog}
-        info = by_name.get(name)
-        if info is None:
-            close = difflib.get_close_matches(name, list(by_name), n=1)
-            hint = f" Did you mean /{close[0]}?" if close else ""
-            return f"No command /{name}.{hint} Send /help for the list."
-        lines = [f"/{info.usage}", info.summary]
-        if info.example:
-            lines.append(f"Example: {info.example}")
-        return "\n".join(lines)
-    width = max(len(info.usage) for info in catalog) + 1
-    lines = ["Commands:"]
-    lines += [f"/{info.usage.ljust(width)} {info.summary}" for info in catalog]
-    lines.append("Send /help <command> for details.")
-    return "\n".join(lines)
+class HelpIntent(Intent):
+    """Show the commands, or the usage of one."""
+
+    kind: Literal["help"] = "help"
+    topic: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StatusFacts:
-    """Everything /status reports, gathered before rendering."""
+class StatusIntent(Intent):
+    """Show how soloops is doing."""
 
-    tasks: dict[TaskState, int]
-    deliveries: dict[DeliveryState, int]
-    notes: int
-    last_event: int
-    pending_cards: int = 0
-    breakers: dict[str, str] = field(default_factory=dict)
-    agents: dict[str, str] = field(default_factory=dict)
+    kind: Literal["status"] = "status"
 
 
-def render_status(facts: StatusFacts, started_at: datetime, now: datetime) -> str:
-    """The /status text."""
-    uptime = now - started_at
-    hours, rem = divmod(int(uptime.total_seconds()), 3600)
-    shown = [f"{state.value} {count}" for state, count in facts.tasks.items() if count]
-    deliveries = facts.deliveries
-    lines = [
-        f"soloops is up {hours}h{rem // 60:02d}m.",
-        "Tasks: " + (", ".join(shown) if shown else "none yet"),
-        f"Replies: {deliveries[DeliveryState.SENT]} sent,"
-        f" {deliveries[DeliveryState.PENDING]} pending,"
-        f" {deliveries[DeliveryState.FAILED]} failed",
-        f"Notes: {facts.notes}. Events: {facts.last_event}.",
-    ]
-    if facts.pending_cards:
-        lines.append(f"Waiting for you: {facts.pending_cards} card(s); /pending shows them.")
-    if facts.breakers:
-        lines.append(
-            "Connectors: " + ", ".join(f"{name} {state}" for name, state in facts.breakers.items())
-        )
-    held = {name: state for name, state in facts.agents.items() if state != "running"}
-    if held:
-        lines.append("Agents not running: " + ", ".join(f"{n} ({s})" for n, s in held.items()))
-    if facts.tasks[TaskState.FAILED] or facts.tasks[TaskState.DEAD]:
-        lines.append("See failures: /failed, /events or soloops events --kind task.failed")
-    if deliveries[DeliveryState.FAILED]:
-        lines.append("Some replies could not be delivered: soloops events --kind reply.failed")
-    return "\n".join(lines)
+class EventsIntent(Intent):
+    """Show the newest events."""
+
+    kind: Literal["events"] = "events"
+    limit: int = Field(default=10, ge=1, le=50)
 
 
-def render_event(event: Event) -> str:
-    """One event as a compact line."""
-    payload = json.dumps(event.payload, ensure_ascii=False, separators=(",", ":"))
-    if len(payload) > 120:
-        payload = payload[:119] + "…"
-    subject = f" {event.subject}" if event.subject else ""
-    return f"#{event.seq} {event.ts:%H:%M:%S} {event.kind}{subject} {payload}"
+class ConfirmIntent(Intent):
+    """Ask the operator to confirm something, with an approval card."""
+
+    kind: Literal["confirm"] = "confirm"
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class PendingIntent(Intent):
+    """List approvals still waiting, with their buttons."""
+
+    kind: Literal["pending"] = "pending"
+
+
+class DecideIntent(Intent):
+    """Approve or reject by the short code a card shows (the gateway applies it)."""
+
+    kind: Literal["decide"] = "decide"
+    code: str = Field(min_length=4, max_length=16)
+    decision: Literal["approve", "reject"]
+
+
+class HookIntent(Intent):
+    """Post to a named outbound webhook (``name`` None: list the hooks)."""
+
+    kind: Literal["hook"] = "hook"
+    name: str | None = Field(default=None, max_length=64)
+    text: str = Field(default="", max_length=8000)
+
+
+class PolicyIntent(Intent):
+    """Show or change policies: ``/policy [<agent.action> <change...>]``."""
+
+    kind: Literal["policy"] = "policy"
+    words: tuple[str, ...] = ()
+
+
+class AgentsIntent(Intent):
+    """List agents with state, last run, failures and budget use."""
+
+    kind: Literal["agents"] = "agents"
+
+
+class PauseIntent(Intent):
+    """Hold an agent's work until it is resumed."""
+
+    kind: Literal["pause"] = "pause"
+    agent: str = Field(min_length=1, max_length=64)
+
+
+class ResumeIntent(Intent):
+    """Let a paused or degraded agent work again."""
+
+    kind: Literal["resume"] = "resume"
+    agent: str = Field(min_length=1, max_length=64)
+
+
+class UndoIntent(Intent):
+    """Undo the last reversible action, or the one an event names."""
+
+    kind: Literal["undo"] = "undo"
+    event: int | None = Field(default=None, ge=1)
+
+
+class FailedIntent(Intent):
+    """List dead letters with their Retry / Discard buttons."""
+
+    kind: Literal["failed"] = "failed"
 
 
 class OpsAgent(Agent):
     """Answers questions about soloops itself and gives the operator its controls."""
 
-    name: ClassVar[str] = "ops"
-    kinds: ClassVar[frozenset[str]] = frozenset(
-        {
-            "help",
-            "status",
-            "events",
-            "confirm",
-            "pending",
-            "hook",
-            "policy",
-            "agents",
-            "pause",
-            "resume",
-            "undo",
-            "failed",
-        }
-    )
-    capabilities: ClassVar[frozenset[tuple[str, str]]] = frozenset({("webhook", "post")})
-    examples: ClassVar[Mapping[str, Examples]] = {
-        "help": Examples(
-            "Show the commands",
-            ("help", "what can you do?", "which commands are there?", "how do I use this?"),
-        ),
-        "status": Examples(
-            "Show the status",
-            (
-                "how are you doing?",
-                "how is soloops doing?",
-                "status report",
-                "is everything running?",
-                "is everything ok?",
-                "any failures?",
-            ),
-        ),
-        "events": Examples(
-            "Show recent events",
-            ("show the latest events", "what happened recently?", "show me the log"),
-        ),
-    }
+    name = "ops"
 
     def __init__(
         self,
-        store: Store,
-        events: EventLog,
-        catalog: Sequence[CommandInfo],
-        clock: Clock | None = None,
+        catalog: Sequence[CommandSpec],
+        reports: Reports,
+        approvals: ApprovalsView,
+        control: LifecycleControl,
+        clock: Clock,
         hooks: Sequence[str] = (),
     ) -> None:
-        self._store = store
-        self._events = events
         self._catalog = list(catalog)
-        self._clock = clock or SystemClock()
-        self._started_at = self._clock.now()
+        self._reports = reports
+        self._approvals = approvals
+        self._control = control
+        self._clock = clock
+        self._started_at = clock.now()
         self._hooks = tuple(sorted(hooks))
-        self._coordinator: Coordinator | None = None
 
-    def bind(self, coordinator: Coordinator) -> None:
-        """Give the ops agent the coordinator it reports on and controls."""
-        self._coordinator = coordinator
-
-    @property
-    def coordinator(self) -> Coordinator:
-        if self._coordinator is None:
-            raise AgentError("ops is not bound to a coordinator")
-        return self._coordinator
-
-    async def handle(self, intent: Intent, ctx: TaskContext) -> Outcome:
+    async def handle(self, intent: Intent, ctx: TaskContext) -> AgentResult:
         actor = intent.conversation.actor
         match intent:
             case HelpIntent(topic=topic):
                 return [Reply(text=render_help(self._catalog, topic))]
             case StatusIntent():
-                return [
-                    Reply(
-                        text=render_status(await self._facts(), self._started_at, self._clock.now())
-                    )
-                ]
+                facts = await controls.status_facts(self._reports, self._approvals, self._control)
+                text = render_status(facts, self._started_at, self._clock.now())
+                return [Reply(text=text)]
             case EventsIntent(limit=limit):
-                events = await self._events.query(limit=limit)
+                events = await self._reports.newest_events(limit)
                 if not events:
                     return [Reply(text="No events yet.")]
                 return [Reply(text="\n".join(render_event(event) for event in events))]
             case ConfirmIntent(text=text):
-                return await self._confirm(text, intent.conversation, ctx)
+                return await self._confirm(text, ctx)
             case PendingIntent():
-                return await self._pending(intent.conversation)
+                return [await controls.pending(self._approvals, intent.conversation)]
             case HookIntent(name=name, text=text):
                 return self._hook(name, text, actor)
             case PolicyIntent(words=words):
-                return [await control.policies(self.coordinator, words, actor)]
+                return [await controls.policies(self._control, words, actor)]
             case AgentsIntent():
-                return [await control.agents_table(self.coordinator)]
+                return [await controls.agents_table(self._control, self._reports, self._clock)]
             case PauseIntent(agent=agent):
-                return [
-                    await control.set_agent_state(self.coordinator, agent, AgentState.PAUSED, actor)
-                ]
+                paused = AgentState.PAUSED
+                return [await controls.set_agent_state(self._control, agent, paused, actor)]
             case ResumeIntent(agent=agent):
-                return [
-                    await control.set_agent_state(
-                        self.coordinator, agent, AgentState.RUNNING, actor
-                    )
-                ]
+                running = AgentState.RUNNING
+                return [await controls.set_agent_state(self._control, agent, running, actor)]
             case UndoIntent(event=event):
-                result = await control.undo(self.coordinator, event)
+                result = await controls.undo(self._reports, event)
                 return [result] if isinstance(result, Reply) else result
             case FailedIntent():
-                return [await control.failed(self.coordinator, intent.conversation)]
+                conversation = intent.conversation
+                return [await controls.failed(self._reports, self._approvals, conversation)]
         raise AssertionError(f"ops got an intent it does not handle: {intent.kind}")
 
-    def _hook(self, name: str | None, text: str, actor: str) -> Outcome:
+    def _hook(self, name: str | None, text: str, actor: str) -> AgentResult:
         if not self._hooks:
             return [
                 Reply(
@@ -244,7 +191,7 @@ class OpsAgent(Agent):
             lead = "Hooks" if name is None else f"There is no hook {name!r}. Hooks"
             return [Reply(text=f"{lead}: {listed}. Usage: /hook <name> <text>")]
         if not text:
-            raise AgentError(f"/hook {name} needs some text to send. Usage: /hook <name> <text>")
+            raise Refusal(f"/hook {name} needs some text to send. Usage: /hook <name> <text>")
         return Propose(
             Action(
                 name="hook",
@@ -255,31 +202,12 @@ class OpsAgent(Agent):
             )
         )
 
-    async def _facts(self) -> StatusFacts:
-        coordinator = self._coordinator
-        pending = len(await coordinator.approvals.repo.pending()) if coordinator else 0
-        breakers = {}
-        agents: dict[str, str] = {}
-        if coordinator is not None:
-            breakers = {k: v.value for k, v in coordinator.executor.breaker_states().items()}
-            names = {agent.name for agent in coordinator.agents.values()}
-            agents = {k: v.value for k, v in coordinator.lifecycle.snapshot(sorted(names)).items()}
-        return StatusFacts(
-            tasks=await TaskRepo(self._store).counts(),
-            deliveries=await OutboxRepo(self._store).counts(),
-            notes=await MemoryRepo(self._store).count("notes"),
-            last_event=await self._events.last_seq(),
-            pending_cards=pending,
-            breakers=breakers,
-            agents=agents,
-        )
-
-    async def _confirm(self, text: str, conversation: Conversation, ctx: TaskContext) -> Outcome:
+    async def _confirm(self, text: str, ctx: TaskContext) -> AgentResult:
         action = {"confirm": text}
         decision = ctx.decision
         if decision is None or not decision.covers(self.name, action):
             return NeedsApproval(summary=f"Confirm: {text}", action=action)
-        await self._events.record(
+        await self._reports.record(
             f"confirm.{decision.outcome}",
             actor=decision.by or "system",
             subject=f"approval:{decision.approval_id}",
@@ -292,12 +220,195 @@ class OpsAgent(Agent):
             Reply(text=f"Not confirmed ({why.get(decision.outcome, decision.outcome)}): {text}")
         ]
 
-    async def _pending(self, conversation: Conversation) -> Sequence[Reply]:
-        desk = self.coordinator.approvals
-        waiting = await desk.repo.pending()
-        if not waiting:
-            return [Reply(text="Nothing is waiting for your approval.")]
-        async with self._store.write() as tx:
-            for row in waiting:
-                await desk.resend(tx, row, conversation)
-        return [Reply(text=f"{len(waiting)} approval(s) waiting; their cards are above.")]
+
+def build(ports: Ports) -> OpsAgent:
+    """The ops agent: reports, approvals and the lifecycle control port."""
+    return OpsAgent(
+        ports.catalog,
+        ports.reports,
+        ports.approvals,
+        ports.require_control(),
+        ports.clock,
+        hooks=list(ports.settings.hooks),
+    )
+
+
+def _help_args(tokens: list[str]) -> dict[str, Any]:
+    return {"topic": tokens[0]} if tokens else {}
+
+
+def _decide(decision: str) -> Callable[[list[str]], dict[str, Any]]:
+    def build_fields(tokens: list[str]) -> dict[str, Any]:
+        if len(tokens) != 1:
+            raise ValueError("takes the code shown on the card")
+        return {"code": tokens[0].upper(), "decision": decision}
+
+    return build_fields
+
+
+def _hook_args(rest: str) -> dict[str, Any]:
+    if not rest:
+        return {}
+    name, _, text = rest.partition(" ")
+    return {"name": name.lower(), "text": text.strip()}
+
+
+def _one_agent(tokens: list[str]) -> dict[str, Any]:
+    if len(tokens) != 1:
+        raise ValueError("takes one agent name (see /agents)")
+    return {"agent": tokens[0].lower()}
+
+
+def _undo_args(tokens: list[str]) -> dict[str, Any]:
+    if len(tokens) > 1:
+        raise ValueError("takes at most one event number")
+    return {"event": tokens[0].lstrip("#")} if tokens else {}
+
+
+C = CommandSpec
+COMMANDS = (
+    C("help", "help", "help [command]", "list commands, or explain one", "", "tokens", _help_args),
+    C("status", "status", "status", "tasks by state, deliveries, notes"),
+    C(
+        "events",
+        "events",
+        "events [n]",
+        "the newest n events (default 10, at most 50)",
+        "/events 20",
+        "tokens",
+        limit_arg,
+    ),
+    C(
+        "confirm",
+        "confirm",
+        "confirm <text>",
+        "ask yourself for a yes/no with an approval card; the answer is logged",
+        "/confirm ship the October newsletter",
+        "text",
+        lambda text: {"text": text},
+    ),
+    C("pending", "pending", "pending", "approvals waiting for you, with their buttons"),
+    C(
+        "approve",
+        "decide",
+        "approve <code>",
+        "approve the card with this code",
+        "/approve K7Q2MX",
+        "tokens",
+        _decide("approve"),
+    ),
+    C(
+        "reject",
+        "decide",
+        "reject <code>",
+        "reject the card with this code",
+        "/reject K7Q2MX",
+        "tokens",
+        _decide("reject"),
+    ),
+    C(
+        "hook",
+        "hook",
+        "hook <name> <text>",
+        "post to one of your webhooks (n8n, Zapier, a script), with approval",
+        "/hook crm new lead Jane Doe",
+        "optional_text",
+        _hook_args,
+    ),
+    C(
+        "policy",
+        "policy",
+        "policy [agent.action change]",
+        "show policies, or change one",
+        "/policy ops.hook approve-above 500 EUR",
+        "tokens",
+        lambda tokens: {"words": tuple(tokens)},
+    ),
+    C("agents", "agents", "agents", "agents: state, last run, failures, budget"),
+    C(
+        "pause",
+        "pause",
+        "pause <agent>",
+        "hold an agent's work",
+        "/pause ops",
+        "tokens",
+        _one_agent,
+    ),
+    C(
+        "resume",
+        "resume",
+        "resume <agent>",
+        "let an agent work again",
+        "/resume ops",
+        "tokens",
+        _one_agent,
+    ),
+    C(
+        "undo",
+        "undo",
+        "undo [event]",
+        "undo the last reversible action (or the one an event names)",
+        "",
+        "tokens",
+        _undo_args,
+    ),
+    C("failed", "failed", "failed", "dead letters, with Retry / Discard"),
+)
+
+FEATURE = Feature(
+    name="ops",
+    build=build,
+    intents=(
+        HelpIntent,
+        StatusIntent,
+        EventsIntent,
+        ConfirmIntent,
+        PendingIntent,
+        DecideIntent,
+        HookIntent,
+        PolicyIntent,
+        AgentsIntent,
+        PauseIntent,
+        ResumeIntent,
+        UndoIntent,
+        FailedIntent,
+    ),
+    commands=COMMANDS,
+    phrasings={
+        "help": Phrasings(
+            "Show the commands",
+            ("help", "what can you do?", "which commands are there?", "how do I use this?"),
+        ),
+        "status": Phrasings(
+            "Show the status",
+            (
+                "how are you doing?",
+                "how is soloops doing?",
+                "status report",
+                "is everything running?",
+                "is everything ok?",
+                "any failures?",
+            ),
+        ),
+        "events": Phrasings(
+            "Show recent events",
+            ("show the latest events", "what happened recently?", "show me the log"),
+        ),
+    },
+    capabilities=frozenset({("webhook", "post")}),
+    # /hook <name> <text>: posts to your own automation (n8n, Zapier, a script).
+    policies={"hook": Rule(mode=Mode.APPROVE)},
+    hints={
+        ("webhook", "permanent"): (
+            "The receiver refused the request. Check the hook's url and secret in your settings"
+            " (SOLOOPS_HOOKS or [hooks.<name>]), then Retry."
+        ),
+        ("webhook", "exhausted"): (
+            "The receiver kept failing or timing out. Check that it is up, then Retry."
+        ),
+    },
+    control_kinds=frozenset(
+        {"help", "status", "events", "agents", "pause", "resume", "pending", "failed", "policy"}
+    ),
+    operator_controls=True,
+)

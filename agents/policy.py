@@ -93,7 +93,7 @@ class GateDecision:
     reason: str
 
 
-def decide(key: str, rule: Rule, risk: Risk, runs: int) -> GateDecision:
+def gate_decision(key: str, rule: Rule, risk: Risk, runs: int) -> GateDecision:
     """Gate one action: ``key`` is ``<agent>.<action>``, ``runs`` its past successes."""
     if rule.mode is Mode.DENY:
         return GateDecision(Mode.DENY, f"policy denies {key}")

@@ -1,16 +1,18 @@
 """The free-text router: a message that is not a command is routed by meaning.
 
-Each agent keeps example phrasings of its intents (``Agent.examples``). The router
-embeds them once, compares a message with them (cosine, best example per intent),
-and :func:`decide` picks an intent when the best score reaches the threshold and
+Each feature declares plain-language phrasings of its intents (``Feature.phrasings``).
+The router embeds them once, compares a message with them (cosine, best example per
+intent), and :func:`choose_route` picks an intent when the best score reaches the threshold and
 beats the runner-up by a margin. A question leans towards recall. Otherwise the
 router asks which was meant, offering the top choices as options.
 
 Free text reaches the router as a task (``FreeTextIntent``), not inside the gateway:
 the gateway's write transaction never waits for a model, a crash while the model
 loads reruns the routing, and the answer keeps its place in the conversation's order.
-The chosen intent runs on its agent within the same task and idempotency key, so a
-rerun never repeats its effect.
+The router never calls another agent: it answers :class:`~agents.base.Reroute` with the
+typed intent, and the coordinator re-targets the same task (same idempotency key, same
+place in the lane), holding it if that agent is paused, degraded or over budget, exactly
+as for a typed command. A routed guess never proposes an action or asks for approval.
 """
 
 from __future__ import annotations
@@ -18,21 +20,25 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from agents.actions import Propose
-from agents.base import Agent, Examples, NeedsApproval, Outcome, TaskContext
-from agents.intents import INTENTS, FreeTextIntent, Intent
+from agents.base import Agent, AgentResult, Reroute, TaskContext
+from agents.feature import Feature, Phrasings
+from agents.intents import Intent
+from agents.ports import Ports
 from agents.replies import Option, Reply
 from memory.clock import Clock, SystemClock
 from memory.embedder import Embedder
 from memory.ephemeral import EphemeralMemory
 from memory.errors import EmbedderUnavailable
-from memory.events import EventLog
+
+Record = Callable[..., Awaitable[int]]
+MakeIntent = Callable[..., Intent]
 
 QUESTION_BONUS = 0.1
 MAX_OPTIONS = 3
@@ -59,9 +65,16 @@ class Choice:
     score: float
 
 
+class FreeTextIntent(Intent):
+    """A message that is not a command: the router decides what it means."""
+
+    kind: Literal["free_text"] = "free_text"
+    text: str = Field(min_length=1)
+
+
 @dataclass(frozen=True, slots=True)
-class Decision:
-    """The router's verdict: ``chosen`` is None when it must ask, offering ``options``."""
+class RouteChoice:
+    """The router's choice: ``chosen`` is None when it must ask, offering ``options``."""
 
     chosen: str | None
     ranked: tuple[Choice, ...]
@@ -74,14 +87,14 @@ def looks_like_question(text: str) -> bool:
     return stripped.endswith("?") or bool(_QUESTION_START.match(stripped))
 
 
-def decide(
+def choose_route(
     scores: Mapping[str, float],
     *,
     threshold: float,
     margin: float,
     question: bool = False,
     max_options: int = MAX_OPTIONS,
-) -> Decision:
+) -> RouteChoice:
     """Pick the intent for a message from its similarity to each intent's examples.
 
     A question adds ``QUESTION_BONUS`` to recall. The best intent wins when it reaches
@@ -97,32 +110,32 @@ def decide(
         for kind, score in sorted(adjusted.items(), key=lambda item: (-item[1], item[0]))
     )
     if not ranked:
-        return Decision(None, ())
+        return RouteChoice(None, ())
     best = ranked[0]
     runner_up = ranked[1].score if len(ranked) > 1 else float("-inf")
     if best.score >= threshold and best.score - runner_up >= margin:
-        return Decision(best.kind, ranked[:max_options])
+        return RouteChoice(best.kind, ranked[:max_options])
     options = tuple(c for c in ranked if c.score >= best.score - OPTION_WINDOW)
-    return Decision(None, ranked[:max_options], options[:max_options])
+    return RouteChoice(None, ranked[:max_options], options[:max_options])
 
 
-def command_for(kind: str, examples: Examples, text: str) -> str:
+def command_for(kind: str, phrasings: Phrasings, text: str) -> str:
     """The command text that means ``kind`` applied to ``text``."""
     flat = " ".join(text.split())
-    return f"/{kind} {flat}" if examples.text_field else f"/{kind}"
+    return f"/{kind} {flat}" if phrasings.text_field else f"/{kind}"
 
 
 class RouterAgent(Agent):
-    """Routes free text to the agent whose examples it resembles."""
+    """Routes free text to the intent whose phrasings it resembles."""
 
-    name: ClassVar[str] = "router"
-    kinds: ClassVar[frozenset[str]] = frozenset({"free_text"})
+    name = "router"
 
     def __init__(
         self,
-        agents: Sequence[Agent],
+        phrasings: Mapping[str, Phrasings],
         embedder: Embedder,
-        events: EventLog,
+        record: Record,
+        make_intent: MakeIntent,
         *,
         ephemeral: EphemeralMemory | None = None,
         threshold: float = 0.5,
@@ -130,15 +143,10 @@ class RouterAgent(Agent):
         note_after_s: float = 2.0,
         clock: Clock | None = None,
     ) -> None:
-        self._agents: dict[str, Agent] = {}
-        self._examples: dict[str, Examples] = {}
-        for agent in agents:
-            for kind, examples in agent.examples.items():
-                if kind in agent.kinds:
-                    self._agents[kind] = agent
-                    self._examples[kind] = examples
+        self._examples = dict(phrasings)
         self._embedder = embedder
-        self._events = events
+        self._record = record
+        self._make_intent = make_intent
         self._ephemeral = ephemeral
         self._threshold = threshold
         self._margin = margin
@@ -149,7 +157,7 @@ class RouterAgent(Agent):
         self._lock = asyncio.Lock()
 
     async def scores(self, text: str) -> dict[str, float]:
-        """Cosine similarity of ``text`` to each intent's closest example."""
+        """Cosine similarity of ``text`` to each intent's closest phrasing."""
         await self._prepare()
         assert self._matrix is not None
         vector = await asyncio.to_thread(self._embedder.embed, [text])
@@ -169,7 +177,7 @@ class RouterAgent(Agent):
             self._matrix = await asyncio.to_thread(self._embedder.embed, phrasings)
             self._owners = owners
 
-    async def handle(self, intent: Intent, ctx: TaskContext) -> Outcome:
+    async def handle(self, intent: Intent, ctx: TaskContext) -> AgentResult:
         assert isinstance(intent, FreeTextIntent)
         text = intent.text.strip()
         conversation = intent.conversation
@@ -179,57 +187,70 @@ class RouterAgent(Agent):
         except EmbedderUnavailable:
             return [Reply(text=NO_MODEL)]
         waited = time.perf_counter() - started
-        decision = decide(
+        choice = choose_route(
             scores,
             threshold=self._threshold,
             margin=self._margin,
             question=looks_like_question(text),
         )
-        await self._events.record(
+        await self._record(
             "router.decided",
             actor="router",
             subject=f"task:{ctx.task_id}",
             payload={
-                "chosen": decision.chosen,
-                "ranked": [[c.kind, round(c.score, 3)] for c in decision.ranked],
+                "chosen": choice.chosen,
+                "ranked": [[c.kind, round(c.score, 3)] for c in choice.ranked],
             },
         )
-        if decision.chosen is None:
+        if choice.chosen is None:
             options = tuple(
                 Option(
                     label=self._examples[c.kind].label,
                     command=command_for(c.kind, self._examples[c.kind], text),
                 )
-                for c in decision.options
+                for c in choice.options
             )
             self._note_turn(conversation.lane, text)
             return [Reply(text="I'm not sure what you meant. Which one?", options=options)]
-        kind = decision.chosen
-        examples = self._examples[kind]
-        fields = {examples.text_field: text} if examples.text_field else {}
-        routed = INTENTS.validate_python(
-            {
-                "kind": kind,
-                "conversation": conversation,
-                "idempotency_key": intent.idempotency_key,
-                **fields,
-            }
-        )
-        outcome = await self._agents[kind].handle(routed, ctx)
-        if isinstance(outcome, NeedsApproval | Propose):
-            # Runs under the router's own (empty) capabilities: a routed guess never acts
-            # on the outside world without a typed command.
-            return outcome
-        replies = list(outcome)
+        kind = choice.chosen
+        field = self._examples[kind].text_field
+        fields = {field: text} if field else {}
+        routed = self._make_intent(kind, conversation, intent.idempotency_key, **fields)
+        return Reroute(routed, memo={"waited_s": round(waited, 3), "text": text})
+
+    async def after_reroute(
+        self, routed: Intent, replies: list[Reply], memo: dict[str, Any]
+    ) -> list[Reply]:
+        """Add the "waited for the model" note; remember the turn for recall."""
+        waited = float(memo.get("waited_s", 0.0))
         if waited >= self._note_after_s and replies:
             last = replies[-1]
             note = f"(Waited {waited:.0f} s for the language model to load.)"
             replies[-1] = last.model_copy(update={"text": f"{last.text}\n{note}"})
-        if kind != "remember":  # a remembered message is stored already
+        if routed.kind != "remember":  # a remembered message is stored already
             # After the agent ran, so a question does not find itself among the turns.
-            self._note_turn(conversation.lane, text)
+            self._note_turn(routed.conversation.lane, str(memo.get("text", "")))
         return replies
 
     def _note_turn(self, lane: str, text: str) -> None:
-        if self._ephemeral is not None:
+        if self._ephemeral is not None and text:
             self._ephemeral.add(lane, text, self._clock.now())
+
+
+def build(ports: Ports) -> RouterAgent:
+    """The router over every feature's phrasings."""
+    memory = ports.settings.memory
+    return RouterAgent(
+        ports.phrasings,
+        ports.embedder,
+        ports.reports.record,
+        ports.make_intent,
+        ephemeral=ports.recent_turns,
+        threshold=memory.router_threshold,
+        margin=memory.router_margin,
+        note_after_s=memory.load_note_after_s,
+        clock=ports.clock,
+    )
+
+
+FEATURE = Feature(name="router", build=build, intents=(FreeTextIntent,))

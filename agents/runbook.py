@@ -1,16 +1,13 @@
-"""Short hints that say what to do about a failure, shown on dead-letter cards."""
+"""Short hints that say what to do about a failure, shown on dead-letter cards.
+
+Features declare their own hints per (connector, failure kind) in ``Feature.hints``;
+the registry gathers them. These generic ones apply when a feature has none.
+"""
 
 from __future__ import annotations
 
-HINTS = {
-    ("webhook", "permanent"): (
-        "The receiver refused the request. Check the hook's url and secret in your settings"
-        " (SOLOOPS_HOOKS or [hooks.<name>]), then Retry."
-    ),
-    ("webhook", "exhausted"): (
-        "The receiver kept failing or timing out. Check that it is up, then Retry."
-    ),
-}
+from collections.abc import Mapping
+
 GENERIC = {
     "permanent": "The service refused the request; fix the cause named above, then Retry.",
     "exhausted": "The service kept failing; check that it is up, then Retry.",
@@ -18,6 +15,6 @@ GENERIC = {
 }
 
 
-def hint(connector: str, kind: str) -> str:
+def hint(hints: Mapping[tuple[str, str], str], connector: str, kind: str) -> str:
     """What the operator can do about a ``kind`` failure of ``connector``."""
-    return HINTS.get((connector, kind)) or GENERIC.get(kind, "See the event log for details.")
+    return hints.get((connector, kind)) or GENERIC.get(kind, "See the event log for details.")

@@ -141,7 +141,11 @@ def _start(settings: Settings, command: str) -> int:
             except ConfigError as exc:  # found at start: a refused token, a busy port
                 print(f"soloops: {exc}", file=sys.stderr)
                 return 2
-    return asyncio.run(_chat(settings, mode=command))
+    try:
+        return asyncio.run(_chat(settings, mode=command))
+    except ConfigError as exc:  # found at start: features wired wrongly
+        print(f"soloops: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _serve(settings: Settings, front_ends: list[FrontEnd]) -> int:

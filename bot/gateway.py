@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from agents.approvals import Verdict
+from agents.approvals import DecisionStatus
 from agents.coordinator import Coordinator
 from agents.delivery import queue_reply
-from agents.intents import DecideIntent
+from agents.ops import DecideIntent
 from agents.replies import Reply, error, pick_option
+from bot.grammar import Rejection, parse
 from bot.inbound import Inbound
-from bot.intents import Rejection, route
 from memory.events import EventLog
 from memory.inbound import InboundRepo
 from memory.outbox import OutboxRepo
@@ -155,7 +155,9 @@ class Gateway:
             else:
                 problem = input_problem(inbound.text, self._max_chars)
                 text = inbound.text if problem else await self._choice(tx, inbound, actor, subject)
-                result = problem or route(text, inbound.conversation, inbound.idempotency_key)
+                result = problem or parse(
+                    text, inbound.conversation, inbound.idempotency_key, self._coordinator.registry
+                )
                 if isinstance(result, Rejection):
                     seq = await self._reject(tx, inbound, result, actor, subject)
                     handled = Handled(Outcome.REJECTED, seq)
@@ -174,7 +176,7 @@ class Gateway:
                 decide.code, decide.decision, actor
             )
             reply = Reply(text=f"{decide.code.upper()}: {verdict.message}")
-            if verdict.verdict is not Verdict.APPLIED:
+            if verdict.status is not DecisionStatus.APPLIED:
                 reply = error(reply.text)
             async with self._store.write() as tx:
                 await self._queue(tx, inbound, reply)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from agents.backoff import Backoff
 from agents.replies import Reply
 from memory.clock import Clock, SystemClock
 from memory.events import EventLog
@@ -31,6 +31,8 @@ from memory.waiting import wait_for_event
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+# Replies retry from 1 s up to 5 minutes (the shared schedule, agents/backoff.py).
+BACKOFF = Backoff(base_s=1.0, cap_s=300.0)
 IDLE_POLL_S = 30.0
 
 
@@ -70,20 +72,6 @@ class Sender(Protocol):
         ...
 
 
-def retry_delay(
-    attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None
-) -> float:
-    """Seconds to wait before attempt ``attempt + 1``: the platform's word, else backoff.
-
-    Exponential from 1 s, capped at 5 minutes, with up to 20% jitter so many stuck
-    replies do not retry in lockstep.
-    """
-    if retry_after is not None:
-        return max(0.0, retry_after)
-    base = min(300.0, 2.0 ** max(0, attempt - 1))
-    return base * (1 + 0.2 * (rng or random).random())
-
-
 class OutboxDispatcher:
     """One loop that drains the outbox for the platforms it has senders for."""
 
@@ -95,6 +83,7 @@ class OutboxDispatcher:
         *,
         clock: Clock | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        backoff: Backoff = BACKOFF,
     ) -> None:
         self._store = store
         self._events = events
@@ -102,6 +91,7 @@ class OutboxDispatcher:
         self._repo = OutboxRepo(store)
         self._clock = clock or SystemClock()
         self._max_attempts = max_attempts
+        self._backoff = backoff
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -212,7 +202,13 @@ class OutboxDispatcher:
                     )
                     log.warning("reply %d to %s failed for good: %s", row.id, row.platform, reason)
                 else:
-                    delay = retry_delay(attempt, exc.retry_after)
+                    # The platform's own wait is exact (Telegram's and Slack's
+                    # retry_after); without one, the shared backoff.
+                    delay = (
+                        max(0.0, exc.retry_after)
+                        if exc.retry_after is not None
+                        else self._backoff.delay(attempt)
+                    )
                     next_at = self._clock.now() + timedelta(seconds=delay)
                     await self._repo.mark_retry(tx, row.id, reason, next_at)
                     await self._events.append(

@@ -1,9 +1,15 @@
-"""Wiring: the one place that builds the store, the agents, the coordinator, the
-gateway and the outbox from settings, and starts and stops them in order."""
+"""Wiring: the one place that builds the store, the registry, the coordinator, each
+feature's agent (from its narrow ports), the gateway and the outbox from settings, and
+starts and stops them in order.
+
+    build_registry(features) -> Coordinator(registry) -> build_agents(ports_for(feature))
+        -> coordinator.install(agents) -> Gateway -> start
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -12,14 +18,14 @@ from importlib.metadata import version
 
 from agents.base import Agent
 from agents.coordinator import Coordinator
-from agents.notes import NotesAgent
-from agents.ops import OpsAgent
-from agents.router import RouterAgent
+from agents.errors import ConfigurationError
+from agents.feature import Feature
+from agents.ports import ApprovalsView, LifecycleControl, Ports, Reports, scoped_memory
+from agents.registry import Registry, build_registry
 from bot.gateway import Gateway, OperatorCheck
 from bot.home import prepare_home, secure_home
-from bot.intents import CATALOG
 from bot.outbox import OutboxDispatcher, Sender
-from config import Settings
+from config import ConfigError, Settings
 from connectors.base import Connector
 from connectors.webhook import WebhookConnector
 from memory.anchor import AnchorKeeper, anchor_path
@@ -32,7 +38,6 @@ from memory.store import Store
 
 log = logging.getLogger(__name__)
 
-AgentFactory = Callable[["AgentKit"], Sequence[Agent]]
 ConnectorFactory = Callable[[Settings], Mapping[str, Connector]]
 
 
@@ -47,6 +52,7 @@ class Runtime:
     gateway: Gateway
     outbox: OutboxDispatcher
     memory: SemanticMemory
+    registry: Registry
 
     async def settle(self) -> None:
         """Wait until queued work has run and its replies are delivered."""
@@ -59,23 +65,73 @@ def default_connectors(settings: Settings) -> dict[str, Connector]:
     return {"webhook": WebhookConnector(settings.hooks)}
 
 
-@dataclass(frozen=True, slots=True)
-class AgentKit:
-    """What building agents may use."""
+def load_features(settings: Settings) -> list[Feature]:
+    """The feature modules named in ``settings.features`` (each defines ``FEATURE``)."""
+    found: list[Feature] = []
+    for name in settings.features:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(
+                f"SOLOOPS_FEATURES names {name!r}, which cannot be imported: {exc}"
+            ) from None
+        feature = getattr(module, "FEATURE", None)
+        if not isinstance(feature, Feature):
+            raise ConfigError(f"feature module {name!r} has no FEATURE = Feature(...)")
+        found.append(feature)
+    return found
 
-    store: Store
-    events: EventLog
-    clock: Clock
-    memory: SemanticMemory
-    settings: Settings
+
+def ports_for(
+    feature: Feature,
+    coordinator: Coordinator,
+    memory: SemanticMemory,
+    embedder: Embedder,
+    settings: Settings,
+    clock: Clock,
+) -> Ports:
+    """The narrow ports ``feature``'s factory gets (control only if it declares it)."""
+    store, events, registry = coordinator.store, coordinator.events, coordinator.registry
+    control = None
+    if feature.operator_controls:
+        control = LifecycleControl(
+            store,
+            coordinator.lifecycle,
+            coordinator.executor.policies,
+            coordinator.executor.breaker_states,
+            coordinator.agent_names,
+            coordinator.wake,
+        )
+    return Ports(
+        name=feature.name,
+        clock=clock,
+        settings=settings,
+        memory=scoped_memory(feature.name, feature.namespaces, memory.space),
+        approvals=ApprovalsView(store, coordinator.approvals),
+        reports=Reports(store, events),
+        catalog=registry.catalog,
+        phrasings=registry.phrasings,
+        embedder=embedder,
+        make_intent=registry.intent,
+        recent_turns=memory.ephemeral,
+        control=control,
+    )
 
 
-def default_agents(kit: AgentKit) -> list[Agent]:
-    """The agents every soloops runs (the free-text router is added over them)."""
-    return [
-        OpsAgent(kit.store, kit.events, CATALOG, kit.clock, hooks=list(kit.settings.hooks)),
-        NotesAgent(kit.memory, note_after_s=kit.settings.memory.load_note_after_s),
-    ]
+def build_agents(
+    coordinator: Coordinator,
+    memory: SemanticMemory,
+    embedder: Embedder,
+    settings: Settings,
+    clock: Clock,
+) -> dict[str, Agent]:
+    """Each registered feature's agent, built by its factory from its ports."""
+    return {
+        feature.name: feature.build(
+            ports_for(feature, coordinator, memory, embedder, settings, clock)
+        )
+        for feature in coordinator.registry.features
+    }
 
 
 async def _maintain(memory: SemanticMemory, interval_s: float) -> None:
@@ -96,7 +152,8 @@ async def open_runtime(
     settings: Settings,
     senders: Sequence[Sender] = (),
     *,
-    agents: AgentFactory | None = None,
+    features: Sequence[Feature] = (),
+    default_features: bool = True,
     operators: dict[str, frozenset[str]] | None = None,
     connectors: ConnectorFactory | None = None,
     clock: Clock | None = None,
@@ -106,8 +163,11 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Open the store, start memory, the coordinator and the outbox; stop them on exit.
 
-    ``agents`` builds the agents instead of :func:`default_agents` (tests use it to
-    wrap one); the free-text router is added over them unless one handles free text.
+    ``features`` are registered beside the default ones (ops, notes, the router) and
+    the ones ``settings.features`` names; ``default_features=False`` leaves the defaults
+    out. Features wired wrongly (a command or kind claimed twice, a capability naming
+    a connector that is not there) raise :class:`config.ConfigError` before anything
+    starts.
     ``operators`` maps each platform to the user ids allowed to command. ``embedder``
     replaces the one the settings describe (tests share one model). The model loads in
     the background: nothing here waits for it. The chain anchor (``soloops.head``) is
@@ -118,6 +178,17 @@ async def open_runtime(
         HistoryLostError: the database is behind its chain anchor (lost or replaced).
     """
     clock = clock or SystemClock()
+    try:
+        registry = build_registry([*load_features(settings), *features], defaults=default_features)
+    except ConfigurationError as exc:
+        raise ConfigError(f"soloops cannot start: {exc}") from None
+    built = connectors(settings) if connectors is not None else default_connectors(settings)
+    try:
+        registry.check_connectors({name: c.operations for name, c in built.items()})
+    except ConfigurationError as exc:
+        for connector in built.values():
+            await connector.aclose()
+        raise ConfigError(f"soloops cannot start: {exc}") from None
     redactor = Redactor(settings.secret_values())
     memory_settings = settings.memory
     embedder = embedder or build_embedder(memory_settings.model, memory_settings.batch_size)
@@ -131,36 +202,17 @@ async def open_runtime(
             store, events, embedder, settings.index_path, memory_settings, clock
         )
         outbox = OutboxDispatcher(store, events, {s.platform: s for s in senders}, clock=clock)
-        kit = AgentKit(store, events, clock, memory, settings)
-        every = list((agents or default_agents)(kit))
-        if not any("free_text" in agent.kinds for agent in every):
-            every.append(
-                RouterAgent(
-                    every,
-                    embedder,
-                    events,
-                    ephemeral=memory.ephemeral,
-                    threshold=memory_settings.router_threshold,
-                    margin=memory_settings.router_margin,
-                    note_after_s=memory_settings.load_note_after_s,
-                    clock=clock,
-                )
-            )
         coordinator = Coordinator(
             store,
             events,
-            every,
+            registry,
             concurrency=settings.coordinator.concurrency,
             clock=clock,
             on_reply=outbox.wake,
-            connectors=connectors(settings)
-            if connectors is not None
-            else default_connectors(settings),
+            connectors=built,
             settings=settings,
         )
-        for agent in every:
-            if isinstance(agent, OpsAgent):
-                agent.bind(coordinator)
+        coordinator.install(build_agents(coordinator, memory, embedder, settings, clock))
         gateway = Gateway(
             store,
             events,
@@ -179,7 +231,7 @@ async def open_runtime(
         )
         await outbox.start()
         await coordinator.start()
-        runtime = Runtime(settings, store, events, coordinator, gateway, outbox, memory)
+        runtime = Runtime(settings, store, events, coordinator, gateway, outbox, memory, registry)
         expiry = asyncio.create_task(_expire_approvals(runtime, clock), name="approval-expiry")
         try:
             yield runtime

@@ -524,6 +524,8 @@ class Settings(BaseSettings):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     hooks: dict[str, HookSettings] = Field(default_factory=dict)
+    # Extra feature modules to load at start (each defines FEATURE), e.g. ["acme.invoices"].
+    features: list[str] = Field(default_factory=list)
 
     telegram: TelegramSettings = TelegramSettings()
 

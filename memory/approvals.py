@@ -190,12 +190,20 @@ class ApprovalRepo:
         )
         return changed == 1
 
-    async def void(self, tx: Transaction, approval_id: int, now: datetime) -> None:
-        """Void an approval (its action changed), whatever state it was in."""
-        await tx.execute(
-            "UPDATE approvals SET state = ?, decided_by = 'system', decided_at = ? WHERE id = ?",
-            (ApprovalState.VOIDED, to_iso(now), approval_id),
-        )
+    async def void(
+        self,
+        tx: Transaction,
+        approval_id: int,
+        now: datetime,
+        expect: ApprovalState | None = None,
+    ) -> bool:
+        """Void an approval (its action changed): from ``expect``, or from any state."""
+        sql = "UPDATE approvals SET state = ?, decided_by = 'system', decided_at = ? WHERE id = ?"
+        params: list[object] = [ApprovalState.VOIDED, to_iso(now), approval_id]
+        if expect is not None:
+            sql += " AND state = ?"
+            params.append(expect)
+        return await tx.execute(sql, params) == 1
 
     async def overdue(self, now: datetime, limit: int = 100) -> list[ApprovalRow]:
         """Pending approvals whose time is up."""

@@ -25,6 +25,7 @@ class TaskState(StrEnum):
     FAILED = "failed"
     DEAD = "dead"
     CANCELLED = "cancelled"
+    REFUSED = "refused"  # the request could not be done as asked: not a failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,15 @@ class TaskRepo:
         """Record where a task is, so a resume continues from there."""
         await tx.execute("UPDATE tasks SET checkpoint = ? WHERE id = ?", (checkpoint, task_id))
 
+    async def retarget(
+        self, tx: Transaction, task_id: int, *, kind: str, agent: str, intent: str
+    ) -> None:
+        """Point a task at another intent and agent (the free-text router's choice)."""
+        await tx.execute(
+            "UPDATE tasks SET kind = ?, agent = ?, intent = ? WHERE id = ?",
+            (kind, agent, intent, task_id),
+        )
+
     async def counts(self) -> dict[TaskState, int]:
         """How many tasks are in each state (states with none are 0)."""
         rows = await self._store.fetchall("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
@@ -175,13 +185,14 @@ class TaskRepo:
     async def agent_stats(self, agent: str, since: datetime) -> tuple[datetime | None, int]:
         """(when the agent last finished a task, how many of its tasks failed since ``since``)."""
         row = await self._store.fetchone(
-            "SELECT MAX(CASE WHEN state IN (?, ?, ?) THEN updated_at END) AS last,"
+            "SELECT MAX(CASE WHEN state IN (?, ?, ?, ?) THEN updated_at END) AS last,"
             " SUM(CASE WHEN state IN (?, ?) AND updated_at >= ? THEN 1 ELSE 0 END) AS failed"
             " FROM tasks WHERE agent = ?",
             (
                 TaskState.SUCCEEDED,
                 TaskState.FAILED,
                 TaskState.DEAD,
+                TaskState.REFUSED,
                 TaskState.FAILED,
                 TaskState.DEAD,
                 to_iso(since),

@@ -6,21 +6,22 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from agents import ops
 from agents.actions import Action, Propose
-from agents.base import Agent, Outcome, TaskContext
+from agents.base import Agent, AgentResult, TaskContext
+from agents.feature import CommandSpec, Feature
 from agents.intents import Intent
-from agents.ops import OpsAgent
+from agents.notes import RememberIntent
 from agents.replies import Reply
 from bot.console import ConsoleSender
-from bot.intents import CATALOG
-from bot.runtime import AgentKit, open_runtime
+from bot.runtime import open_runtime
 from config import ActionSettings, BreakerSettings, BudgetSettings, Settings
 from memory.actions import ActionRepo, ActionState
 from memory.approvals import ApprovalState
@@ -355,10 +356,8 @@ class Mailer(Agent):
     """A test agent whose action is reversible, and one that oversteps."""
 
     name: ClassVar[str] = "mailer"
-    kinds: ClassVar[frozenset[str]] = frozenset({"remember"})
-    capabilities: ClassVar[frozenset[tuple[str, str]]] = frozenset({("webhook", "post")})
 
-    async def handle(self, intent: Intent, ctx: TaskContext) -> Outcome:
+    async def handle(self, intent: Intent, ctx: TaskContext) -> AgentResult:
         text = getattr(intent, "text", "")
         if text == "overstep":
             return Propose(Action("pay", "payments", "charge", {"amount": 1}, "Charge 1 EUR"))
@@ -384,13 +383,32 @@ class Mailer(Agent):
 async def test_undo_runs_the_compensation_through_the_gate(
     tmp_path: Path, provider: Provider, embedder: SentenceTransformerEmbedder
 ) -> None:
-    def agents(kit: AgentKit) -> Sequence[Agent]:
-        ops = OpsAgent(kit.store, kit.events, CATALOG, kit.clock, hooks=["crm"])
-        return [ops, Mailer()]
-
+    mailer = Feature(
+        name="mailer",
+        build=lambda _: Mailer(),
+        intents=(RememberIntent,),
+        commands=(
+            CommandSpec(
+                "remember",
+                "remember",
+                "remember <text>",
+                "send",
+                "",
+                "text",
+                lambda text: {"text": text},
+            ),
+        ),
+        capabilities=frozenset({("webhook", "post")}),
+    )
     settings = make_settings(tmp_path, provider)
     out = io.StringIO()
-    async with open_runtime(settings, [ConsoleSender(out)], agents=agents, embedder=embedder) as rt:
+    async with open_runtime(
+        settings,
+        [ConsoleSender(out)],
+        features=[ops.FEATURE, mailer],
+        default_features=False,
+        embedder=embedder,
+    ) as rt:
         run = Run(Chat(rt, out))
         assert "Nothing to undo" in await run.say("/undo")
         await run.say("/policy mailer.send auto")

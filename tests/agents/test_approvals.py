@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 from agents.approvals import BUTTON_PREFIX, card_text, new_button_data, new_code
-from agents.base import Agent, NeedsApproval, Outcome, TaskContext
+from agents.base import Agent, AgentResult, NeedsApproval, TaskContext
+from agents.feature import CommandSpec, Feature
 from agents.intents import Intent
+from agents.notes import RememberIntent
 from agents.replies import CALLBACK_DATA_MAX, Reply
 from bot.console import ConsoleSender
 from bot.gateway import Outcome as GatewayOutcome
-from bot.runtime import AgentKit, open_runtime
+from bot.runtime import open_runtime
 from config import Settings
 from memory.approvals import ApprovalRepo, ApprovalState
 from memory.store import Store
@@ -169,10 +170,9 @@ class Payer(Agent):
     """Asks approval to pay; the amount can change between the ask and the resume."""
 
     name: ClassVar[str] = "payer"
-    kinds: ClassVar[frozenset[str]] = frozenset({"remember"})
     amount: ClassVar[int] = 100
 
-    async def handle(self, intent: Intent, ctx: TaskContext) -> Outcome:
+    async def handle(self, intent: Intent, ctx: TaskContext) -> AgentResult:
         action = {"pay": "Bob", "amount": Payer.amount}
         if ctx.decision is None or not ctx.decision.covers(self.name, action):
             return NeedsApproval(summary=f"Pay Bob {Payer.amount} EUR", action=action)
@@ -180,12 +180,22 @@ class Payer(Agent):
 
 
 async def test_a_changed_action_voids_its_approval(settings: Settings) -> None:
-    def agents(kit: AgentKit) -> Sequence[Agent]:
-        return [Payer()]
+    payer = Feature(
+        name="payer",
+        build=lambda _: Payer(),
+        intents=(RememberIntent,),
+        commands=(
+            CommandSpec(
+                "remember", "remember", "remember <text>", "pay", "", "text", lambda t: {"text": t}
+            ),
+        ),
+    )
 
     out = io.StringIO()
     Payer.amount = 100
-    async with open_runtime(settings, [ConsoleSender(out)], agents=agents) as runtime:
+    async with open_runtime(
+        settings, [ConsoleSender(out)], features=[payer], default_features=False
+    ) as runtime:
         chat = Chat(runtime, out)
         await chat.say("/remember pay")
         _, (approve, _) = await _card(chat)

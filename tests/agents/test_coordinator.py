@@ -11,10 +11,14 @@ from typing import ClassVar
 import pytest
 
 from agents.base import Agent, TaskContext
-from agents.coordinator import Coordinator, short_reason
+from agents.coordinator import Coordinator
 from agents.errors import AgentError, ConfigurationError
-from agents.intents import Conversation, Intent, RecallIntent, RememberIntent
+from agents.feature import Feature
+from agents.intents import Conversation, Intent
+from agents.notes import RecallIntent, RememberIntent
+from agents.registry import Registry
 from agents.replies import Reply
+from agents.taskrun import short_reason
 from memory.events import EventLog
 from memory.outbox import OutboxRepo
 from memory.store import Store
@@ -28,11 +32,21 @@ def remember(text: str, chat: str = "c1", key: str | None = None) -> RememberInt
     )
 
 
+def feature_of(agent: Agent, name: str | None = None) -> Feature:
+    """A feature handling ``remember`` whose factory returns ``agent``."""
+    return Feature(name=name or agent.name, build=lambda _: agent, intents=(RememberIntent,))
+
+
+def make(store: Store, events: EventLog, agent: Agent, **options: int) -> Coordinator:
+    coordinator = Coordinator(store, events, Registry([feature_of(agent)]), **options)
+    coordinator.install({agent.name: agent})
+    return coordinator
+
+
 class Recorder(Agent):
     """Records the order and overlap of the work it is given."""
 
     name: ClassVar[str] = "recorder"
-    kinds: ClassVar[frozenset[str]] = frozenset({"remember"})
 
     def __init__(self, delay: float = 0.02) -> None:
         self.delay = delay
@@ -69,7 +83,7 @@ async def test_a_task_row_exists_before_work_starts(store: Store, events: EventL
             await gate.wait()
             return await super().handle(intent, ctx)
 
-    async with Coordinator(store, events, [Waiting()]) as coordinator:
+    async with make(store, events, Waiting()) as coordinator:
         task = await coordinator.submit(remember("a"))
         await asyncio.sleep(0.05)
         assert (await TaskRepo(store).get(task.id)).state is TaskState.RUNNING  # type: ignore[union-attr]
@@ -86,7 +100,7 @@ async def test_one_conversation_runs_in_order_and_others_run_alongside(
     store: Store, events: EventLog
 ) -> None:
     agent = Recorder()
-    async with Coordinator(store, events, [agent], concurrency=3) as coordinator:
+    async with make(store, events, agent, concurrency=3) as coordinator:
         for n in range(5):
             await coordinator.submit(remember(f"a{n}", chat="A"))
             await coordinator.submit(remember(f"b{n}", chat="B"))
@@ -98,7 +112,7 @@ async def test_one_conversation_runs_in_order_and_others_run_alongside(
 
 async def test_concurrency_is_bounded(store: Store, events: EventLog) -> None:
     agent = Recorder(delay=0.05)
-    async with Coordinator(store, events, [agent], concurrency=3) as coordinator:
+    async with make(store, events, agent, concurrency=3) as coordinator:
         for n in range(9):
             await coordinator.submit(remember("x", chat=f"chat{n}", key=f"k{n}"))
         await coordinator.wait_idle()
@@ -108,7 +122,7 @@ async def test_concurrency_is_bounded(store: Store, events: EventLog) -> None:
 
 async def test_same_idempotency_key_makes_one_task(store: Store, events: EventLog) -> None:
     agent = Recorder()
-    async with Coordinator(store, events, [agent]) as coordinator:
+    async with make(store, events, agent) as coordinator:
         first = await coordinator.submit(remember("once", key="same"))
         second = await coordinator.submit(remember("once", key="same"))
         await coordinator.wait_idle()
@@ -120,7 +134,7 @@ async def test_a_crashing_agent_fails_the_task_with_a_short_reason(
     store: Store, events: EventLog, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.ERROR):
-        async with Coordinator(store, events, [Recorder()]) as coordinator:
+        async with make(store, events, Recorder()) as coordinator:
             task = await coordinator.submit(remember("explode"))
             ok = await coordinator.submit(remember("fine"))
             await coordinator.wait_idle()
@@ -138,7 +152,7 @@ async def test_a_crashing_agent_fails_the_task_with_a_short_reason(
 
 
 async def test_an_agent_refusal_is_said_as_is(store: Store, events: EventLog) -> None:
-    async with Coordinator(store, events, [Recorder()]) as coordinator:
+    async with make(store, events, Recorder()) as coordinator:
         await coordinator.submit(remember("refuse"))
         await coordinator.wait_idle()
     [text] = await _replies(store)
@@ -156,14 +170,14 @@ async def test_stop_requeues_running_work_and_start_resumes_it(tmp_path: Path) -
 
     async with Store.open(tmp_path / "a.db") as store:
         events = EventLog(store)
-        coordinator = Coordinator(store, events, [Slow()])
+        coordinator = make(store, events, Slow())
         await coordinator.start()
         task = await coordinator.submit(remember("long"))
         await started.wait()
         await coordinator.stop(grace=0.05)
         assert (await TaskRepo(store).get(task.id)).state is TaskState.QUEUED  # type: ignore[union-attr]
         agent = Recorder()
-        async with Coordinator(store, events, [agent]) as again:
+        async with make(store, events, agent) as again:
             await again.wait_idle()
         resumed = await TaskRepo(store).get(task.id)
         assert resumed is not None and resumed.state is TaskState.SUCCEEDED
@@ -173,11 +187,11 @@ async def test_stop_requeues_running_work_and_start_resumes_it(tmp_path: Path) -
 
 def test_two_agents_cannot_claim_one_kind(store: Store, events: EventLog) -> None:
     with pytest.raises(ConfigurationError, match="claimed by both"):
-        Coordinator(store, events, [Recorder(), Recorder()])
+        Registry([feature_of(Recorder()), feature_of(Recorder(), "other")])
 
 
 async def test_an_intent_without_agent_is_refused(store: Store, events: EventLog) -> None:
-    coordinator = Coordinator(store, events, [Recorder()])
+    coordinator = make(store, events, Recorder())
     recall = RecallIntent(
         conversation=Conversation(platform="t", chat_id="c", user_id="u"),
         idempotency_key="k",

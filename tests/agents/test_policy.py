@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 
 from agents.actions import Risk
+from agents.backoff import Backoff
 from agents.breaker import BreakerState, CircuitBreaker
-from agents.executor import RetryPolicy
 from agents.policy import (
     Mode,
     PolicyError,
     Rule,
-    decide,
     effective_rule,
+    gate_decision,
     load_rules,
     parse_change,
 )
+from agents.registry import build_registry
 
 AUTO = Rule(mode=Mode.AUTO)
 
@@ -66,7 +67,7 @@ AUTO = Rule(mode=Mode.AUTO)
     ],
 )
 def test_decide(rule: Rule, risk: Risk, runs: int, mode: Mode, says: str) -> None:
-    decision = decide("x.y", rule, risk, runs)
+    decision = gate_decision("x.y", rule, risk, runs)
     assert decision.mode is mode
     assert says in decision.reason
 
@@ -104,7 +105,9 @@ def test_rules_round_trip_and_files(tmp_path: Path) -> None:
     path.write_text('[ops.hook]\nmode = "sometimes"\n')
     with pytest.raises(PolicyError, match="bad policy rule"):
         load_rules(path)
-    assert load_rules()["ops.hook"].mode is Mode.APPROVE  # the packaged file
+    assert load_rules()["*"].mode is Mode.APPROVE  # the packaged file
+    # ops.hook's default now comes from the ops feature's declaration.
+    assert build_registry().policies["ops.hook"].mode is Mode.APPROVE
 
 
 def test_breaker_opens_half_opens_and_closes() -> None:
@@ -128,10 +131,10 @@ def test_breaker_opens_half_opens_and_closes() -> None:
 
 
 def test_retry_schedule_backs_off_with_jitter_and_respects_retry_after() -> None:
-    policy = RetryPolicy(base_s=2, max_s=60)
+    policy = Backoff(base_s=2, cap_s=60)
     rng = random.Random(1)
-    delays = [policy.delay(n, None, rng) for n in range(1, 9)]
+    delays = [policy.delay(n, None, rng=rng) for n in range(1, 9)]
     assert 1.0 <= delays[0] <= 2.0
-    assert all(policy.delay(n, None, rng) <= 60 for n in range(1, 30))
+    assert all(policy.delay(n, None, rng=rng) <= 60 for n in range(1, 30))
     assert delays[5] >= 30  # 2 * 2^5 = 64, capped at 60, at least half of it
-    assert policy.delay(1, 45.0, rng) == 45.0
+    assert policy.delay(1, 45.0, rng=rng) == 45.0

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.base import Examples
-from agents.notes import NotesAgent
-from agents.ops import OpsAgent
-from agents.router import RouterAgent, command_for, decide, looks_like_question
+from agents.feature import Phrasings
+from agents.registry import build_registry
+from agents.router import RouterAgent, choose_route, command_for, looks_like_question
 from memory.embedder import SentenceTransformerEmbedder
 from memory.events import EventLog
 
@@ -23,7 +22,7 @@ from memory.events import EventLog
     ],
 )
 def test_decide(scores: dict[str, float], question: bool, chosen: str | None) -> None:
-    decision = decide(scores, threshold=0.5, margin=0.05, question=question)
+    decision = choose_route(scores, threshold=0.5, margin=0.05, question=question)
     assert decision.chosen == chosen
     assert [c.kind for c in decision.ranked] == sorted(
         decision.ranked and [c.kind for c in decision.ranked],
@@ -33,9 +32,11 @@ def test_decide(scores: dict[str, float], question: bool, chosen: str | None) ->
 
 def test_decide_offers_at_most_three_close_choices() -> None:
     scores = {"a": 0.3, "b": 0.29, "c": 0.28, "d": 0.27}
-    decision = decide(scores, threshold=0.5, margin=0.05)
+    decision = choose_route(scores, threshold=0.5, margin=0.05)
     assert decision.chosen is None and [c.kind for c in decision.options] == ["a", "b", "c"]
-    distant = decide({"recall": 0.6, "remember": 0.59, "events": 0.22}, threshold=0.7, margin=0)
+    distant = choose_route(
+        {"recall": 0.6, "remember": 0.59, "events": 0.22}, threshold=0.7, margin=0
+    )
     assert [c.kind for c in distant.options] == ["recall", "remember"]
     assert len(distant.ranked) == 3  # the event log still sees every score
 
@@ -54,10 +55,10 @@ def test_looks_like_question(text: str, question: bool) -> None:
 
 
 def test_command_for_carries_the_text_only_where_the_intent_takes_it() -> None:
-    assert command_for("recall", Examples("x", (), "query"), " Acme\n billing ") == (
+    assert command_for("recall", Phrasings("x", (), "query"), " Acme\n billing ") == (
         "/recall Acme billing"
     )
-    assert command_for("status", Examples("x", ()), "how are things") == "/status"
+    assert command_for("status", Phrasings("x", ()), "how are things") == "/status"
 
 
 @pytest.mark.slow
@@ -78,8 +79,8 @@ def test_command_for_carries_the_text_only_where_the_intent_takes_it() -> None:
 async def test_real_model_routes_by_meaning(
     text: str, chosen: str | None, embedder: SentenceTransformerEmbedder, events: EventLog
 ) -> None:
-    agents = [OpsAgent.__new__(OpsAgent), NotesAgent.__new__(NotesAgent)]  # examples only
-    router = RouterAgent(agents, embedder, events)
+    registry = build_registry()  # the phrasings of every default feature
+    router = RouterAgent(registry.phrasings, embedder, events.record, registry.intent)
     scores = await router.scores(text)
-    decision = decide(scores, threshold=0.5, margin=0.05, question=looks_like_question(text))
+    decision = choose_route(scores, threshold=0.5, margin=0.05, question=looks_like_question(text))
     assert decision.chosen == chosen

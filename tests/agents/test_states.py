@@ -9,7 +9,7 @@ from memory.tasks import TaskState as S
 
 def test_every_state_has_rules() -> None:
     assert set(ALLOWED) == set(S)
-    assert {S.SUCCEEDED, S.FAILED, S.CANCELLED} == FINAL
+    assert {S.SUCCEEDED, S.FAILED, S.REFUSED, S.CANCELLED} == FINAL
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from agents.base import TaskContext
-from agents.intents import Conversation, RememberIntent
+from agents.intents import Conversation
+from agents.notes import RememberIntent
 from bot.runtime import open_runtime
 from config import MemorySettings, Settings
 from memory.embedder import SentenceTransformerEmbedder

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agents.replies import Reply
-from bot.outbox import Delivery, DeliveryError, OutboxDispatcher, retry_delay
+from bot.outbox import BACKOFF, Delivery, DeliveryError, OutboxDispatcher
 from memory.events import EventLog
 from memory.outbox import DeliveryState, OutboxRepo
 from memory.store import Store
@@ -101,8 +101,10 @@ async def test_pending_replies_survive_a_restart(tmp_path: Path) -> None:
 
 def test_retry_delay_backs_off_with_jitter_and_obeys_the_platform() -> None:
     rng = random.Random(7)
-    delays = [retry_delay(n, rng=rng) for n in range(1, 12)]
-    assert 1.0 <= delays[0] <= 1.2
-    assert all(b > a * 1.5 for a, b in itertools.pairwise(delays[:8]))
-    assert max(delays) <= 300 * 1.2
-    assert retry_delay(3, retry_after=7.5) == 7.5
+    delays = [BACKOFF.delay(n, rng=rng) for n in range(1, 12)]
+    assert 0.5 <= delays[0] <= 1.0
+    ceilings = [BACKOFF.ceiling(n) for n in range(1, 12)]
+    assert all(b == a * 2 for a, b in itertools.pairwise(ceilings[:8]))
+    assert all(c / 2 <= d <= c for c, d in zip(ceilings, delays, strict=True))
+    assert max(delays) <= 300
+    assert BACKOFF.delay(3, retry_after=7.5) == 7.5  # a longer word of the platform wins

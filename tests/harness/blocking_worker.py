@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agents.base import Agent, TaskContext
+from agents import notes, ops
+from agents.base import TaskContext
 from agents.intents import Intent
 from agents.notes import NotesAgent
-from agents.ops import OpsAgent
+from agents.ports import Ports
 from agents.replies import Reply
 from bot.inbound import Inbound
-from bot.intents import CATALOG
-from bot.runtime import AgentKit, open_runtime
+from bot.runtime import open_runtime
 from config import load_settings
 
 
@@ -31,10 +32,14 @@ async def main(marker: Path, text: str) -> None:
             await asyncio.Event().wait()  # until SIGKILL
             return []
 
-    def agents(kit: AgentKit) -> Sequence[Agent]:
-        return [OpsAgent(kit.store, kit.events, CATALOG, kit.clock), HangingNotes(kit.memory)]
+    def build(ports: Ports) -> NotesAgent:
+        return HangingNotes(ports.memory(notes.NAMESPACE))
 
-    async with open_runtime(load_settings(), [], agents=agents) as runtime:
+    hanging = replace(notes.FEATURE, build=build)
+    features = [ops.FEATURE, hanging]
+    async with open_runtime(
+        load_settings(), [], features=features, default_features=False
+    ) as runtime:
         await runtime.gateway.handle(
             Inbound(
                 platform="console",

@@ -2,23 +2,22 @@ from __future__ import annotations
 
 import pytest
 
-from agents.intents import (
-    Conversation,
-    EventsIntent,
-    ForgetIntent,
-    FreeTextIntent,
-    HelpIntent,
-    RecallIntent,
-    RememberIntent,
-    StatusIntent,
-)
-from bot.intents import CATALOG, Rejection, route
+from agents.intents import Conversation
+from agents.notes import ForgetIntent, RecallIntent, RememberIntent
+from agents.ops import EventsIntent, HelpIntent, StatusIntent
+from agents.registry import build_registry
+from agents.router import FreeTextIntent
+from bot.grammar import Rejection
+from bot.grammar import parse as parse_message
+
+REGISTRY = build_registry()
+CATALOG = REGISTRY.catalog
 
 CONV = Conversation(platform="console", chat_id="local", user_id="op")
 
 
 def parse(text: str) -> object:
-    return route(text, CONV, "key-1")
+    return parse_message(text, CONV, "key-1", REGISTRY)
 
 
 def test_free_text_commands_keep_the_line_verbatim() -> None:

@@ -1,0 +1,186 @@
+"""The registry: assembles the registered features and checks them at start.
+
+From the features it builds the intent union (a pydantic ``TypeAdapter`` over a
+discriminated union made at runtime from every feature's intent models), the command
+catalogue the grammar parses and /help shows, the router's phrasings, the default
+policies, the runbook hints and the control kinds. Anything wired wrongly is a
+:class:`~agents.errors.ConfigurationError` naming both sides, raised before anything
+runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from functools import reduce
+from operator import or_
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter
+
+from agents import notes, ops, router
+from agents.errors import ConfigurationError
+from agents.feature import CommandSpec, Feature, Phrasings
+from agents.intents import Conversation, Intent, kind_of
+from agents.policy import Rule
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+class Registry:
+    """The features soloops runs with, checked for collisions when built."""
+
+    def __init__(self, features: Sequence[Feature]) -> None:
+        self._features: dict[str, Feature] = {}
+        self._by_kind: dict[str, Feature] = {}
+        self._models: dict[str, type[Intent]] = {}
+        self._commands: dict[str, tuple[CommandSpec, Feature]] = {}
+        for feature in features:
+            self._add(feature)
+        self._check_commands()
+        models = tuple(self._models.values())
+        union: Any = reduce(or_, models) if models else Intent
+        # Built at runtime from the registered models; the static type is their base.
+        shape: Any = Annotated[union, Field(discriminator="kind")] if len(models) > 1 else union
+        self._adapter: TypeAdapter[Intent] = TypeAdapter(shape)
+
+    def _add(self, feature: Feature) -> None:
+        if not _NAME.match(feature.name):
+            raise ConfigurationError(
+                f"feature {feature.name!r}: a name is lower-case letters, digits and _"
+            )
+        if feature.name in self._features:
+            raise ConfigurationError(f"feature {feature.name!r} is registered twice")
+        self._features[feature.name] = feature
+        for model in feature.intents:
+            try:
+                kind = kind_of(model)
+            except TypeError as exc:
+                raise ConfigurationError(f"feature {feature.name!r}: {exc}") from None
+            other = self._by_kind.get(kind)
+            if other is not None:
+                raise ConfigurationError(
+                    f"feature {feature.name!r} intent kind {kind!r} is claimed by both"
+                    f" feature {other.name!r} and feature {feature.name!r}"
+                )
+            self._by_kind[kind] = feature
+            self._models[kind] = model
+        for command in feature.commands:
+            owner = self._commands.get(command.name)
+            if owner is not None:
+                raise ConfigurationError(
+                    f"feature {feature.name!r} command /{command.name} collides with"
+                    f" feature {owner[1].name!r}"
+                )
+            self._commands[command.name] = (command, feature)
+        for kind in [*feature.phrasings, *feature.control_kinds]:
+            if kind not in feature.kinds:
+                raise ConfigurationError(
+                    f"feature {feature.name!r} names kind {kind!r}, which is not one of its"
+                    f" intents ({', '.join(sorted(feature.kinds)) or 'none'})"
+                )
+
+    def _check_commands(self) -> None:
+        for command, feature in self._commands.values():
+            owner = self._by_kind.get(command.kind)
+            if owner is None:
+                raise ConfigurationError(
+                    f"feature {feature.name!r} command /{command.name} builds kind"
+                    f" {command.kind!r}, which no feature's agent handles"
+                )
+            if owner is not feature:
+                raise ConfigurationError(
+                    f"feature {feature.name!r} command /{command.name} builds kind"
+                    f" {command.kind!r}, which belongs to feature {owner.name!r}"
+                )
+
+    def check_connectors(self, offered: Mapping[str, frozenset[str]]) -> None:
+        """Refuse a capability naming a connector (or an operation) that is not there."""
+        for feature in self._features.values():
+            for connector, operation in sorted(feature.capabilities):
+                operations = offered.get(connector)
+                if operations is None:
+                    known = ", ".join(sorted(offered)) or "none"
+                    raise ConfigurationError(
+                        f"feature {feature.name!r} capability {connector}.{operation} names"
+                        f" connector {connector!r}, which is not configured (connectors: {known})"
+                    )
+                if operation not in operations:
+                    raise ConfigurationError(
+                        f"feature {feature.name!r} capability {connector}.{operation}: connector"
+                        f" {connector!r} has no operation {operation!r}"
+                        f" (it has: {', '.join(sorted(operations))})"
+                    )
+
+    # ---- what the rest of soloops reads -------------------------------------------
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        return tuple(self._features.values())
+
+    def feature(self, name: str) -> Feature | None:
+        """The feature called ``name`` (its agent's name)."""
+        return self._features.get(name)
+
+    def feature_for(self, kind: str) -> Feature | None:
+        """The feature whose agent handles ``kind``."""
+        return self._by_kind.get(kind)
+
+    @property
+    def catalog(self) -> tuple[CommandSpec, ...]:
+        """Every command, in registration order (what /help and the menus show)."""
+        return tuple(command for command, _ in self._commands.values())
+
+    def command(self, name: str) -> CommandSpec | None:
+        return entry[0] if (entry := self._commands.get(name)) else None
+
+    @property
+    def phrasings(self) -> dict[str, Phrasings]:
+        """The router's phrasings, by intent kind."""
+        return {kind: ph for f in self._features.values() for kind, ph in f.phrasings.items()}
+
+    @property
+    def policies(self) -> dict[str, Rule]:
+        """Default rules, keyed ``<feature>.<action>``."""
+        return {
+            f"{f.name}.{action}": rule
+            for f in self._features.values()
+            for action, rule in f.policies.items()
+        }
+
+    @property
+    def hints(self) -> dict[tuple[str, str], str]:
+        """Runbook hints per (connector, failure kind)."""
+        return {key: text for f in self._features.values() for key, text in f.hints.items()}
+
+    @property
+    def control_kinds(self) -> frozenset[str]:
+        """Kinds that pause, degradation and budgets never hold."""
+        return frozenset().union(*(f.control_kinds for f in self._features.values()))
+
+    def capabilities(self, agent: str) -> frozenset[tuple[str, str]]:
+        """The (connector, operation) pairs ``agent``'s actions may use."""
+        feature = self._features.get(agent)
+        return feature.capabilities if feature else frozenset()
+
+    def intent(self, kind: str, conversation: Conversation, key: str, **fields: Any) -> Intent:
+        """Build and validate an intent of ``kind`` (raises pydantic's ValidationError)."""
+        data = {"kind": kind, "conversation": conversation, "idempotency_key": key, **fields}
+        return self._adapter.validate_python(data)
+
+    def load_intent(self, text: str) -> Intent:
+        """Rebuild an intent stored by :func:`agents.intents.dump_intent`."""
+        return self._adapter.validate_json(text)
+
+
+def default_features() -> list[Feature]:
+    """The features every soloops runs: ops, notes and the free-text router."""
+    return [ops.FEATURE, notes.FEATURE, router.FEATURE]
+
+
+def build_registry(extra: Iterable[Feature] = (), *, defaults: bool = True) -> Registry:
+    """A registry of the default features (unless ``defaults`` is False) plus ``extra``.
+
+    Raises :class:`~agents.errors.ConfigurationError` on a collision.
+    """
+    return Registry([*(default_features() if defaults else []), *extra])
