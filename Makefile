@@ -29,6 +29,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+# `python -m bench --help` for options (--quick, --only GROUP). LangGraph, the peer of the
+# approval row, goes into its own .venv-bench (langgraph==1.2.22,
+# langgraph-checkpoint-sqlite==3.1.2; see bench/peers.py), never into .venv.
 bench: $(STAMP)
 	$(PIP) install -q -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m bench

@@ -1,5 +1,7 @@
-"""``python -m bench``: run every benchmark."""
+"""``python -m bench``: run every benchmark (``--help`` for the options)."""
 
-from bench.memory import main
+import sys
 
-main()
+from bench.run import main
+
+sys.exit(main())

@@ -29,6 +29,7 @@ import faiss
 import numpy as np
 
 from bench.corpus import embedded, queries, texts
+from bench.harness import Row, ratio_at_least, ratio_at_most
 from config import MemorySettings
 from memory.events import EventLog
 from memory.semantic import SemanticMemory
@@ -81,7 +82,12 @@ async def _timed_searches(search: Callable[[str], Any], qs: list[str]) -> tuple[
 
 
 async def bench_soloops(
-    home: Path, items: list[str], vectors: np.ndarray, qs: list[str], qv: np.ndarray
+    home: Path,
+    items: list[str],
+    vectors: np.ndarray,
+    qs: list[str],
+    qv: np.ndarray,
+    n_small: int = N_SMALL,
 ) -> dict[str, Any]:
     table = {q: qv[i] for i, q in enumerate(qs)}
     embedder = CachedEmbedder(table)
@@ -103,8 +109,8 @@ async def bench_soloops(
             await space.remember_many(chunk, actor="bench", vectors=vectors[start : start + BATCH])
             add_seconds += time.perf_counter() - began
             done = start + len(chunk)
-            if done == N_SMALL:
-                result["add_10k_per_s"] = N_SMALL / add_seconds
+            if done == n_small:
+                result["add_10k_per_s"] = n_small / add_seconds
                 result["search_10k"] = await _timed_searches(search, qs)
         result["add_per_s"] = len(items) / add_seconds
         result["search_100k"] = await _timed_searches(search, qs)
@@ -163,7 +169,12 @@ def recall_at_k(vectors: np.ndarray, qv: np.ndarray, settings: MemorySettings) -
 
 
 async def bench_chroma(
-    home: Path, items: list[str], vectors: np.ndarray, qs: list[str], qv: np.ndarray
+    home: Path,
+    items: list[str],
+    vectors: np.ndarray,
+    qs: list[str],
+    qv: np.ndarray,
+    n_small: int = N_SMALL,
 ) -> dict[str, Any] | None:
     try:
         import chromadb
@@ -192,8 +203,8 @@ async def bench_chroma(
             documents=items[start:end],
         )
         add_seconds += time.perf_counter() - began
-        if end == N_SMALL:
-            result["add_10k_per_s"] = N_SMALL / add_seconds
+        if end == n_small:
+            result["add_10k_per_s"] = n_small / add_seconds
             result["search_10k"] = await _timed_searches(search, qs)
     result["add_per_s"] = len(items) / add_seconds
     result["search_100k"] = await _timed_searches(search, qs)
@@ -285,6 +296,56 @@ async def run() -> None:
     print(f"Encoder for scale: all-MiniLM-L6-v2 embeds {rate:,.0f} texts/s on this machine.")
     if chroma is None:
         print("chromadb is not installed: pip install -e '.[bench]' (make bench does).")
+
+
+async def rows(n_total: int, n_queries: int, *, quick: bool) -> list[Row]:
+    """The memory rows of ``python -m bench``: soloops against chromadb at ``n_total``.
+
+    ``quick`` uses random unit vectors instead of the model's (structure, not numbers).
+    """
+    items = texts(n_total)
+    qs = queries(n_queries)
+    if quick:
+        rng = np.random.default_rng(5)
+        vectors = rng.standard_normal((n_total, 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        qv = rng.standard_normal((n_queries, 384)).astype(np.float32)
+        qv /= np.linalg.norm(qv, axis=1, keepdims=True)
+    else:
+        vectors = embedded("texts", items)
+        qv = embedded("queries", qs)
+    n_small = min(N_SMALL, max(BATCH, (n_total // BATCH // 2) * BATCH))
+    home = Path(tempfile.mkdtemp(prefix="soloops-bench-"))
+    try:
+        ours = await bench_soloops(home / "soloops", items, vectors, qs, qv, n_small)
+        chroma = await bench_chroma(home / "chroma", items, vectors, qs, qv, n_small)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    missing = "" if chroma is not None else "chromadb not installed (pip install -e '.[bench]')"
+    size = f"{n_total:,}"
+    add = Row(
+        "memory",
+        f"add, {size} memories (batches of {BATCH})",
+        "memories/s",
+        [ours["add_per_s"]],
+        reference_name="chromadb",
+        reference_unit="memories/s",
+        reference_rounds=[chroma["add_per_s"]] if chroma else [],
+        target=ratio_at_least(1.0, "faster than chromadb"),
+        note=missing,
+    )
+    search = Row(
+        "memory",
+        f"search p50 at {size}",
+        "ms",
+        [ours["search_100k"][0]],
+        reference_name="chromadb",
+        reference_unit="ms",
+        reference_rounds=[chroma["search_100k"][0]] if chroma else [],
+        target=ratio_at_most(1.0),
+        note=missing,
+    )
+    return [add, search]
 
 
 def main() -> None:
