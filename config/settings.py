@@ -366,7 +366,8 @@ class SlackSettings(BaseModel):
 
 
 class HttpSettings(BaseModel):
-    """The HTTP server that takes platform webhooks (Slack's ``/slack/events``)."""
+    """soloops's one HTTP server: Slack's ``/slack/events``, Telegram's webhook, inbound
+    hooks, ``/healthz`` and ``/metrics`` (``enabled`` starts it for the last two alone)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
