@@ -46,6 +46,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.gateway import Handled, Outcome
+from bot.http import HttpServer
 from bot.inbound import Inbound
 from bot.slack_blocks import ACTION_PREFIX
 from bot.slack_inbound import (
@@ -130,7 +131,10 @@ class SlackFrontEnd:
 
     platform = PLATFORM
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, server: HttpServer | None = None) -> None:
+        """Set up Slack; in HTTP mode its route goes on ``server`` (shared, started and
+        stopped by its owner) or, without one, on a server of its own from ``settings.http``.
+        """
         slack = settings.slack
         if slack.bot_token is None:
             raise ConfigError("Slack needs a bot token: set SOLOOPS_SLACK__BOT_TOKEN (xoxb-...).")
@@ -157,9 +161,20 @@ class SlackFrontEnd:
         self._bot_user_id: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refusals = RefusalBudget()
-        self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
-        self.address: tuple[str, int] | None = None  # where HTTP mode listens, once started
+        self._server: HttpServer | None = None
+        self._owns_server = False
+        if not slack.socket_mode:
+            self._owns_server = server is None
+            self._server = server or HttpServer(
+                settings.http, label="Slack HTTP mode", max_body_bytes=MAX_BODY_BYTES
+            )
+            self._server.add_route("POST", EVENTS_PATH, self._serve)
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where HTTP mode listens, once the server has started (None in Socket Mode)."""
+        return self._server.address if self._server is not None else None
 
     @property
     def sender(self) -> SlackSender:
@@ -179,23 +194,10 @@ class SlackFrontEnd:
         if self._settings.slack.socket_mode:
             await self._connect_socket()
             return
-        server = web.Application(client_max_size=MAX_BODY_BYTES)
-        server.router.add_post(EVENTS_PATH, self._serve)
-        self._runner = web.AppRunner(server, access_log=None)
-        await self._runner.setup()
-        http = self._settings.http
-        try:
-            await web.TCPSite(self._runner, http.host, http.port).start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
-            raise ConfigError(
-                f"Slack HTTP mode could not listen on {http.host}:{http.port} ({exc.strerror}); "
-                "set SOLOOPS_HTTP__PORT to a free port"
-            ) from exc
-        host, port = self._runner.addresses[0][:2]
-        self.address = (str(host), int(port))
-        log.info("Slack HTTP mode listening on http://%s:%d%s", host, port, EVENTS_PATH)
+        assert self._server is not None
+        if self._owns_server:
+            await self._server.start()  # a busy port: ConfigError naming SOLOOPS_HTTP__PORT
+        log.info("Slack HTTP mode takes events at %s", EVENTS_PATH)
 
     async def _connect_socket(self) -> None:
         app_token = self._settings.slack.app_token
@@ -227,9 +229,8 @@ class SlackFrontEnd:
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]  # as above
             self._socket = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._owns_server and self._server is not None:
+            await self._server.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -254,6 +255,8 @@ class SlackFrontEnd:
     # --- HTTP ---------------------------------------------------------------
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
+        if self._runtime is None:  # a shared server can start before this front end
+            return web.Response(status=503, text="soloops is starting; Slack will retry")
         body = await request.read()
         headers = request.headers
         problem = signature_problem(

@@ -177,6 +177,58 @@ class HookSettings(BaseModel):
         return value
 
 
+INTENT_KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class InboundHookSettings(BaseModel):
+    """One inbound webhook (``POST /hooks/<name>``): how callers prove who they are,
+    and the intent its JSON payload becomes.
+
+    Exactly one of ``secret`` (requests signed as soloops signs outbound hooks) or
+    ``token`` (``Authorization: Bearer <token>``, for senders that cannot sign).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: SecretStr | None = None
+    token: SecretStr | None = None
+    intent: str
+
+    @field_validator("secret", "token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("secret", "token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_HOOK_SECRET_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_HOOK_SECRET_CHARS} characters; generate one with "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+    @field_validator("intent")
+    @classmethod
+    def _intent_is_a_kind(cls, value: str) -> str:
+        if not INTENT_KIND.match(value):
+            raise ValueError(
+                "intent must be an intent kind such as 'lead': a lowercase letter, then "
+                "lowercase letters, digits and '_'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> InboundHookSettings:
+        if (self.secret is None) == (self.token is None):
+            raise ValueError(
+                "set exactly one of secret (signed requests, like outbound hooks) or "
+                "token (Authorization: Bearer, for senders that cannot sign)"
+            )
+        return self
+
+
 class TelegramSettings(BaseModel):
     """The Telegram front end. It runs whenever ``token`` is set."""
 
@@ -314,12 +366,14 @@ class SlackSettings(BaseModel):
 
 
 class HttpSettings(BaseModel):
-    """The HTTP server that takes platform webhooks (Slack's ``/slack/events``)."""
+    """soloops's one HTTP server: Slack's ``/slack/events``, Telegram's webhook, inbound
+    hooks, ``/healthz`` and ``/metrics`` (``enabled`` starts it for the last two alone)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
+    enabled: bool = False  # serve /healthz and /metrics even when no front end needs HTTP
 
 
 class MemorySettings(BaseModel):
@@ -526,6 +580,7 @@ class Settings(BaseSettings):
     hooks: dict[str, HookSettings] = Field(default_factory=dict)
     # Extra feature modules to load at start (each defines FEATURE), e.g. ["acme.invoices"].
     features: list[str] = Field(default_factory=list)
+    inbound: dict[str, InboundHookSettings] = Field(default_factory=dict)
 
     telegram: TelegramSettings = TelegramSettings()
 
@@ -560,9 +615,9 @@ class Settings(BaseSettings):
         """The agent's own budget, else the default one."""
         return self.budgets.get(agent) or self.budgets.get("default") or BudgetSettings()
 
-    @field_validator("hooks")
+    @field_validator("hooks", "inbound")
     @classmethod
-    def _hook_names(cls, value: dict[str, HookSettings]) -> dict[str, HookSettings]:
+    def _hook_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not HOOK_NAME.match(name):
                 raise ValueError(

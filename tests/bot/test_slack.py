@@ -408,3 +408,36 @@ async def test_a_busy_port_stops_the_start_with_the_variable_to_fix(tmp_path: Pa
                 with pytest.raises(ConfigError, match="SOLOOPS_HTTP__PORT"):
                     await front.start(runtime)
                 await front.stop()
+
+
+async def test_http_mode_serves_from_a_shared_server_next_to_healthz(tmp_path: Path) -> None:
+    from bot.health import Health, add_health_routes
+    from bot.http import HttpServer
+
+    async with slack_emulator() as slack:
+        settings = slack_settings(tmp_path, slack.api_url)
+        server = HttpServer(settings.http)
+        front = SlackFrontEnd(settings, server)
+        add_health_routes(server, Health())
+        with pytest.raises(ValueError, match="already registered"):
+            SlackFrontEnd(settings, server)  # one Slack per server
+        async with (
+            open_runtime(settings, [front.sender], operators={"slack": front.operators}) as runtime,
+            server,
+            aiohttp.ClientSession() as session,
+        ):
+            client = SlackClient(f"{server.url}{EVENTS_PATH}", SECRET, session)
+            status, _ = await client.event(dm("remember too early"), event_id="EvEarly")
+            assert status == 503  # the server is up before the front end: Slack retries
+            await front.start(runtime)
+            try:
+                assert front.address == server.address
+                status, _ = await client.event(dm("remember shared"), event_id="EvShared")
+                assert status == 200
+                reply = await slack.wait_for(lambda: slack.called("chat.postMessage"))
+                assert reply[0].args["text"] == "Remembered #1."
+                async with session.get(f"{server.url}/healthz") as health:
+                    assert health.status == 200
+            finally:
+                await front.stop()
+            assert server.started  # the front end does not stop a server it does not own
