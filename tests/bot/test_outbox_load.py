@@ -12,13 +12,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from agents.base import Agent
-from agents.notes import NotesAgent
-from agents.ops import OpsAgent
 from bot.inbound import Inbound
-from bot.intents import CATALOG
 from bot.outbox import Delivery
-from bot.runtime import AgentKit, open_runtime
+from bot.runtime import open_runtime
 from config import Settings
 from memory.errors import EmbedderUnavailable
 from memory.outbox import DeliveryState
@@ -70,13 +66,9 @@ def cpu_hog() -> Iterator[None]:
         hog.wait()
 
 
-def _agents(kit: AgentKit) -> Sequence[Agent]:
-    return [OpsAgent(kit.store, kit.events, CATALOG, kit.clock), NotesAgent(kit.memory)]
-
-
 async def test_no_reply_is_sent_twice_under_load(settings: Settings, cpu_hog: None) -> None:
     sender = CountingSender()
-    async with open_runtime(settings, [sender], agents=_agents, embedder=NoEmbedder()) as runtime:
+    async with open_runtime(settings, [sender], embedder=NoEmbedder()) as runtime:
         for start in range(0, MESSAGES, BATCH):
             await asyncio.gather(
                 *(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.runbook import GENERIC, HINTS
+from agents.registry import build_registry
+from agents.runbook import GENERIC
 from config.runbooks import RunbookNotFound, kinds, runbook, runbook_for_error
 
 NAMED_BY_THE_ISSUE = {
@@ -81,7 +82,9 @@ def test_an_error_with_no_known_cause_maps_to_nothing() -> None:
 
 
 def test_every_hint_of_the_executor_has_a_runbook() -> None:
-    for connector, failure in HINTS:
+    hints = build_registry().hints  # every default feature's (connector, failure) hints
+    assert hints
+    for connector, failure in hints:
         assert runbook_for_error("x", connector=connector, failure=failure) in kinds()
     for failure in GENERIC:
         assert runbook_for_error("x", connector="other", failure=failure) in kinds()
