@@ -33,6 +33,8 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agents.errors import AgentsError
+from config import durations
+from config.durations import format_duration
 
 
 class ScheduleError(AgentsError):
@@ -42,54 +44,17 @@ class ScheduleError(AgentsError):
 
 # --- durations -------------------------------------------------------------------------
 
-_UNITS: Final[dict[str, timedelta]] = {
-    "w": timedelta(weeks=1),
-    "d": timedelta(days=1),
-    "h": timedelta(hours=1),
-    "m": timedelta(minutes=1),
-    "s": timedelta(seconds=1),
-}
-_UNIT_WORDS: Final[dict[str, str]] = {
-    "week": "w", "weeks": "w", "day": "d", "days": "d", "hr": "h", "hrs": "h",
-    "hour": "h", "hours": "h", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
-    "sec": "s", "secs": "s", "second": "s", "seconds": "s",
-}  # fmt: skip
-_DURATION_PART = re.compile(r"(\d+)\s*([a-z]+)")
-_DURATION_HELP = "write a duration like 2d, 36h, 90m, 1h30m or 20s"
-
 
 def parse_duration(text: str) -> timedelta:
-    """Read ``2d``, ``36h``, ``20s``, ``90m``, ``1h30m``, ``1w`` or ``2 days``.
+    """:func:`config.durations.parse_duration`, failing as a ScheduleError.
 
     Raises:
         ScheduleError: the text is not a positive duration.
     """
-    cleaned = " ".join(text.lower().split())
-    total = timedelta()
-    position = 0
-    for match in _DURATION_PART.finditer(cleaned):
-        if cleaned[position : match.start()].strip():
-            break
-        unit = _UNIT_WORDS.get(match.group(2), match.group(2))
-        if unit not in _UNITS:
-            break
-        total += int(match.group(1)) * _UNITS[unit]
-        position = match.end()
-    else:
-        if cleaned and not cleaned[position:].strip() and total > timedelta():
-            return total
-    raise ScheduleError(f"{text!r} is not a duration; {_DURATION_HELP}")
-
-
-def format_duration(span: timedelta) -> str:
-    """The short form :func:`parse_duration` reads back: ``1h30m``, ``2d``, ``20s``."""
-    seconds = int(span.total_seconds())
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"
+    try:
+        return durations.parse_duration(text)
+    except durations.DurationError as exc:
+        raise ScheduleError(str(exc)) from None
 
 
 # --- cron ------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.durations import DurationError, parse_duration
+
 DEFAULTS_FILE = Path(__file__).with_name("soloops.toml")
 ENV_PREFIX = "SOLOOPS_"
 
@@ -390,23 +392,18 @@ class FollowupSettings(BaseModel):
     @classmethod
     def _duration(cls, value: str) -> str:
         compact = value.replace(" ", "").lower()
-        if not _DURATION.match(compact) or not parse_duration(compact):
-            raise ValueError("must be a duration such as 2d, 36h, 1d12h or 20s")
-        return compact
+        try:
+            if _DURATION.match(compact):  # the compact form only: no "2 days" here
+                parse_duration(compact)
+                return compact
+        except DurationError:
+            pass  # zero
+        raise ValueError("must be a duration such as 2d, 36h, 1d12h or 20s")
 
     @property
     def delay(self) -> timedelta:
         """``after`` as a timedelta."""
         return parse_duration(self.after)
-
-
-def parse_duration(text: str) -> timedelta:
-    """Read "2d", "36h", "1d12h", "20s", "1w" (a zero duration is zero)."""
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    total = timedelta()
-    for count, unit in re.findall(r"(\d+)([smhdw])", text.lower()):
-        total += timedelta(**{units[unit]: int(count)})
-    return total
 
 
 EMAIL_DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
