@@ -442,8 +442,8 @@ class EmailSettings(BaseModel):
         return self.port if self.port is not None else EMAIL_DEFAULT_PORTS[self.security]
 
 
-class LlmSettings(BaseModel):
-    """A language model on any OpenAI-compatible server. Configured with base_url and model."""
+class _ServerSettings(BaseModel):
+    """An OpenAI-compatible server: its API root, model, key and timeout."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -451,8 +451,6 @@ class LlmSettings(BaseModel):
     model: str = Field(default="", max_length=200)
     api_key: SecretStr | None = None  # local servers (Ollama, llama.cpp) need none
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    price_input_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
-    price_output_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -463,6 +461,13 @@ class LlmSettings(BaseModel):
     @classmethod
     def _base_url_is_http(cls, value: str) -> str:
         return _http_url(value, "base_url").rstrip("/") if value else value
+
+
+class LlmSettings(_ServerSettings):
+    """A language model on any OpenAI-compatible server. Configured with base_url and model."""
+
+    price_input_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
+    price_output_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
 
     @property
     def configured(self) -> bool:
@@ -470,25 +475,11 @@ class LlmSettings(BaseModel):
         return bool(self.base_url and self.model.strip())
 
 
-class TranscribeSettings(BaseModel):
+class TranscribeSettings(_ServerSettings):
     """Speech to text on any OpenAI-compatible ``/audio/transcriptions`` server."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_url: str = ""
     model: str = Field(default="whisper-1", min_length=1, max_length=200)
-    api_key: SecretStr | None = None
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _empty_key_is_unset(cls, value: Any) -> Any:
-        return _empty_is_none(value)
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url_is_http(cls, value: str) -> str:
-        return _http_url(value, "base_url").rstrip("/") if value else value
 
     @property
     def configured(self) -> bool:
