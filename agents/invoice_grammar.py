@@ -25,7 +25,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from agents.email_syntax import bad_email_message, clean_token, is_email
+from agents.grammar import Refusal, after_command, choose, command, read_email
 from agents.money import (
     MoneyError,
     Totals,
@@ -53,7 +53,7 @@ LIST_FILTERS: tuple[ListFilter, ...] = ("open", "overdue", "paid", "void", "all"
 _TYPED_LOWER = frozenset("eur usd gbp chf jpy cad aud nzd sek nok dkk pln czk huf".split())
 _SYMBOLS = {"€": "EUR", "£": "GBP"}
 
-_COMMAND = re.compile(r"^\s*/invoices?(?:@\w+)?\b", re.IGNORECASE)
+_COMMAND = command("invoice")
 _NUMBER = re.compile(r"^(?:INV-)?(\d{4})-(\d{1,6})$", re.IGNORECASE)
 _NUMERIC = re.compile(r"[-+\u2212]?\d[\d.,]*")
 _QTY = re.compile(r"(\d+(?:\.\d+)?)\s*[x\u00d7]$", re.IGNORECASE)
@@ -125,19 +125,12 @@ class ListInvoices:
     filter: ListFilter
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """The input was not understood or not acceptable; ``message`` says what to type."""
-
-    message: str
-
-
 InvoiceCommand = InvoiceDraft | MarkPaid | VoidInvoice | ShowInvoice
 
 
 def parse_invoice(text: str, *, today: date) -> InvoiceCommand | Refusal:
     """Parse one ``/invoice`` message (the command word is optional)."""
-    body = _COMMAND.sub("", text, count=1).strip()
+    body = after_command(_COMMAND, text)
     if not body:
         return Refusal(USAGE)
     first = body.split(maxsplit=1)[0].rstrip(";,")
@@ -152,12 +145,12 @@ def parse_invoice(text: str, *, today: date) -> InvoiceCommand | Refusal:
 
 def parse_invoices(text: str) -> ListInvoices | Refusal:
     """Parse ``/invoices [open|overdue|paid|void|all]`` (no word means open)."""
-    words = _COMMAND.sub("", text, count=1).split()
+    words = after_command(_COMMAND, text).split()
     if not words:
         return ListInvoices("open")
-    if len(words) == 1 and words[0].lower() in LIST_FILTERS:
-        word = words[0].lower()
-        return ListInvoices(next(f for f in LIST_FILTERS if f == word))
+    chosen = choose(words[0], LIST_FILTERS) if len(words) == 1 else None
+    if chosen is not None:
+        return ListInvoices(chosen)
     return Refusal("Write /invoices, or /invoices " + " | ".join(LIST_FILTERS) + ".")
 
 
@@ -279,9 +272,9 @@ def _draft(body: str) -> InvoiceDraft | Refusal:
 def _take_options(segment: str, options: _Options) -> str | Refusal:
     match = _RECIPIENT.search(segment)
     if match:
-        address = clean_token(match.group(1))
-        if not is_email(address):
-            return Refusal(bad_email_message(address))
+        address = read_email(match.group(1))
+        if isinstance(address, Refusal):
+            return address
         if options.recipient not in (None, address):
             return Refusal("Give one recipient address per invoice.")
         options.recipient = address

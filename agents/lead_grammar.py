@@ -19,13 +19,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from agents.email_syntax import bad_email_message, clean_token, is_email
+from agents.grammar import Refusal, after_command, choose, command, read_email
 
 Stage = Literal["new", "contacted", "proposal", "won", "lost"]
 STAGES: tuple[Stage, ...] = ("new", "contacted", "proposal", "won", "lost")
 USAGE = "Write e.g. /lead Jane Doe jane@acme.com wants a new site."
 
-_COMMAND = re.compile(r"^\s*/leads?(?:@\w+)?\b", re.IGNORECASE)
+_COMMAND = command("lead")
 _FREE = re.compile(r"^\s*(?:new\s+lead|lead)\s*[:\-]\s*(?P<rest>.+)$", re.IGNORECASE | re.DOTALL)
 _COMPANY = re.compile(r"^(?P<name>.+?)\s+(?:from|at|of)\s+(?P<company>.+)$", re.IGNORECASE)
 
@@ -62,22 +62,14 @@ class ListLeads:
     stage: Stage | None
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Not understood; ``message`` says what to type."""
-
-    message: str
-
-
 def parse_stage(word: str) -> Stage | None:
     """The stage ``word`` names (case-insensitive), or None."""
-    lowered = word.strip().lower()
-    return next((stage for stage in STAGES if stage == lowered), None)
+    return choose(word, STAGES)
 
 
 def parse_lead(text: str) -> NewLead | ShowLead | SetStage | Refusal:
     """Parse one ``/lead`` message (the command word is optional)."""
-    body = _COMMAND.sub("", text, count=1).strip()
+    body = after_command(_COMMAND, text)
     if not body:
         return Refusal(USAGE)
     words = body.split()
@@ -89,7 +81,7 @@ def parse_lead(text: str) -> NewLead | ShowLead | SetStage | Refusal:
 
 def parse_leads(text: str) -> ListLeads | Refusal:
     """Parse ``/leads [stage]``."""
-    words = _COMMAND.sub("", text, count=1).split()
+    words = after_command(_COMMAND, text).split()
     if not words:
         return ListLeads(None)
     stage = parse_stage(words[0]) if len(words) == 1 else None
@@ -123,9 +115,9 @@ def _new_lead(words: list[str]) -> NewLead | Refusal:
     at = next((i for i, word in enumerate(words) if "@" in word), None)
     if at is None:
         return Refusal("A new lead needs an email address (to find and follow up). " + USAGE)
-    email = clean_token(words[at])
-    if not is_email(email):
-        return Refusal(bad_email_message(email))
+    email = read_email(words[at])
+    if isinstance(email, Refusal):
+        return email
     who = " ".join(words[:at]).strip(" ,;:")
     note = " ".join(words[at + 1 :]).strip(" ,;:-")
     if not who:

@@ -43,6 +43,7 @@ from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped
 
 from agents.schedules import (
     JobLine,
+    PlannedRun,
     ScheduleError,
     next_fire,
     parse_compiled,
@@ -109,6 +110,20 @@ class JobRun:
     def idempotency_key(self) -> str:
         """``job:<id>@<scheduled instant, UTC ISO>``: the task's key at the coordinator."""
         return f"job:{self.job_id}@{self.scheduled_at.astimezone(UTC).isoformat()}"
+
+    @classmethod
+    def of(cls, job: Job, run: PlannedRun | JobRunRow) -> JobRun:
+        """``job``'s run for the instant ``run`` (planned now, or recorded before a crash)."""
+        return cls(
+            job_id=job.id,
+            owner=job.owner,
+            intent_kind=job.intent_kind,
+            payload=job.payload,
+            scheduled_at=run.scheduled_at,
+            late=run.late,
+            missed_since=run.missed_since,
+            coalesced=run.coalesced,
+        )
 
 
 Submit = Callable[[JobRun], Awaitable[None]]
@@ -427,16 +442,7 @@ class Scheduler:
             )
             made: builtins.list[JobRun] = []
             for planned in plan.runs:
-                run = JobRun(
-                    job_id=job.id,
-                    owner=job.owner,
-                    intent_kind=job.intent_kind,
-                    payload=job.payload,
-                    scheduled_at=planned.scheduled_at,
-                    late=planned.late,
-                    missed_since=planned.missed_since,
-                    coalesced=planned.coalesced,
-                )
+                run = JobRun.of(job, planned)
                 if await self._repo.record_run(
                     tx,
                     job.id,
@@ -462,16 +468,7 @@ class Scheduler:
         job = await self._repo.get(row.job_id)
         if job is None:  # pragma: no cover - job rows are never deleted
             return None
-        run = JobRun(
-            job_id=job.id,
-            owner=job.owner,
-            intent_kind=job.intent_kind,
-            payload=job.payload,
-            scheduled_at=row.scheduled_at,
-            late=row.late,
-            missed_since=row.missed_since,
-            coalesced=row.coalesced,
-        )
+        run = JobRun.of(job, row)
         await self._events.record(
             "job.resubmitted",
             actor=ACTOR,

@@ -37,6 +37,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.durations import DurationError, parse_duration
+
 DEFAULTS_FILE = Path(__file__).with_name("soloops.toml")
 ENV_PREFIX = "SOLOOPS_"
 
@@ -444,23 +446,18 @@ class FollowupSettings(BaseModel):
     @classmethod
     def _duration(cls, value: str) -> str:
         compact = value.replace(" ", "").lower()
-        if not _DURATION.match(compact) or not parse_duration(compact):
-            raise ValueError("must be a duration such as 2d, 36h, 1d12h or 20s")
-        return compact
+        try:
+            if _DURATION.match(compact):  # the compact form only: no "2 days" here
+                parse_duration(compact)
+                return compact
+        except DurationError:
+            pass  # zero
+        raise ValueError("must be a duration such as 2d, 36h, 1d12h or 20s")
 
     @property
     def delay(self) -> timedelta:
         """``after`` as a timedelta."""
         return parse_duration(self.after)
-
-
-def parse_duration(text: str) -> timedelta:
-    """Read "2d", "36h", "1d12h", "20s", "1w" (a zero duration is zero)."""
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    total = timedelta()
-    for count, unit in re.findall(r"(\d+)([smhdw])", text.lower()):
-        total += timedelta(**{units[unit]: int(count)})
-    return total
 
 
 EMAIL_DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
@@ -499,8 +496,8 @@ class EmailSettings(BaseModel):
         return self.port if self.port is not None else EMAIL_DEFAULT_PORTS[self.security]
 
 
-class LlmSettings(BaseModel):
-    """A language model on any OpenAI-compatible server. Configured with base_url and model."""
+class _ServerSettings(BaseModel):
+    """An OpenAI-compatible server: its API root, model, key and timeout."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -508,8 +505,6 @@ class LlmSettings(BaseModel):
     model: str = Field(default="", max_length=200)
     api_key: SecretStr | None = None  # local servers (Ollama, llama.cpp) need none
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    price_input_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
-    price_output_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -520,6 +515,13 @@ class LlmSettings(BaseModel):
     @classmethod
     def _base_url_is_http(cls, value: str) -> str:
         return _http_url(value, "base_url").rstrip("/") if value else value
+
+
+class LlmSettings(_ServerSettings):
+    """A language model on any OpenAI-compatible server. Configured with base_url and model."""
+
+    price_input_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
+    price_output_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
 
     @property
     def configured(self) -> bool:
@@ -527,25 +529,11 @@ class LlmSettings(BaseModel):
         return bool(self.base_url and self.model.strip())
 
 
-class TranscribeSettings(BaseModel):
+class TranscribeSettings(_ServerSettings):
     """Speech to text on any OpenAI-compatible ``/audio/transcriptions`` server."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_url: str = ""
     model: str = Field(default="whisper-1", min_length=1, max_length=200)
-    api_key: SecretStr | None = None
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _empty_key_is_unset(cls, value: Any) -> Any:
-        return _empty_is_none(value)
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url_is_http(cls, value: str) -> str:
-        return _http_url(value, "base_url").rstrip("/") if value else value
 
     @property
     def configured(self) -> bool:

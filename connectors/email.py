@@ -38,7 +38,6 @@ import base64
 import binascii
 import hashlib
 import logging
-import re
 import ssl
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -51,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from config.settings import EmailSettings
 from connectors.base import ActionResult, Known, Lookup, PermanentError, TransientError
+from connectors.http import check_key
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,6 @@ MAX_ATTACHMENT_BYTES = 15 * 1024 * 1024  # decoded, all attachments together
 MAX_RECIPIENTS = 50
 SHOWN_REPLY_CHARS = 300
 IDEMPOTENCY_HEADER = "X-Soloops-Idempotency-Key"
-_KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,200}$")  # visible ASCII: safe in a header
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -240,14 +239,6 @@ def check_settings(settings: EmailSettings) -> list[str]:
     return problems
 
 
-def _check_key(key: str) -> None:
-    if not isinstance(key, str) or not _KEY_CHARS.match(key):
-        raise PermanentError(
-            "the idempotency key must be 1-200 visible ASCII characters (it travels in a "
-            f"header); got {str(key)[:40]!r}"
-        )
-
-
 class _Scrubber:
     """Removes the password, in the forms it crosses the wire, from quoted text."""
 
@@ -339,7 +330,7 @@ class EmailConnector:
             PermanentError: retrying cannot help (5xx reply, bad params, TLS/AUTH setup).
         """
         self._check_operation(operation)
-        _check_key(idempotency_key)
+        check_key(idempotency_key)
         parsed = parse_params(params)
         sender = self._settings.from_address
         try:
@@ -387,7 +378,7 @@ class EmailConnector:
         receiving side drop the duplicate.
         """
         self._check_operation(operation)
-        _check_key(idempotency_key)
+        check_key(idempotency_key)
         return Lookup(Known.UNKNOWN)
 
     async def probe(self) -> list[str]:

@@ -57,6 +57,7 @@ from pydantic import BaseModel, ValidationError
 from config.settings import LlmSettings
 from connectors import openai_http
 from connectors.base import ConnectorError, PermanentError
+from connectors.http import OwnedClient, check_key
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ M = TypeVar("M", bound=BaseModel)
 P = TypeVar("P")
 PREFIX = "SOLOOPS_LLM"
 MILLION = Decimal(1_000_000)
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class ModelNotConfigured(PermanentError):
@@ -232,16 +232,7 @@ def check_settings(settings: LlmSettings) -> list[str]:
         )
     if not settings.model.strip():
         problems.append(f"{PREFIX}__MODEL is not set: the model name, e.g. gpt-4o-mini")
-    host = httpx.URL(settings.base_url).host if settings.base_url else ""
-    if settings.base_url.startswith("https://api.openai.com") and settings.api_key is None:
-        problems.append(f"{PREFIX}__API_KEY is not set, and api.openai.com needs one")
-    plain_http = settings.base_url.startswith("http://")
-    if plain_http and settings.api_key is not None and host not in _LOOPBACK:
-        problems.append(
-            f"{PREFIX}__BASE_URL is plain http:// to {host}, so the API key would cross "
-            "the network unencrypted: use https://"
-        )
-    return problems
+    return problems + openai_http.key_problems(settings, PREFIX)
 
 
 def _completion_text(raw: bytes) -> tuple[str, Usage]:
@@ -272,7 +263,7 @@ def _count(value: Any) -> int:
 # --- the client -----------------------------------------------------------------------
 
 
-class LanguageModel:
+class LanguageModel(OwnedClient):
     """Chat completions from one OpenAI-compatible server.
 
     Args:
@@ -286,9 +277,9 @@ class LanguageModel:
     version = "1"
 
     def __init__(self, settings: LlmSettings, client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(client)
         self._settings = settings
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(follow_redirects=False)
+        self._server = openai_http.Server("the model server", PREFIX, settings)
         self._json_mode_ok = True  # until the server refuses response_format
 
     def __repr__(self) -> str:
@@ -300,17 +291,6 @@ class LanguageModel:
     def configured(self) -> bool:
         """Whether a model is set up (else the features use templates)."""
         return self._settings.configured
-
-    async def __aenter__(self) -> LanguageModel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object opened it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     @overload
     async def complete(
@@ -352,7 +332,7 @@ class LanguageModel:
             raise ModelNotConfigured(
                 f"no language model is set up ({PREFIX}__BASE_URL and {PREFIX}__MODEL)"
             )
-        openai_http.check_key(idempotency_key)
+        check_key(idempotency_key)
         if not messages:
             raise PermanentError("a completion needs at least one message")
         wire = [m.as_dict() for m in messages]
@@ -392,30 +372,15 @@ class LanguageModel:
             return problems or [f"no language model is set up ({PREFIX}__BASE_URL, __MODEL)"]
         s = self._settings
         try:
-            status, headers, raw = await openai_http.send(
-                self._client,
-                "GET",
-                f"{s.base_url}/models",
-                what="the model server",
-                timeout_s=s.timeout_s,
-                headers=openai_http.headers_for(s.api_key, "soloops-doctor"),
-                api_key=s.api_key,
+            status, headers, raw = await self._server.send(
+                self._client, "GET", "/models", "soloops-doctor"
             )
             if status == 404:
                 await self.complete(
                     [user("Say OK.")], idempotency_key="soloops-doctor", max_tokens=1
                 )
                 return []
-            if not 200 <= status < 300:
-                raise openai_http.http_error(
-                    status,
-                    headers,
-                    raw,
-                    what="the model server",
-                    prefix=PREFIX,
-                    model=s.model,
-                    api_key=s.api_key,
-                )
+            self._server.check(status, headers, raw)
         except ConnectorError as exc:
             return [str(exc)]
         return _model_listed(raw, s.model)
@@ -436,16 +401,7 @@ class LanguageModel:
             self._json_mode_ok = False
             del body["response_format"]
             status, headers, raw = await self._post(body, f"{key}:plain")
-        if not 200 <= status < 300:
-            raise openai_http.http_error(
-                status,
-                headers,
-                raw,
-                what="the model server",
-                prefix=PREFIX,
-                model=s.model,
-                api_key=s.api_key,
-            )
+        self._server.check(status, headers, raw)
         text, usage = _completion_text(raw)
         log.info(
             "llm answered for key %s: %d tokens in, %d out",
@@ -456,17 +412,7 @@ class LanguageModel:
         return text, usage
 
     async def _post(self, body: dict[str, Any], key: str) -> tuple[int, httpx.Headers, bytes]:
-        s = self._settings
-        return await openai_http.send(
-            self._client,
-            "POST",
-            f"{s.base_url}/chat/completions",
-            what="the model server",
-            timeout_s=s.timeout_s,
-            headers=openai_http.headers_for(s.api_key, key),
-            api_key=s.api_key,
-            json=body,
-        )
+        return await self._server.send(self._client, "POST", "/chat/completions", key, json=body)
 
 
 def _model_listed(raw: bytes, model: str) -> list[str]:

@@ -14,14 +14,15 @@ are scrubbed of it, and nothing here logs headers.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
 from pydantic import SecretStr
 
 from connectors.base import PermanentError, TransientError
+from connectors.http import send_capped
 from connectors.webhook import USER_AGENT, Outcome, classify
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
@@ -95,62 +96,88 @@ def http_error(
     return PermanentError(reason)
 
 
-async def send(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    what: str,
-    timeout_s: float,
-    headers: dict[str, str],
-    api_key: SecretStr | None,
-    **content: Any,
-) -> tuple[int, httpx.Headers, bytes]:
-    """One request with a whole-request deadline; transport failures become transient.
+class ServerSettings(Protocol):
+    """The settings an OpenAI-compatible server is reached with."""
 
-    ``content`` goes to :meth:`httpx.AsyncClient.build_request` (``json=``, ``files=``,
-    ``data=``).
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def api_key(self) -> SecretStr | None: ...
+    @property
+    def timeout_s(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """One OpenAI-compatible server: how to reach it, and how errors name it.
+
+    Args:
+        what: the server in an error message ("the model server").
+        prefix: the settings' environment prefix, for fixes ("SOLOOPS_LLM").
+        settings: where it is, the model, the key and the timeout.
     """
-    try:
-        # httpx's timeout bounds each read; the outer deadline bounds the whole answer.
-        async with asyncio.timeout(timeout_s):
-            request = client.build_request(
-                method, url, headers=headers, timeout=timeout_s, **content
-            )
-            response = await client.send(request, stream=True)
-            try:
-                raw = await _read_capped(response)
-            finally:
-                await response.aclose()
-    except (TimeoutError, httpx.TimeoutException) as exc:
-        raise TransientError(
-            f"{what} did not answer within {timeout_s:g}s (raise its TIMEOUT_S setting "
-            "if answers are just slow)"
-        ) from exc
-    except httpx.TransportError as exc:
-        raise TransientError(
-            f"could not reach {what} ({type(exc).__name__}: "
-            f"{shown(str(exc), api_key) or 'no detail'})"
-        ) from exc
-    return response.status_code, response.headers, raw
 
+    what: str
+    prefix: str
+    settings: ServerSettings
 
-async def _read_capped(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise PermanentError(f"the answer is larger than {MAX_ANSWER_BYTES} bytes")
-    return b"".join(chunks)
+    async def send(
+        self, client: httpx.AsyncClient, method: str, path: str, key: str, **content: Any
+    ) -> tuple[int, httpx.Headers, bytes]:
+        """One request to ``{base_url}{path}`` under the timeout; see :func:`send_capped`.
 
-
-def check_key(key: str) -> None:
-    """An idempotency key must fit in a header."""
-    if not isinstance(key, str) or not (1 <= len(key) <= 200) or not key.isprintable():
-        raise PermanentError(
-            "the idempotency key must be 1-200 printable characters (it travels in a header)"
+        ``content`` goes to :meth:`httpx.AsyncClient.build_request` (``json=``,
+        ``files=``, ``data=``).
+        """
+        s = self.settings
+        request = client.build_request(
+            method,
+            f"{s.base_url}{path}",
+            headers=headers_for(s.api_key, key),
+            timeout=s.timeout_s,
+            **content,
         )
-    if not key.isascii() or " " in key:
-        raise PermanentError("the idempotency key must be visible ASCII (it travels in a header)")
+        return await send_capped(
+            client,
+            request,
+            what=self.what,
+            deadline_s=s.timeout_s,
+            timeout_hint=" (raise its TIMEOUT_S setting if answers are just slow)",
+            scrub=lambda text: shown(text, s.api_key),
+            max_bytes=MAX_ANSWER_BYTES,
+            truncate=False,
+        )
+
+    def check(self, status: int, headers: httpx.Headers, raw: bytes) -> None:
+        """Raise the connector error for a non-2xx answer (see the module docstring)."""
+        if not 200 <= status < 300:
+            s = self.settings
+            raise http_error(
+                status,
+                headers,
+                raw,
+                what=self.what,
+                prefix=self.prefix,
+                model=s.model,
+                api_key=s.api_key,
+            )
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def key_problems(settings: ServerSettings, prefix: str) -> list[str]:
+    """What is wrong with how the API key would travel (no network)."""
+    problems = []
+    if settings.base_url.startswith("https://api.openai.com") and settings.api_key is None:
+        problems.append(f"{prefix}__API_KEY is not set, and api.openai.com needs one")
+    host = httpx.URL(settings.base_url).host if settings.base_url else ""
+    plain_http = settings.base_url.startswith("http://")
+    if plain_http and settings.api_key is not None and host not in _LOOPBACK:
+        problems.append(
+            f"{prefix}__BASE_URL is plain http:// to {host}, so the API key would cross "
+            "the network unencrypted: use https://"
+        )
+    return problems

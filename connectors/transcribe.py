@@ -30,6 +30,7 @@ import httpx
 from config.settings import TranscribeSettings
 from connectors import openai_http
 from connectors.base import ConnectorError, PermanentError
+from connectors.http import OwnedClient, check_key
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +46,7 @@ def check_settings(settings: TranscribeSettings) -> list[str]:
     """Problems with the transcription settings (no network); empty when not set up."""
     if not settings.base_url:
         return []
-    host = httpx.URL(settings.base_url).host
-    problems = []
-    if settings.base_url.startswith("https://api.openai.com") and settings.api_key is None:
-        problems.append(f"{PREFIX}__API_KEY is not set, and api.openai.com needs one")
-    if (
-        settings.base_url.startswith("http://")
-        and settings.api_key is not None
-        and host not in ("localhost", "127.0.0.1", "::1")
-    ):
-        problems.append(
-            f"{PREFIX}__BASE_URL is plain http:// to {host}, so the API key would cross the "
-            "network unencrypted: use https://"
-        )
-    return problems
+    return openai_http.key_problems(settings, PREFIX)
 
 
 def transcript_text(raw: bytes, content_type: str) -> str:
@@ -78,7 +66,7 @@ def transcript_text(raw: bytes, content_type: str) -> str:
     return str(parsed["text"]).strip()
 
 
-class Transcriber:
+class Transcriber(OwnedClient):
     """Transcribes audio with one OpenAI-compatible server.
 
     Args:
@@ -94,9 +82,9 @@ class Transcriber:
     def __init__(
         self, settings: TranscribeSettings, client: httpx.AsyncClient | None = None
     ) -> None:
+        super().__init__(client)
         self._settings = settings
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(follow_redirects=False)
+        self._server = openai_http.Server("the transcription server", PREFIX, settings)
 
     def __repr__(self) -> str:
         s = self._settings
@@ -106,17 +94,6 @@ class Transcriber:
     def configured(self) -> bool:
         """Whether a transcription server is set up."""
         return self._settings.configured
-
-    async def __aenter__(self) -> Transcriber:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object opened it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     async def transcribe(
         self, audio: bytes, filename: str, content_type: str, *, idempotency_key: str
@@ -134,7 +111,7 @@ class Transcriber:
                 f"voice notes need a transcription server: set {PREFIX}__BASE_URL to any "
                 "OpenAI-compatible API root (e.g. a local faster-whisper server)"
             )
-        openai_http.check_key(idempotency_key)
+        check_key(idempotency_key)
         if not audio:
             raise PermanentError("the audio is empty")
         if len(audio) > MAX_AUDIO_BYTES:
@@ -142,29 +119,17 @@ class Transcriber:
                 f"the audio is {len(audio) // (1024 * 1024)} MiB; at most "
                 f"{MAX_AUDIO_BYTES // (1024 * 1024)} MiB can be transcribed"
             )
-        status, headers, raw = await openai_http.send(
+        status, headers, raw = await self._server.send(
             self._client,
             "POST",
-            f"{s.base_url}/audio/transcriptions",
-            what="the transcription server",
-            timeout_s=s.timeout_s,
-            headers=openai_http.headers_for(s.api_key, idempotency_key),
-            api_key=s.api_key,
+            "/audio/transcriptions",
+            idempotency_key,
             files={
                 "file": (filename or "audio", audio, content_type or "application/octet-stream")
             },
             data={"model": s.model, "response_format": "json"},
         )
-        if not 200 <= status < 300:
-            raise openai_http.http_error(
-                status,
-                headers,
-                raw,
-                what="the transcription server",
-                prefix=PREFIX,
-                model=s.model,
-                api_key=s.api_key,
-            )
+        self._server.check(status, headers, raw)
         text = transcript_text(raw, headers.get("Content-Type", ""))
         log.info(
             "transcribed %d bytes for key %s: %d characters", len(audio), idempotency_key, len(text)

@@ -18,7 +18,6 @@ which sometimes carries a token of its own).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -44,12 +43,12 @@ from connectors.base import (
     PermanentError,
     TransientError,
 )
+from connectors.http import OwnedClient, check_key, send_capped
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # read at most this much of an answer
 SHOWN_BODY_CHARS = 300  # how much of an answer an error message or result quotes
-_KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,200}$")  # visible ASCII: safe in a header
 
 
 def _user_agent() -> str:
@@ -159,7 +158,7 @@ def _parsed_body(raw: bytes, content_type: str, secret: str) -> Any:
 # --- the connector --------------------------------------------------------------------
 
 
-class WebhookConnector:
+class WebhookConnector(OwnedClient):
     """POSTs signed JSON to named hooks; one operation, ``post``.
 
     Args:
@@ -180,21 +179,9 @@ class WebhookConnector:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(client)
         self._hooks = dict(hooks)
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(follow_redirects=False)
         self._clock = clock
-
-    async def __aenter__(self) -> WebhookConnector:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this connector opened it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     async def execute(
         self, operation: str, params: dict[str, Any], idempotency_key: str
@@ -206,7 +193,7 @@ class WebhookConnector:
             PermanentError: retrying cannot help (unknown hook, bad params, other 4xx).
         """
         name, hook = self._hook(operation, params)
-        _check_key(idempotency_key)
+        check_key(idempotency_key)
         if "payload" not in params:
             raise PermanentError("webhook post needs params['payload'], the JSON to send")
         try:
@@ -237,7 +224,7 @@ class WebhookConnector:
         key is UNKNOWN and the operator decides. Bad params still raise PermanentError.
         """
         name, hook = self._hook(operation, params)
-        _check_key(idempotency_key)
+        check_key(idempotency_key)
         if hook.status_url is None:
             return Lookup(Known.UNKNOWN)
         url = hook.status_url.replace("{key}", quote(idempotency_key, safe=""))
@@ -281,53 +268,25 @@ class WebhookConnector:
     ) -> tuple[int, httpx.Headers, bytes]:
         """One request with a whole-request deadline; transport failures become transient."""
         timestamp = int(self._clock())
+        secret = hook.secret.get_secret_value()
         headers = {
             "Idempotency-Key": key,
             "User-Agent": USER_AGENT,
             "X-Soloops-Timestamp": str(timestamp),
-            "X-Soloops-Signature": sign(hook.secret.get_secret_value(), timestamp, key, body),
+            "X-Soloops-Signature": sign(secret, timestamp, key, body),
         }
         if method == "POST":
             headers["Content-Type"] = "application/json"
-        try:
-            # httpx's timeout bounds each read; the outer deadline also bounds a server
-            # that drips its answer byte by byte.
-            async with asyncio.timeout(hook.timeout_s):
-                request = self._client.build_request(
-                    method, url, content=body or None, headers=headers, timeout=hook.timeout_s
-                )
-                response = await self._client.send(request, stream=True)
-                try:
-                    raw = await _read_capped(response)
-                finally:
-                    await response.aclose()
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise TransientError(
-                f"hook {name!r} did not answer within {hook.timeout_s:g}s; "
-                "it may or may not have received the request"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"could not reach hook {name!r} ({type(exc).__name__}: "
-                f"{_shown(str(exc), hook.secret.get_secret_value()) or 'no detail'})"
-            ) from exc
-        return response.status_code, response.headers, raw
-
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_BODY_BYTES:
-            break
-    return b"".join(chunks)[:MAX_BODY_BYTES]
-
-
-def _check_key(key: str) -> None:
-    if not isinstance(key, str) or not _KEY_CHARS.match(key):
-        raise PermanentError(
-            "the idempotency key must be 1-200 visible ASCII characters (it travels in a "
-            f"header); got {str(key)[:40]!r}"
+        request = self._client.build_request(
+            method, url, content=body or None, headers=headers, timeout=hook.timeout_s
+        )
+        return await send_capped(
+            self._client,
+            request,
+            what=f"hook {name!r}",
+            deadline_s=hook.timeout_s,
+            timeout_hint="; it may or may not have received the request",
+            scrub=lambda text: _shown(text, secret),
+            max_bytes=MAX_BODY_BYTES,
+            truncate=True,
         )

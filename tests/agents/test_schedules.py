@@ -155,25 +155,29 @@ def daily_runs(text: str, start: datetime, count: int) -> list[datetime]:
     return runs
 
 
-def test_daily_0800_berlin_across_spring_change() -> None:
-    runs = daily_runs("every day at 8:00", utc(2026, 3, 27, 12), 4)
-    assert runs == [
-        utc(2026, 3, 28, 7),
-        utc(2026, 3, 29, 6),
-        utc(2026, 3, 30, 6),
-        utc(2026, 3, 31, 6),
-    ]
-    assert all(r.astimezone(BERLIN).hour == 8 for r in runs)
-
-
-def test_daily_0800_berlin_across_autumn_change() -> None:
-    runs = daily_runs("every day at 8:00", utc(2026, 10, 23, 12), 4)
-    assert runs == [
-        utc(2026, 10, 24, 6),
-        utc(2026, 10, 25, 7),
-        utc(2026, 10, 26, 7),
-        utc(2026, 10, 27, 7),
-    ]
+@pytest.mark.parametrize(
+    ("start", "expected"),
+    [
+        pytest.param(
+            utc(2026, 3, 27, 12),
+            [utc(2026, 3, 28, 7), utc(2026, 3, 29, 6), utc(2026, 3, 30, 6), utc(2026, 3, 31, 6)],
+            id="spring",
+        ),
+        pytest.param(
+            utc(2026, 10, 23, 12),
+            [
+                utc(2026, 10, 24, 6),
+                utc(2026, 10, 25, 7),
+                utc(2026, 10, 26, 7),
+                utc(2026, 10, 27, 7),
+            ],
+            id="autumn",
+        ),
+    ],
+)
+def test_daily_0800_berlin_across_a_dst_change(start: datetime, expected: list[datetime]) -> None:
+    runs = daily_runs("every day at 8:00", start, 4)
+    assert runs == expected
     assert all(r.astimezone(BERLIN).hour == 8 for r in runs)
 
 

@@ -42,3 +42,14 @@ def test_durations() -> None:
     assert parse_duration("20s") == timedelta(seconds=20)
     monkey = load_settings(followups={"after": "20s"})
     assert monkey.followups.delay == timedelta(seconds=20)
+
+
+@pytest.mark.parametrize("after", ["0s", "2 days", "1h30", "-2h"])
+def test_followups_take_a_positive_compact_duration_only(
+    monkeypatch: pytest.MonkeyPatch, after: str
+) -> None:
+    monkeypatch.setenv("SOLOOPS_FOLLOWUPS__AFTER", after)
+    with pytest.raises(ConfigError, match="SOLOOPS_FOLLOWUPS__AFTER"):
+        load_settings()
+    monkeypatch.setenv("SOLOOPS_FOLLOWUPS__AFTER", "1h 30m")
+    assert load_settings().followups.delay == timedelta(hours=1, minutes=30)

@@ -14,14 +14,14 @@ timeout ends the request, never a sleep.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
+
+from tests.emulators.loopback import OpenAiCompatibleServer, openai_error
 
 MODEL = "test-model"
 
@@ -52,56 +52,22 @@ class _Reply:
 
 
 @dataclass
-class LlmServer:
+class LlmServer(OpenAiCompatibleServer):
     """A running loopback model server. Use ``async with LlmServer() as llm``."""
 
-    api_key: str | None = None
+    base_settings: ClassVar[dict[str, Any]] = {"model": MODEL}
+
     json_mode: bool = True
     models: list[str] = field(default_factory=lambda: [MODEL])
     default_text: str = "Hello from the test model."
 
     requests: list[Request] = field(default_factory=list)
     _script: deque[_Reply] = field(default_factory=deque)
-    _runner: web.AppRunner | None = None
-    _released: asyncio.Event = field(default_factory=asyncio.Event)
-    url: str = ""
 
-    async def start(self) -> None:
-        """Listen on an ephemeral port of 127.0.0.1; ``url`` is the API root (``.../v1``)."""
-        self._released = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """``POST /v1/chat/completions`` and ``GET /v1/models``."""
         app.router.add_post("/v1/chat/completions", self._on_chat)
         app.router.add_get("/v1/models", self._on_models)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-        host, port = sock.getsockname()[:2]
-        self.url = f"http://{host}:{port}/v1"
-
-    async def close(self) -> None:
-        """Release hung answers and stop listening."""
-        self._released.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> LlmServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    def settings(self, **overrides: Any) -> dict[str, Any]:
-        """``LlmSettings`` fields pointing at this server."""
-        values: dict[str, Any] = {"base_url": self.url, "model": MODEL, "timeout_s": 5.0}
-        if self.api_key is not None:
-            values["api_key"] = self.api_key
-        values.update(overrides)
-        return values
 
     # --- scripting --------------------------------------------------------------------
 
@@ -132,17 +98,9 @@ class LlmServer:
 
     # --- handlers ---------------------------------------------------------------------
 
-    def _refused(self, request: web.Request) -> web.Response | None:
-        if self.api_key is None:
-            return None
-        if request.headers.get("Authorization") == f"Bearer {self.api_key}":
-            return None
-        body = {"error": {"message": "Incorrect API key provided", "type": "invalid_request"}}
-        return web.json_response(body, status=401)
-
     async def _on_models(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(Request("GET", request.path, dict(request.headers), None))
-        refusal = self._refused(request)
+        refusal = self.refused(request)
         if refusal is not None:
             return refusal
         data = [{"id": name, "object": "model"} for name in self.models]
@@ -154,16 +112,14 @@ class LlmServer:
         except ValueError:
             body = None
         self.requests.append(Request("POST", request.path, dict(request.headers), body))
-        refusal = self._refused(request)
+        refusal = self.refused(request)
         if refusal is not None:
             return refusal
         if not self.json_mode and isinstance(body, dict) and "response_format" in body:
-            error = {"error": {"message": "response_format is not supported", "type": "x"}}
-            return web.json_response(error, status=400)
+            return openai_error(400, "response_format is not supported", "x")
         reply = self._script.popleft() if self._script else _Reply(text=self.default_text)
         if reply.hang:
-            await self._released.wait()
-            return web.Response(status=504, text="released")
+            return await self.hung()
         if reply.raw is not None:
             return web.Response(
                 status=reply.status,

@@ -33,7 +33,6 @@ import hmac
 import json
 import random
 import signal
-import socket
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from config.settings import HookSettings
+from tests.emulators.loopback import serve
 
 DEFAULT_SECRET = "provider-test-secret-0123456789"
 HOOK_PATH = "/hook"
@@ -121,15 +121,7 @@ class Provider:
         app = web.Application()
         app.router.add_post("/{path:.*}", self._on_post)
         app.router.add_get(STATUS_PATH + "/{key}", self._on_status)
-        # Bind the socket ourselves: the port is known before serving, with no guessing.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-        bound_host, bound_port = sock.getsockname()[:2]
-        self._url = f"http://{bound_host}:{bound_port}"
+        self._runner, self._url = await serve(app, host, port)
 
     async def close(self) -> None:
         """Release hung requests and stop listening."""
