@@ -12,7 +12,7 @@ them at start.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,7 +21,12 @@ from agents.policy import Rule
 
 if TYPE_CHECKING:
     from agents.base import Agent
+    from agents.intents import Conversation
     from agents.ports import Ports
+    from agents.scheduler import JobSpec
+    from config import Settings
+
+    JobsFactory = Callable[[Settings, tuple[Conversation, ...]], Sequence[JobSpec]]
 
 ArgStyle = Literal["none", "text", "optional_text", "tokens"]
 """How a command's arguments reach its builder: nothing; the rest of the line verbatim
@@ -84,6 +89,9 @@ class Feature:
     ``hints`` say what to do about a failure, per (connector, failure kind).
     ``control_kinds`` are never held by pause, degradation or budgets.
     ``operator_controls`` gives the agent the lifecycle control port (the ops feature).
+    ``jobs`` declares the feature's standing scheduled jobs (the daily digest), from the
+    settings and the operator's home conversations; they are (re)declared at every
+    start, which never duplicates one (the scheduler keeps them by id).
     """
 
     name: str
@@ -97,6 +105,7 @@ class Feature:
     hints: Mapping[tuple[str, str], str] = field(default_factory=dict)
     control_kinds: frozenset[str] = frozenset()
     operator_controls: bool = False
+    jobs: JobsFactory | None = None
 
     @property
     def kinds(self) -> frozenset[str]:

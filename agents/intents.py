@@ -10,6 +10,8 @@ message can never create two tasks.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -35,14 +37,31 @@ class Conversation(BaseModel):
         return f"{self.platform}:{self.user_id}"
 
 
+class Scheduled(BaseModel):
+    """Set on an intent that a scheduled job submitted: which run it is, and how late."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str = Field(min_length=1, max_length=200)
+    scheduled_at: datetime
+    late: bool = False
+    missed_since: datetime | None = None
+    coalesced: int = Field(default=0, ge=0)
+
+
 class Intent(BaseModel):
-    """The base of every intent: subclasses add ``kind: Literal[...]`` and their fields."""
+    """The base of every intent: subclasses add ``kind: Literal[...]`` and their fields.
+
+    ``scheduled`` is set when the scheduler submitted the intent (a reminder, the daily
+    digest), so the agent can say when a run is late.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: str
     conversation: Conversation
     idempotency_key: str = Field(min_length=1, max_length=256)
+    scheduled: Scheduled | None = None
 
 
 def kind_of(model: type[Intent]) -> str:

@@ -15,9 +15,13 @@ An agent never holds the coordinator, the store or another agent. Its factory ge
 - ``embedder`` and ``recent_turns``: the language model and the conversations' recent
   turns (the free-text router).
 
-Ports for the next features go here as fields of :class:`Ports`: a scheduler port
-(schedule or cancel a job that later submits an intent) and a usage port (connector
-and model spend reporting).
+- ``schedules``: the feature's own jobs on the scheduler
+  (:class:`agents.schedule_port.FeatureSchedules`): a job later submits an intent;
+- ``model``: the language model within the agent's spend budget
+  (:class:`agents.model_port.ModelPort`);
+- ``files``: where a reply's files (a chart, an invoice PDF) are kept before the reply
+  is queued; ``homes``: the operator's home conversations (``SOLOOPS_DIGEST__TO``), for
+  work that starts without a message to answer (a scheduled run, an inbound hook).
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Phrasings
 from agents.intents import Conversation, Intent
 from agents.lifecycle import AgentState, BudgetUse, Lifecycle
+from agents.model_port import ModelPort
 from agents.policy import Rule
 from agents.policybook import PolicyBook
+from agents.schedule_port import FeatureSchedules
 from config import Settings
 from memory.actions import ActionRepo, ActionRow
 from memory.approvals import ApprovalRow
@@ -41,6 +47,7 @@ from memory.clock import Clock
 from memory.embedder import Embedder
 from memory.ephemeral import EphemeralMemory
 from memory.events import Event, EventLog
+from memory.files import FileStore
 from memory.memories import MemoryRepo
 from memory.outbox import DeliveryState, OutboxRepo
 from memory.semantic import MemorySpace
@@ -178,9 +185,12 @@ class Ports:
     phrasings: Mapping[str, Phrasings]
     embedder: Embedder
     make_intent: Callable[..., Intent]
+    schedules: FeatureSchedules
+    model: ModelPort
+    files: FileStore
+    homes: tuple[Conversation, ...] = ()
     recent_turns: EphemeralMemory | None = None
     control: LifecycleControl | None = None
-    # Next: scheduler (schedule/cancel a job that submits an intent), usage (spend reports).
 
     def require_control(self) -> LifecycleControl:
         """The control port; only features declaring ``operator_controls`` have it."""

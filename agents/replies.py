@@ -37,6 +37,22 @@ class Option(BaseModel):
     command: str = Field(min_length=1, max_length=4096, description="the text it sends")
 
 
+class Attachment(BaseModel):
+    """A file sent with a reply: a chart (``photo``) or an invoice PDF (``document``).
+
+    ``path`` points into the home's ``files/`` folder, where the file was written before
+    the reply was queued (:class:`memory.files.FileStore`), so a delivery retried after a
+    restart still has it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(min_length=1, max_length=4096)
+    filename: str = Field(min_length=1, max_length=255)
+    mime: str = Field(min_length=3, max_length=100)
+    kind: Literal["photo", "document"] = "document"
+
+
 class Reply(BaseModel):
     """One message to the operator, in the conversation that asked.
 
@@ -51,6 +67,7 @@ class Reply(BaseModel):
     tone: Literal["info", "error"] = "info"
     buttons: tuple[Button, ...] = ()
     options: tuple[Option, ...] = Field(default=(), max_length=MAX_OPTIONS)
+    attachments: tuple[Attachment, ...] = Field(default=(), max_length=10)
 
     def to_json(self) -> str:
         """The outbox body."""

@@ -24,8 +24,11 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
 def render(reply: Reply) -> str:
-    """A reply as console text: options numbered, answered by sending the number."""
+    """A reply as console text: options numbered, answered by sending the number; each
+    file it carries (a chart, an invoice PDF) as its path in the home."""
     text = body_text(reply)
+    for attachment in reply.attachments:
+        text += f"\n📎 {attachment.filename}: {attachment.path}"
     return text if reply.tone == "info" else f"⚠ {text}"
 
 

@@ -11,27 +11,33 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 
 from agents.base import Agent
 from agents.coordinator import Coordinator
 from agents.errors import ConfigurationError
 from agents.feature import Feature
+from agents.intents import Conversation, Scheduled
+from agents.model_port import ModelPort
 from agents.ports import ApprovalsView, LifecycleControl, Ports, Reports, scoped_memory
 from agents.registry import Registry, build_registry
+from agents.schedule_port import FeatureSchedules
+from agents.scheduler import JobRun, Scheduler
 from bot.gateway import Gateway, OperatorCheck
 from bot.home import prepare_home, secure_home
 from bot.outbox import OutboxDispatcher, Sender
 from config import ConfigError, Settings
 from connectors.base import Connector
+from connectors.llm import LanguageModel
 from connectors.webhook import WebhookConnector
 from memory.anchor import AnchorKeeper, anchor_path
 from memory.clock import Clock, SystemClock
 from memory.embedder import Embedder, build_embedder
 from memory.events import EventLog
+from memory.files import FileStore
 from memory.redact import Redactor
 from memory.semantic import SemanticMemory
 from memory.store import Store
@@ -53,6 +59,8 @@ class Runtime:
     outbox: OutboxDispatcher
     memory: SemanticMemory
     registry: Registry
+    scheduler: Scheduler
+    homes: tuple[Conversation, ...] = ()
 
     async def settle(self) -> None:
         """Wait until queued work has run and its replies are delivered."""
@@ -61,8 +69,70 @@ class Runtime:
 
 
 def default_connectors(settings: Settings) -> dict[str, Connector]:
-    """The connectors soloops runs with, built from settings."""
-    return {"webhook": WebhookConnector(settings.hooks)}
+    """The connectors soloops runs with, built from settings (email when configured)."""
+    built: dict[str, Connector] = {"webhook": WebhookConnector(settings.hooks)}
+    if settings.email.configured:
+        from connectors.email import EmailConnector  # aiosmtplib loads only when needed
+
+        built["email"] = EmailConnector(settings.email)
+    return built
+
+
+def home_conversations(settings: Settings, platforms: Sequence[str]) -> tuple[Conversation, ...]:
+    """The operator's home conversations: ``SOLOOPS_DIGEST__TO``, else each running
+    platform's first operator's private chat (and the console when it runs)."""
+    targets = list(settings.digest.to)
+    if not targets:
+        if "console" in platforms:
+            targets.append("console:local")
+        if "telegram" in platforms and settings.telegram.operators:
+            targets.append(f"telegram:{settings.telegram.operators[0]}")
+        if "slack" in platforms and settings.slack.operators:
+            targets.append(f"slack:{settings.slack.operators[0]}")
+    homes = []
+    for target in targets:
+        platform, chat, *topic = target.split(":")
+        user = "operator" if platform == "console" else chat
+        if platform == "telegram" and settings.telegram.operators:
+            user = str(settings.telegram.operators[0])
+        elif platform == "slack" and settings.slack.operators:
+            user = settings.slack.operators[0]
+        homes.append(
+            Conversation(
+                platform=platform, chat_id=chat, user_id=user, thread_id=topic[0] if topic else None
+            )
+        )
+    return tuple(homes)
+
+
+def scheduled_submitter(
+    coordinator: Coordinator, registry: Registry
+) -> Callable[[JobRun], Awaitable[None]]:
+    """How a scheduled run becomes a task: the job's intent, keyed by job + instant.
+
+    The payload holds the intent's fields and the ``conversation`` to answer; the
+    coordinator ignores a key it already has, so submitting a run again is harmless.
+    """
+
+    async def submit(run: JobRun) -> None:
+        fields = dict(run.payload)
+        conversation = Conversation.model_validate(fields.pop("conversation"))
+        intent = registry.intent(
+            run.intent_kind,
+            conversation,
+            run.idempotency_key,
+            scheduled=Scheduled(
+                job_id=run.job_id,
+                scheduled_at=run.scheduled_at,
+                late=run.late,
+                missed_since=run.missed_since,
+                coalesced=run.coalesced,
+            ),
+            **fields,
+        )
+        await coordinator.submit(intent)
+
+    return submit
 
 
 def load_features(settings: Settings) -> list[Feature]:
@@ -82,6 +152,16 @@ def load_features(settings: Settings) -> list[Feature]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the runtime shares among the features' ports."""
+
+    scheduler: Scheduler
+    model: LanguageModel
+    files: FileStore
+    homes: tuple[Conversation, ...]
+
+
 def ports_for(
     feature: Feature,
     coordinator: Coordinator,
@@ -89,6 +169,7 @@ def ports_for(
     embedder: Embedder,
     settings: Settings,
     clock: Clock,
+    services: Services,
 ) -> Ports:
     """The narrow ports ``feature``'s factory gets (control only if it declares it)."""
     store, events, registry = coordinator.store, coordinator.events, coordinator.registry
@@ -113,6 +194,17 @@ def ports_for(
         phrasings=registry.phrasings,
         embedder=embedder,
         make_intent=registry.intent,
+        schedules=FeatureSchedules(services.scheduler, feature.name),
+        model=ModelPort(
+            services.model,
+            feature.name,
+            coordinator.lifecycle,
+            store,
+            clock,
+            model_name=settings.llm.model,
+        ),
+        files=services.files,
+        homes=services.homes,
         recent_turns=memory.ephemeral,
         control=control,
     )
@@ -124,14 +216,26 @@ def build_agents(
     embedder: Embedder,
     settings: Settings,
     clock: Clock,
+    services: Services,
 ) -> dict[str, Agent]:
     """Each registered feature's agent, built by its factory from its ports."""
     return {
         feature.name: feature.build(
-            ports_for(feature, coordinator, memory, embedder, settings, clock)
+            ports_for(feature, coordinator, memory, embedder, settings, clock, services)
         )
         for feature in coordinator.registry.features
     }
+
+
+async def declare_jobs(
+    registry: Registry, scheduler: Scheduler, settings: Settings, homes: tuple[Conversation, ...]
+) -> None:
+    """(Re)declare every feature's standing jobs; the scheduler keeps one per id."""
+    for feature in registry.features:
+        if feature.jobs is None:
+            continue
+        for spec in feature.jobs(settings, homes):
+            await scheduler.add(replace(spec, owner=feature.name))
 
 
 async def _maintain(memory: SemanticMemory, interval_s: float) -> None:
@@ -212,7 +316,17 @@ async def open_runtime(
             connectors=built,
             settings=settings,
         )
-        coordinator.install(build_agents(coordinator, memory, embedder, settings, clock))
+        homes = home_conversations(settings, [sender.platform for sender in senders])
+        scheduler = Scheduler(
+            store,
+            events,
+            clock,
+            scheduled_submitter(coordinator, registry),
+            timezone=settings.timezone,
+        )
+        model = LanguageModel(settings.llm)
+        services = Services(scheduler, model, FileStore(settings.files_dir), homes)
+        coordinator.install(build_agents(coordinator, memory, embedder, settings, clock, services))
         gateway = Gateway(
             store,
             events,
@@ -231,7 +345,21 @@ async def open_runtime(
         )
         await outbox.start()
         await coordinator.start()
-        runtime = Runtime(settings, store, events, coordinator, gateway, outbox, memory, registry)
+        # After the coordinator: starting submits the runs missed while soloops was down.
+        await declare_jobs(registry, scheduler, settings, homes)
+        await scheduler.start()
+        runtime = Runtime(
+            settings,
+            store,
+            events,
+            coordinator,
+            gateway,
+            outbox,
+            memory,
+            registry,
+            scheduler,
+            homes,
+        )
         expiry = asyncio.create_task(_expire_approvals(runtime, clock), name="approval-expiry")
         try:
             yield runtime
@@ -239,8 +367,10 @@ async def open_runtime(
             expiry.cancel()
             maintenance.cancel()
             await asyncio.gather(expiry, maintenance, return_exceptions=True)
+            await scheduler.stop()
             await coordinator.stop(settings.coordinator.shutdown_grace_s)
             await coordinator.executor.aclose()
+            await model.aclose()
             await outbox.stop()
             await memory.close()
             await events.record("system.stopped", actor="soloops", payload={"mode": mode})

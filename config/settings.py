@@ -378,6 +378,44 @@ class HttpSettings(BaseModel):
     enabled: bool = False  # serve /healthz and /metrics even when no front end needs HTTP
 
 
+_HOME_TARGET = re.compile(r"^(console|telegram|slack):[^:\s]{1,128}(:[^:\s]{1,128})?$")
+_LOCAL_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class DigestSettings(BaseModel):
+    """The daily digest: when (local ``HH:MM`` in ``SOLOOPS_TIMEZONE``) and to whom.
+
+    ``to`` lists the operator's home conversations as ``platform:chat_id`` (Telegram
+    also ``telegram:<chat>:<topic>``); empty means each running platform's first
+    operator's private chat, and the console when it runs. Scheduled reminders and
+    inbound-hook reports go to the same homes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: str = "08:00"
+    to: list[str] = Field(default_factory=list)
+
+    @field_validator("at")
+    @classmethod
+    def _local_time(cls, value: str) -> str:
+        match = _LOCAL_TIME.match(value.strip())
+        if match is None:
+            raise ValueError("must be a local time HH:MM, e.g. 08:00 or 18:30")
+        return f"{int(match[1]):02d}:{match[2]}"
+
+    @field_validator("to")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for target in value:
+            if not _HOME_TARGET.match(target):
+                raise ValueError(
+                    f"{target!r} is not platform:chat_id (e.g. telegram:12345, slack:D0123,"
+                    " telegram:-100123:7 for a topic, console:local)"
+                )
+        return value
+
+
 class MemorySettings(BaseModel):
     """Semantic memory: the embedding model, the tiers, the index and the router."""
 
@@ -580,6 +618,7 @@ class Settings(BaseSettings):
     email: EmailSettings = EmailSettings()
     llm: LlmSettings = LlmSettings()
     transcribe: TranscribeSettings = TranscribeSettings()
+    digest: DigestSettings = DigestSettings()
 
     @field_validator("home", mode="before")
     @classmethod
@@ -630,6 +669,11 @@ class Settings(BaseSettings):
     def index_path(self) -> Path:
         """The FAISS index of semantic memory (derived from the database; safe to delete)."""
         return self.data_dir / "memory.faiss"
+
+    @property
+    def files_dir(self) -> Path:
+        """Files replies carry (charts, invoice PDFs), kept until delivered and after."""
+        return self.data_dir / "files"
 
     @property
     def log_path(self) -> Path:

@@ -1,0 +1,55 @@
+"""A feature's view of the scheduler: its own jobs only.
+
+A feature schedules work that later comes back to it as an intent (a reminder, a
+follow-up, the daily digest). It never holds the scheduler: this port adds, pauses,
+resumes, cancels and lists jobs owned by that feature, and refuses to touch another's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from agents.errors import Refusal
+from agents.scheduler import JobSpec, Schedules
+from memory.jobs import Job
+
+
+class FeatureSchedules:
+    """The scheduler, limited to the jobs one feature owns."""
+
+    def __init__(self, scheduler: Schedules, owner: str) -> None:
+        self._scheduler = scheduler
+        self._owner = owner
+
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    async def add(self, spec: JobSpec) -> Job:
+        """Create or replace a job of this feature (the owner is set here)."""
+        return await self._scheduler.add(replace(spec, owner=self._owner))
+
+    async def get(self, job_id: str) -> Job | None:
+        """This feature's job ``job_id``, or None."""
+        job = await self._scheduler.get(job_id)
+        return job if job is not None and job.owner == self._owner else None
+
+    async def mine(self) -> list[Job]:
+        """Every job of this feature."""
+        return await self._scheduler.list_for(self._owner)
+
+    async def cancel(self, job_id: str, *, actor: str = "operator") -> Job:
+        await self._own(job_id)
+        return await self._scheduler.cancel(job_id, actor=actor)
+
+    async def pause(self, job_id: str, *, actor: str = "operator") -> Job:
+        await self._own(job_id)
+        return await self._scheduler.pause(job_id, actor=actor)
+
+    async def resume(self, job_id: str, *, actor: str = "operator") -> Job:
+        await self._own(job_id)
+        return await self._scheduler.resume(job_id, actor=actor)
+
+    async def _own(self, job_id: str) -> None:
+        if await self.get(job_id) is None:
+            raise Refusal(f"There is no job {job_id!r} of {self._owner}.")
