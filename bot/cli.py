@@ -1,4 +1,10 @@
-"""The ``soloops`` command."""
+"""The ``soloops`` command.
+
+Output piped into a reader that stops early (``soloops events --json | head``) ends
+the command quietly with exit status 141, as a program killed by SIGPIPE reports in
+a shell: the output was cut, and ``set -o pipefail`` scripts can tell. Everything the
+command prints to stdout or stderr outside logging goes through the redactor.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 
@@ -24,6 +31,45 @@ from memory.redact import Redactor
 from memory.store import Store
 
 log = logging.getLogger("soloops")
+
+# Exit status of a command whose reader went away: 128 + SIGPIPE, as shells report.
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE
+_SECRET_ENV = re.compile(r"secret|token|passw|api_?key|secert|secrt|tokn|sign", re.IGNORECASE)
+
+ENVIRONMENT_HELP = """\
+environment:
+  SOLOOPS_HOME         the data directory (database, log, index); default: the
+                       platform's user data directory
+  SOLOOPS_CONFIG       a TOML settings file read over the packaged defaults
+  SOLOOPS_SECRETS_DIR  a directory with one file per secret (telegram__token ...)
+  SOLOOPS_<SECTION>__<NAME>  any single setting, e.g. SOLOOPS_TELEGRAM__TOKEN
+"""
+
+
+def _env_secrets() -> list[str]:
+    """Values of secret-looking ``SOLOOPS_*`` variables, misspelled names included.
+
+    Used to redact what the command prints when the settings cannot be loaded (and so
+    cannot say which values are secrets).
+    """
+    return [
+        value
+        for name, value in os.environ.items()
+        if name.startswith("SOLOOPS_") and _SECRET_ENV.search(name) and len(value) >= 4
+    ]
+
+
+def _redactor(settings: Settings | None = None) -> Redactor:
+    secrets = _env_secrets()
+    if settings is not None:
+        secrets += settings.secret_values()
+    return Redactor(secrets)
+
+
+def _error(message: str, settings: Settings | None = None) -> None:
+    """Print ``soloops: message`` to stderr, secrets redacted."""
+    print(f"soloops: {_redactor(settings).text(message)}", file=sys.stderr)
+
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -49,14 +95,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"soloops {version('soloops')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="start every configured front end (the console when none is)")
-    sub.add_parser("chat", help="chat with soloops in this terminal")
-    events = sub.add_parser("events", help="print the event log")
+    described = argparse.RawDescriptionHelpFormatter  # keeps the epilog's layout
+    sub.add_parser(
+        "run",
+        help="start every configured front end (the console when none is)",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=described,
+    )
+    sub.add_parser(
+        "chat",
+        help="chat with soloops in this terminal",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=described,
+    )
+    events = sub.add_parser(
+        "events",
+        help="print the event log",
+        epilog=ENVIRONMENT_HELP
+        + "\nexit status: 0 printed, 1 no database, 2 bad option or unknown kind,\n"
+        f"  {EXIT_PIPE_CLOSED} the reader closed the pipe (| head)\n",
+        formatter_class=described,
+    )
     events.add_argument("--since", help="only events newer than this: 30m, 24h, 7d or an ISO time")
     events.add_argument("--kind", help="only this kind, or a dotted prefix: task, task.failed")
     events.add_argument("--limit", type=int, default=None, help="only the newest N")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
-    sub.add_parser("doctor", help="check settings, data directory, database and model")
+    sub.add_parser(
+        "doctor",
+        help="check settings, data directory, database and model",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=described,
+    )
     return parser
 
 
@@ -69,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"soloops: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
     if command == "events":
         now = datetime.now(UTC)
@@ -79,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
         if args.limit is not None and args.limit < 1:
             parser.error("--limit must be at least 1")
-        return asyncio.run(_events(settings, since, args.kind, args.limit, as_json=args.json))
+        return _quiet_pipe(
+            lambda: asyncio.run(_events(settings, since, args.kind, args.limit, as_json=args.json))
+        )
     configure_logging(
         settings.log_path, settings.log_level, Redactor(settings.secret_values()), to_stderr=False
     )
@@ -95,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 return asyncio.run(_serve(settings, front_ends))
             except ConfigError as exc:  # found at start: a refused token, a busy port
-                print(f"soloops: {exc}", file=sys.stderr)
+                _error(str(exc), settings)
                 return 2
     return asyncio.run(_chat(settings, mode=command))
 
@@ -167,17 +238,45 @@ async def _events(
         )
         return 1
     async with Store.open(settings.database_path) as store:
-        found = await EventLog(store).query(since=since, kind=kind, limit=limit)
+        log_ = EventLog(store)
+        found = await log_.query(since=since, kind=kind, limit=limit)
+        known = await log_.kinds() if kind and not found else []
+    if kind and not found and not any(k == kind or k.startswith(kind + ".") for k in known):
+        prefixes = sorted({k.split(".", 1)[0] for k in known})
+        _error(
+            f"no event of kind {kind!r} in the log. Use a kind or a dotted prefix of one: "
+            + (", ".join(prefixes) if prefixes else "(the log is empty)")
+            + ". `soloops events` lists them all.",
+            settings,
+        )
+        return 2
+    redactor = _redactor(settings)
     for event in found:
         if as_json:
-            print(json.dumps(event.as_json(), ensure_ascii=False, sort_keys=True))
+            print(redactor.text(json.dumps(event.as_json(), ensure_ascii=False, sort_keys=True)))
         else:
             payload = json.dumps(event.payload, ensure_ascii=False)
             print(
-                f"#{event.seq}\t{event.ts:%Y-%m-%d %H:%M:%S}\t{event.kind}\t{event.actor}\t"
-                f"{event.subject}\t{payload}"
+                redactor.text(
+                    f"#{event.seq}\t{event.ts:%Y-%m-%d %H:%M:%S}\t{event.kind}\t{event.actor}\t"
+                    f"{event.subject}\t{payload}"
+                )
             )
     return 0
+
+
+def _quiet_pipe(command: Callable[[], int]) -> int:
+    """Run ``command``; if stdout's reader goes away, stop quietly (see the docstring)."""
+    try:
+        status = command()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again flushing stdout at exit; point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE_CLOSED
+    return status
 
 
 def _doctor() -> int:

@@ -256,11 +256,12 @@ class TelegramFrontEnd:
             try:
                 await self._app.initialize()
                 return
-            except InvalidToken as exc:
+            except InvalidToken:
                 await self._app.bot.shutdown()  # close the HTTP client the failed start opened
+                # Not PTB's message: it quotes the token ("The token `123:...` was rejected").
                 raise ConfigError(
-                    f"Telegram refused the bot token ({exc.message}). Check "
-                    "SOLOOPS_TELEGRAM__TOKEN against the token BotFather gave you."
+                    "Telegram refused the bot token. Check SOLOOPS_TELEGRAM__TOKEN against "
+                    "the token BotFather gave you."
                 ) from None
             except TelegramError as exc:
                 await self._app.bot.shutdown()
