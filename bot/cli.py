@@ -197,13 +197,15 @@ async def _serve(settings: Settings, front_ends: list[FrontEnd]) -> int:
 
 async def _chat(settings: Settings, *, mode: str) -> int:
     interactive = sys.stdin.isatty()
-    session = ConsoleSession(sys.stdin.buffer, sys.stdout, interactive=interactive)
+    history = settings.data_dir / "console_history"  # terminal only; see bot.console
+    session = ConsoleSession(sys.stdin.buffer, sys.stdout, interactive=interactive, history=history)
     sender = ConsoleSender(sys.stdout, interactive=interactive)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with open_runtime(settings, [sender], mode=mode) as runtime:
+        session.open()
         session.banner(str(settings.data_dir))
         while not stop.is_set():
             reader = asyncio.ensure_future(session.read_line())
@@ -218,6 +220,7 @@ async def _chat(settings: Settings, *, mode: str) -> int:
                 break
             await runtime.gateway.handle(session.inbound(line))
             await runtime.settle()
+        session.close()
         if interactive:
             print()
     return 0
