@@ -16,6 +16,8 @@ import os
 import re
 import signal
 import sys
+import traceback
+import types
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
@@ -69,6 +71,18 @@ def _redactor(settings: Settings | None = None) -> Redactor:
 def _error(message: str, settings: Settings | None = None) -> None:
     """Print ``soloops: message`` to stderr, secrets redacted."""
     print(f"soloops: {_redactor(settings).text(message)}", file=sys.stderr)
+
+
+def _redacted_traceback(
+    kind: type[BaseException], exc: BaseException, tb: types.TracebackType | None
+) -> None:
+    """The last resort: a crash's traceback on stderr, secrets redacted."""
+    try:
+        settings: Settings | None = load_settings()
+    except ConfigError:
+        settings = None
+    text = "".join(traceback.format_exception(kind, exc, tb))
+    sys.stderr.write(_redactor(settings).text(text))
 
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -130,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.excepthook = _redacted_traceback
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "run"
@@ -284,8 +299,9 @@ def _quiet_pipe(command: Callable[[], int]) -> int:
 
 def _doctor() -> int:
     checks = asyncio.run(run_checks())
+    redactor = _redactor()
     for check in checks:
-        print(check.render())
+        print(redactor.text(check.render()))
     failed = [c for c in checks if c.level == "fail"]
     print("\nAll good." if not failed else f"\n{len(failed)} problem(s) to fix.")
     return 1 if failed else 0

@@ -215,3 +215,26 @@ def test_help_names_the_home_and_config_variables(command: str, tmp_path: Path) 
     assert result.returncode == 0
     assert "SOLOOPS_HOME" in result.stdout
     assert "SOLOOPS_CONFIG" in result.stdout
+
+
+def test_a_crash_traceback_is_redacted(tmp_path: Path) -> None:
+    """The last resort: even an unforeseen exception's text is redacted on stderr."""
+    token = "424242:AAcrash-token-0a9b8c7d6e"
+    crash = (
+        "import bot.cli as cli\n"
+        "def boom():\n"
+        f"    raise RuntimeError('could not use {token}')\n"
+        "cli._doctor = boom\n"
+        "raise SystemExit(cli.main(['doctor']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", crash],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path / "home", {"SOLOOPS_TELEGRAM__TOKEN": token}),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "RuntimeError: could not use [redacted]" in result.stderr
+    assert token not in result.stderr + result.stdout
