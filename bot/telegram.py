@@ -13,7 +13,8 @@ What can go wrong with one update, and what the loop does:
 
 - it cannot be stored (disk full, database locked): it is held, never confirmed;
   the loop retries it on the :class:`~agents.backoff.Backoff` schedule, logs once at
-  error level, tells the operators once by a direct message (no disk needed), and
+  error level, tells the operators once by a direct message (no disk needed) if it
+  lasts beyond a few attempts, and
   :attr:`TelegramFrontEnd.health` turns unhealthy. When a store works again the held
   update and every later one go through in order, and the outage is recorded as a
   ``telegram.storage_failed`` event.
@@ -86,6 +87,7 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 READY_WAIT_S = 5.0
 MAX_UPDATE_ATTEMPTS = 5  # a bug (not storage) this often on one update: skip it, loudly
 POLL_BACKOFF = Backoff(base_s=1.0, cap_s=60.0)
+NOTIFY_AFTER_ATTEMPTS = 3  # storage failing this often on one update: tell the operators
 READ_SLACK_S = 10.0  # read timeout beyond the long poll's own
 NOTHING_TO_DO = "Nothing to do: this button carries no action."
 STORAGE_DOWN = (
@@ -508,6 +510,8 @@ class TelegramFrontEnd:
         if not self._health.healthy:
             self._health = Health(False, self._health.problem, self._health.since, attempt)
             log.debug("Telegram: update %s still cannot be stored (%s)", update_id, exc)
+            if attempt == NOTIFY_AFTER_ATTEMPTS:  # not for a moment's lock: a lasting outage
+                await self._tell_operators(STORAGE_DOWN.format(error=str(exc)))
             return
         problem = f"{type(exc).__name__}: {exc}"
         self._health = Health(False, problem, datetime.now(UTC), attempt)
@@ -517,10 +521,10 @@ class TelegramFrontEnd:
             update_id,
             problem,
         )
-        await self._tell_operators(STORAGE_DOWN.format(error=str(exc)))
 
     async def _storage_recovered(self) -> None:
         held = self._health
+        told = held.attempts >= NOTIFY_AFTER_ATTEMPTS
         self._health = Health()
         now = datetime.now(UTC)
         log.warning("Telegram: storing works again after %d attempt(s)", held.attempts)
@@ -538,7 +542,8 @@ class TelegramFrontEnd:
             )
         except STORAGE_ERRORS as exc:  # the update went in; the note about it can wait no more
             log.error("Telegram: could not record the storage outage: %s", exc)
-        await self._tell_operators(STORAGE_BACK)
+        if told:
+            await self._tell_operators(STORAGE_BACK)
 
     async def _tell_operators(self, text: str) -> None:
         """A direct message to each operator's private chat: no storage involved."""
