@@ -106,13 +106,18 @@ async def test_a_full_disk_holds_updates_and_loses_none(bot: Bot) -> None:
     assert bot.front_end.health.healthy
 
     assert await bot.count("SELECT COUNT(*) FROM inbound") == stored_before + 20
+    # Stored in the order sent (the agents then work on them concurrently).
     rows = await bot.runtime.store.fetchall(
-        "SELECT text FROM memories WHERE text LIKE 'note-%' ORDER BY id"
+        "SELECT text FROM inbound WHERE text LIKE '/remember note-%' ORDER BY id"
     )
-    assert [row[0][:7] for row in rows] == [f"note-{i:02d}" for i in range(20)]  # in order, once
-    asked = {u["message"]["message_id"]: i for i, u in enumerate(updates)}
-    answered = [asked[m.reply_to] for m in api.sent(OP) if m.reply_to in asked]
-    assert answered == list(range(20))  # one reply each, in order
+    assert [row[0][10:17] for row in rows] == [f"note-{i:02d}" for i in range(20)]
+    notes = await bot.runtime.store.fetchall(
+        "SELECT substr(text, 1, 7) FROM memories WHERE text LIKE 'note-%'"
+    )
+    assert sorted(row[0] for row in notes) == [f"note-{i:02d}" for i in range(20)]  # once each
+    asked = {u["message"]["message_id"] for u in updates}
+    answered = [m.reply_to for m in api.sent(OP) if m.reply_to in asked]
+    assert sorted(answered) == sorted(asked)  # one reply each, none twice
     [outage] = await bot.runtime.events.query(kind="telegram.storage_failed")
     assert outage.payload["attempts"] >= 5
     assert "full" in outage.payload["error"]
