@@ -1,4 +1,10 @@
-"""The ``soloops`` command."""
+"""The ``soloops`` command.
+
+Output piped into a reader that stops early (``soloops events --json | head``) ends
+the command quietly with exit status 141, as a program killed by SIGPIPE reports in
+a shell: the output was cut, and ``set -o pipefail`` scripts can tell. Everything the
+command prints to stdout or stderr outside logging goes through the redactor.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,9 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+import traceback
+import types
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -29,6 +37,57 @@ from memory.redact import Redactor
 from memory.store import Store
 
 log = logging.getLogger("soloops")
+
+# Exit status of a command whose reader went away: 128 + SIGPIPE, as shells report.
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE
+_SECRET_ENV = re.compile(r"secret|token|passw|api_?key|secert|secrt|tokn|sign", re.IGNORECASE)
+
+ENVIRONMENT_HELP = """\
+environment:
+  SOLOOPS_HOME         the data directory (database, log, index); default: the
+                       platform's user data directory
+  SOLOOPS_CONFIG       a TOML settings file read over the packaged defaults
+  SOLOOPS_SECRETS_DIR  a directory with one file per secret (telegram__token ...)
+  SOLOOPS_<SECTION>__<NAME>  any single setting, e.g. SOLOOPS_TELEGRAM__TOKEN
+"""
+
+
+def _env_secrets() -> list[str]:
+    """Values of secret-looking ``SOLOOPS_*`` variables, misspelled names included.
+
+    Used to redact what the command prints when the settings cannot be loaded (and so
+    cannot say which values are secrets).
+    """
+    return [
+        value
+        for name, value in os.environ.items()
+        if name.startswith("SOLOOPS_") and _SECRET_ENV.search(name) and len(value) >= 4
+    ]
+
+
+def _redactor(settings: Settings | None = None) -> Redactor:
+    secrets = _env_secrets()
+    if settings is not None:
+        secrets += settings.secret_values()
+    return Redactor(secrets)
+
+
+def _error(message: str, settings: Settings | None = None) -> None:
+    """Print ``soloops: message`` to stderr, secrets redacted."""
+    print(f"soloops: {_redactor(settings).text(message)}", file=sys.stderr)
+
+
+def _redacted_traceback(
+    kind: type[BaseException], exc: BaseException, tb: types.TracebackType | None
+) -> None:
+    """The last resort: a crash's traceback on stderr, secrets redacted."""
+    try:
+        settings: Settings | None = load_settings()
+    except ConfigError:
+        settings = None
+    text = "".join(traceback.format_exception(kind, exc, tb))
+    sys.stderr.write(_redactor(settings).text(text))
+
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -54,14 +113,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"soloops {version('soloops')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="start every configured front end (the console when none is)")
-    sub.add_parser("chat", help="chat with soloops in this terminal")
-    events = sub.add_parser("events", help="print the event log")
+    described = argparse.RawDescriptionHelpFormatter  # keeps the epilog's layout
+    sub.add_parser(
+        "run",
+        help="start every configured front end (the console when none is)",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=described,
+    )
+    sub.add_parser(
+        "chat",
+        help="chat with soloops in this terminal",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=described,
+    )
+    events = sub.add_parser(
+        "events",
+        help="print the event log",
+        epilog=ENVIRONMENT_HELP
+        + "\nexit status: 0 printed, 1 no database, 2 bad option or unknown kind,\n"
+        f"  {EXIT_PIPE_CLOSED} the reader closed the pipe (| head)\n",
+        formatter_class=described,
+    )
     events.add_argument("--since", help="only events newer than this: 30m, 24h, 7d or an ISO time")
     events.add_argument("--kind", help="only this kind, or a dotted prefix: task, task.failed")
     events.add_argument("--limit", type=int, default=None, help="only the newest N")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
-    sub.add_parser("doctor", help="check settings, data directory, database and model")
+    sub.add_parser(
+        "doctor",
+        help="check settings, data directory, database and model",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=described,
+    )
     export = sub.add_parser("export", help="write every table as JSON Lines, with a manifest")
     export.add_argument("dir", help="an empty directory to write into")
     export.add_argument("--force", action="store_true", help="write into a non-empty directory")
@@ -75,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.excepthook = _redacted_traceback
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "run"
@@ -85,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"soloops: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
     if command == "events":
         now = datetime.now(UTC)
@@ -95,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
         if args.limit is not None and args.limit < 1:
             parser.error("--limit must be at least 1")
-        return asyncio.run(_events(settings, since, args.kind, args.limit, as_json=args.json))
+        return _quiet_pipe(
+            lambda: asyncio.run(_events(settings, since, args.kind, args.limit, as_json=args.json))
+        )
     if command == "export":
         from bot.export import run_export  # imported here: other commands never need it
 
@@ -112,12 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         lock.acquire()
     except HomeBusyError as exc:
-        print(f"soloops: {exc}", file=sys.stderr)
+        _error(str(exc), settings)
         return 3
     try:
         return _start(settings, command)
     except (CorruptDatabaseError, HistoryLostError) as exc:
-        print(f"soloops: refusing to start: {exc}", file=sys.stderr)
+        _error(f"refusing to start: {exc}", settings)
         return 4
     finally:
         lock.release()
@@ -139,12 +224,12 @@ def _start(settings: Settings, command: str) -> int:
             try:
                 return asyncio.run(_serve(settings, front_ends))
             except ConfigError as exc:  # found at start: a refused token, a busy port
-                print(f"soloops: {exc}", file=sys.stderr)
+                _error(str(exc), settings)
                 return 2
     try:
         return asyncio.run(_chat(settings, mode=command))
     except ConfigError as exc:  # found at start: features wired wrongly
-        print(f"soloops: {exc}", file=sys.stderr)
+        _error(str(exc), settings)
         return 2
 
 
@@ -174,13 +259,15 @@ async def _serve(settings: Settings, front_ends: list[FrontEnd]) -> int:
 
 async def _chat(settings: Settings, *, mode: str) -> int:
     interactive = sys.stdin.isatty()
-    session = ConsoleSession(sys.stdin.buffer, sys.stdout, interactive=interactive)
+    history = settings.data_dir / "console_history"  # terminal only; see bot.console
+    session = ConsoleSession(sys.stdin.buffer, sys.stdout, interactive=interactive, history=history)
     sender = ConsoleSender(sys.stdout, interactive=interactive)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with open_runtime(settings, [sender], mode=mode) as runtime:
+        session.open()
         session.banner(str(settings.data_dir))
         while not stop.is_set():
             reader = asyncio.ensure_future(session.read_line())
@@ -195,6 +282,7 @@ async def _chat(settings: Settings, *, mode: str) -> int:
                 break
             await runtime.gateway.handle(session.inbound(line))
             await runtime.settle()
+        session.close()
         if interactive:
             print()
     return 0
@@ -215,15 +303,29 @@ async def _events(
         )
         return 1
     async with Store.open(settings.database_path) as store:
-        found = await EventLog(store).query(since=since, kind=kind, limit=limit)
+        log_ = EventLog(store)
+        found = await log_.query(since=since, kind=kind, limit=limit)
+        known = await log_.kinds() if kind and not found else []
+    if kind and not found and not any(k == kind or k.startswith(kind + ".") for k in known):
+        prefixes = sorted({k.split(".", 1)[0] for k in known})
+        _error(
+            f"no event of kind {kind!r} in the log. Use a kind or a dotted prefix of one: "
+            + (", ".join(prefixes) if prefixes else "(the log is empty)")
+            + ". `soloops events` lists them all.",
+            settings,
+        )
+        return 2
+    redactor = _redactor(settings)
     for event in found:
         if as_json:
-            print(json.dumps(event.as_json(), ensure_ascii=False, sort_keys=True))
+            print(redactor.text(json.dumps(event.as_json(), ensure_ascii=False, sort_keys=True)))
         else:
             payload = json.dumps(event.payload, ensure_ascii=False)
             print(
-                f"#{event.seq}\t{event.ts:%Y-%m-%d %H:%M:%S}\t{event.kind}\t{event.actor}\t"
-                f"{event.subject}\t{payload}"
+                redactor.text(
+                    f"#{event.seq}\t{event.ts:%Y-%m-%d %H:%M:%S}\t{event.kind}\t{event.actor}\t"
+                    f"{event.subject}\t{payload}"
+                )
             )
     return 0
 
@@ -232,7 +334,7 @@ def _backup(settings: Settings, file: str, *, force: bool) -> int:
     try:
         result = backup_database(settings.database_path, Path(file), datetime.now(UTC), force=force)
     except (BackupError, CorruptDatabaseError) as exc:
-        print(f"soloops: {exc}", file=sys.stderr)
+        _error(str(exc), settings)
         return 1
     print(
         f"Backed up {settings.database_path} to {result.path} ({result.size:,} bytes,"
@@ -241,10 +343,25 @@ def _backup(settings: Settings, file: str, *, force: bool) -> int:
     return 0
 
 
+def _quiet_pipe(command: Callable[[], int]) -> int:
+    """Run ``command``; if stdout's reader goes away, stop quietly (see the docstring)."""
+    try:
+        status = command()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again flushing stdout at exit; point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE_CLOSED
+    return status
+
+
 def _doctor() -> int:
     checks = asyncio.run(run_checks())
+    redactor = _redactor()
     for check in checks:
-        print(check.render())
+        print(redactor.text(check.render()))
     failed = [c for c in checks if c.level == "fail"]
     print("\nAll good." if not failed else f"\n{len(failed)} problem(s) to fix.")
     return 1 if failed else 0

@@ -4,15 +4,28 @@ Interactive (a terminal): a prompt, replies as they come. Scripted (stdin is a p
 or file): each line is one message; after each, the console waits until the work it
 started has settled and its replies are printed, then reads the next; at end of input
 it exits 0. So ``printf '/remember x\\n/recall x\\n' | soloops chat`` is a script.
+
+In a terminal, lines are read with GNU readline (arrow keys, editing, history kept
+in ``console_history`` in the data directory, mode 0600). Readline reads the
+terminal byte by byte, so a paste is read whole, past the terminal's own line limit
+(4096 bytes in canonical mode, beyond which the kernel drops input silently). It
+runs in a daemon thread, so Ctrl-C at the prompt ends the session at once; the
+terminal's settings are restored on the way out. The piped mode does not use
+readline at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import logging
+import os
+import threading
 import uuid
 from datetime import UTC, datetime
-from typing import BinaryIO, TextIO
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
 from agents.replies import Reply, body_text
 from bot.inbound import Inbound
@@ -21,6 +34,10 @@ from bot.outbox import Delivery, DeliveryError
 PLATFORM = "console"
 CHAT_ID = "local"
 MAX_LINE_BYTES = 4 * 1024 * 1024
+PROMPT = "> "
+HISTORY_LINES = 1000
+
+log = logging.getLogger(__name__)
 
 
 def render(reply: Reply) -> str:
@@ -58,10 +75,20 @@ class ConsoleSender:
 class ConsoleSession:
     """Reads lines, hands them to the gateway, waits for their replies."""
 
-    def __init__(self, stdin: BinaryIO, out: TextIO, *, interactive: bool) -> None:
+    def __init__(
+        self,
+        stdin: BinaryIO,
+        out: TextIO,
+        *,
+        interactive: bool,
+        history: Path | None = None,
+    ) -> None:
         self._stdin = stdin
         self._out = out
         self._interactive = interactive
+        self._history = history
+        self._terminal: list[Any] | None = None
+        self._readline: Any = None
         self._session = uuid.uuid4().hex[:12]
         self._count = 0
         try:
@@ -81,11 +108,48 @@ class ConsoleSession:
             received_at=datetime.now(UTC),
         )
 
+    def open(self) -> None:
+        """In a terminal: save its settings, load readline and the history."""
+        if not self._interactive:
+            return
+        with contextlib.suppress(ImportError, OSError, ValueError):
+            import termios  # POSIX only, and only for a terminal
+
+            self._terminal = termios.tcgetattr(self._stdin.fileno())
+        try:
+            import readline  # loading it changes input(): terminal only
+        except ImportError:  # a Python built without it: plain input()
+            return
+        self._readline = readline
+        readline.set_history_length(HISTORY_LINES)
+        # Tab would complete file names; a chat has none.
+        readline.parse_and_bind("tab: self-insert")
+        if self._history is not None and self._history.exists():
+            try:
+                readline.read_history_file(self._history)
+            except OSError as exc:
+                log.warning("could not read the console history %s: %s", self._history, exc)
+
+    def close(self) -> None:
+        """Save the history (0600) and give the terminal back as it was found."""
+        if self._readline is not None and self._history is not None:
+            try:
+                fd = os.open(self._history, os.O_WRONLY | os.O_CREAT, 0o600)
+                os.close(fd)
+                os.chmod(self._history, 0o600)
+                self._readline.write_history_file(self._history)
+            except OSError as exc:
+                log.warning("could not save the console history %s: %s", self._history, exc)
+        if self._terminal is not None:
+            with contextlib.suppress(ImportError, OSError, ValueError):
+                import termios  # as in open()
+
+                termios.tcsetattr(self._stdin.fileno(), termios.TCSADRAIN, self._terminal)
+
     async def read_line(self) -> str | None:
         """The next line without its newline, or None at end of input."""
         if self._interactive:
-            self._out.write("> ")
-            self._out.flush()
+            return await self._read_terminal()
         raw: bytes = await asyncio.to_thread(self._stdin.readline, MAX_LINE_BYTES)
         if not raw:
             return None
@@ -101,10 +165,36 @@ class ConsoleSession:
             raw = raw[:-1]
         return raw.decode("utf-8", errors="replace")
 
+    async def _read_terminal(self) -> str | None:
+        """One line from the terminal, read in a daemon thread.
+
+        Not the default executor: its threads are joined at exit, so a Ctrl-C would
+        wait for Enter. A daemon thread blocked in readline ends with the process.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str | None] = loop.create_future()
+
+        def settle(value: str | None) -> None:
+            if not done.done():
+                done.set_result(value)
+
+        def read() -> None:
+            try:
+                line: str | None = input(PROMPT)
+            except EOFError:
+                line = None
+            except (OSError, ValueError, UnicodeDecodeError):  # the terminal went away
+                line = None
+            loop.call_soon_threadsafe(settle, line)
+
+        threading.Thread(target=read, name="console-input", daemon=True).start()
+        return await done
+
     def banner(self, data_dir: str) -> None:
         """Greeting for an interactive session."""
         if self._interactive:
             self._out.write(
-                f"soloops console — data in {data_dir}\nType /help for commands, Ctrl-D to quit.\n"
+                f"soloops console — data in {data_dir}\n"
+                "Type /help for commands, Ctrl-D or Ctrl-C to quit.\n"
             )
             self._out.flush()

@@ -55,6 +55,7 @@ from bot.slack_inbound import (
     EventCallback,
     SlashCommand,
     action_inbound,
+    body_problem,
     command_inbound,
     event_inbound,
 )
@@ -281,15 +282,37 @@ class SlackFrontEnd:
                     },
                 )
             return web.Response(status=401, text="invalid or stale Slack request signature")
+        text = body.decode("utf-8")  # signature_problem checked it decodes
+        malformed = body_problem(text, headers.get("Content-Type"))
+        if malformed is not None:
+            return await self._malformed(request, malformed, len(body))
         retry = headers.get("X-Slack-Retry-Num")
         if retry is not None:
             log.info("Slack retry %s (%s)", retry, headers.get("X-Slack-Retry-Reason", "?"))
         bolt_request = AsyncBoltRequest(
-            body=body.decode("utf-8"),
+            body=text,
             query=request.query_string,
             headers={key.lower(): value for key, value in headers.items()},
         )
         return await to_aiohttp_response(await self._app.async_dispatch(bolt_request))
+
+    async def _malformed(self, request: web.Request, problem: str, size: int) -> web.Response:
+        """A signed request soloops cannot read: 400, one log line, one event."""
+        log.warning("Slack: refused a malformed request (%s)", problem)
+        skipped = self._refusals.admit(time.monotonic())
+        if skipped is not None:
+            await self._runtime_or_fail().events.record(
+                "slack.request_malformed",
+                actor="slack",
+                subject="request",
+                payload={
+                    "problem": problem,
+                    "remote": request.remote or "",
+                    "bytes": size,
+                    "skipped_before": skipped,
+                },
+            )
+        return web.Response(status=400, text=f"malformed request: {problem}")
 
     # --- listeners (bolt passes arguments by name) ----------------------------
 

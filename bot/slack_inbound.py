@@ -21,7 +21,9 @@ A button click -> ``callback_data`` = the button's value; the id is the click's
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -197,3 +199,42 @@ def action_inbound(payload: BlockActions, now: datetime) -> Inbound | None:
         callback_data=(action.value or "")[:CALLBACK_MAX] or "-",
         received_at=now,
     )
+
+
+def _json_object(text: str, what: str) -> tuple[dict[str, object] | None, str | None]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None, f"{what} is not JSON"
+    if not isinstance(value, dict):
+        return None, f"{what} is a JSON {type(value).__name__}, not an object"
+    return value, None
+
+
+def body_problem(body: str, content_type: str | None) -> str | None:
+    """Why a signed request body is not one soloops (or bolt) can read; None if it is.
+
+    Parses as slack-bolt does (JSON when the type says so or the body starts with
+    ``{``; else a form, whose ``payload`` field holds JSON) and checks the parts bolt
+    reaches into without looking: the envelope and its ``event`` are objects, and an
+    interaction's ``actions`` is a list of objects.
+    """
+    if not body:
+        return None
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind == "application/json" or body.startswith("{"):
+        data, problem = _json_object(body, "the body")
+    else:
+        fields = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
+        if "payload" not in fields:
+            return None  # a slash command's form: the listener checks its fields
+        data, problem = _json_object(fields["payload"], "the payload field")
+    if data is None:
+        return problem
+    if "event" in data and not isinstance(data["event"], dict):
+        return "the event is not an object"
+    if data.get("type") == "block_actions":
+        actions = data.get("actions")
+        if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+            return "the interaction has no list of actions"
+    return None

@@ -3,11 +3,29 @@
     getUpdates (long polling) | webhook  ->  to_inbound  ->  Gateway.handle
     outbox  ->  TelegramSender  ->  sendMessage / editMessageText
 
-Polling is our own small loop over ``Bot.get_updates`` rather than PTB's Updater: the
-offset that confirms an update to Telegram only moves past it once the gateway has
-stored it, so a crash between fetching and storing loses nothing (Telegram delivers
-it again, and the gateway drops the copy by update id). Webhook mode uses PTB's
-Updater, whose server checks ``X-Telegram-Bot-Api-Secret-Token``.
+Polling is our own small loop over getUpdates rather than PTB's Updater: the offset
+that confirms an update to Telegram only moves past it once the gateway has stored
+it, so a crash between fetching and storing loses nothing (Telegram delivers it
+again, and the gateway drops the copy by update id). Webhook mode uses PTB's Updater,
+whose server checks ``X-Telegram-Bot-Api-Secret-Token``.
+
+What can go wrong with one update, and what the loop does:
+
+- it cannot be stored (disk full, database locked): it is held, never confirmed;
+  the loop retries it on the :class:`~agents.backoff.Backoff` schedule, logs once at
+  error level, tells the operators once by a direct message (no disk needed) if it
+  lasts beyond a few attempts, and
+  :attr:`TelegramFrontEnd.health` turns unhealthy. When a store works again the held
+  update and every later one go through in order, and the outage is recorded as a
+  ``telegram.storage_failed`` event.
+- it is malformed (see :mod:`bot.telegram_updates`): logged (one line), recorded as
+  ``update.malformed``, and skipped: the offset moves past it, it can never be read.
+- handling it fails otherwise (a bug): retried a few times, then recorded as
+  ``update.failed`` and skipped, so one poisoned update cannot stop polling.
+
+Raw updates are fetched as JSON (``do_api_request``), not through
+``Bot.get_updates``, which parses the whole batch at once: one malformed update
+would fail the batch every time it is delivered.
 
 Replies never go straight to Telegram: agents and the gateway write them to the
 outbox, which calls :class:`TelegramSender` and retries what failed for a reason that
@@ -20,7 +38,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +59,9 @@ from telegram.error import (
     TimedOut,
 )
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
-from telegram.warnings import PTBDeprecationWarning
+from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
+from agents.backoff import Backoff
 from bot.gateway import Outcome
 from bot.intents import CATALOG
 from bot.outbox import Delivery, DeliveryError
@@ -53,6 +75,7 @@ from bot.telegram_render import (
     reply_target,
     to_inbound,
 )
+from bot.telegram_updates import confirmable_id, preview, update_problem
 from config import ConfigError, TelegramSettings
 
 if TYPE_CHECKING:
@@ -62,7 +85,40 @@ log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ["message", "callback_query"]
 READY_WAIT_S = 5.0
-MAX_UPDATE_ATTEMPTS = 5  # an update the gateway cannot take this often is skipped, loudly
+MAX_UPDATE_ATTEMPTS = 5  # a bug (not storage) this often on one update: skip it, loudly
+POLL_BACKOFF = Backoff(base_s=1.0, cap_s=60.0)
+NOTIFY_AFTER_ATTEMPTS = 3  # storage failing this often on one update: tell the operators
+READ_SLACK_S = 10.0  # read timeout beyond the long poll's own
+NOTHING_TO_DO = "Nothing to do: this button carries no action."
+STORAGE_DOWN = (
+    "soloops cannot store new messages right now ({error}). Nothing is lost: they wait "
+    "at Telegram and are answered in order once storing works again. Free disk space "
+    "where soloops keeps its data."
+)
+STORAGE_BACK = "soloops can store messages again; the ones that waited are being answered."
+# What failing storage raises: SQLite's errors (SQLITE_FULL, SQLITE_BUSY...) and the OS's.
+STORAGE_ERRORS = (sqlite3.Error, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Whether the Telegram front end takes updates (for a ``/healthz``).
+
+    ``problem`` says what is wrong; ``since`` when it started; ``attempts`` how often
+    the held update has been tried.
+    """
+
+    healthy: bool = True
+    problem: str = ""
+    since: datetime | None = None
+    attempts: int = 0
+
+
+class _Hold:
+    """The update could not be stored: do not confirm it."""
+
+
+HOLD = _Hold()
 REFUSED_MEMORY = 10_000  # strangers remembered so each gets one refusal per run
 CONNECT_ATTEMPTS = 5  # getMe tries at start, 1+2+4+8 s apart
 RATE_LIMIT_RETRIES = 1  # in-process retries of a 429; the outbox is the durable retry
@@ -185,7 +241,7 @@ class TelegramFrontEnd:
 
     platform = PLATFORM
 
-    def __init__(self, settings: TelegramSettings) -> None:
+    def __init__(self, settings: TelegramSettings, *, backoff: Backoff = POLL_BACKOFF) -> None:
         if settings.token is None:
             raise ConfigError("Telegram needs a bot token: set SOLOOPS_TELEGRAM__TOKEN.")
         self._settings = settings
@@ -209,6 +265,14 @@ class TelegramFrontEnd:
         self._stopping = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self._started = False
+        self._backoff = backoff
+        self._health = Health()
+        self._seen_malformed: set[str] = set()
+
+    @property
+    def health(self) -> Health:
+        """Healthy, or what keeps updates from being stored (a later /healthz reads it)."""
+        return self._health
 
     @property
     def sender(self) -> TelegramSender:
@@ -256,11 +320,12 @@ class TelegramFrontEnd:
             try:
                 await self._app.initialize()
                 return
-            except InvalidToken as exc:
+            except InvalidToken:
                 await self._app.bot.shutdown()  # close the HTTP client the failed start opened
+                # Not PTB's message: it quotes the token ("The token `123:...` was rejected").
                 raise ConfigError(
-                    f"Telegram refused the bot token ({exc.message}). Check "
-                    "SOLOOPS_TELEGRAM__TOKEN against the token BotFather gave you."
+                    "Telegram refused the bot token. Check SOLOOPS_TELEGRAM__TOKEN against "
+                    "the token BotFather gave you."
                 ) from None
             except TelegramError as exc:
                 await self._app.bot.shutdown()
@@ -270,7 +335,7 @@ class TelegramFrontEnd:
                         f"({exc}). Check the network, or SOLOOPS_TELEGRAM__BASE_URL if you run "
                         "your own Bot API server."
                     ) from None
-                wait = 2.0 ** (attempt - 1)
+                wait = self._backoff.delay(attempt)
                 log.warning("Telegram: getMe failed (%s); retrying in %.0f s", exc, wait)
                 await asyncio.sleep(wait)
 
@@ -312,82 +377,212 @@ class TelegramFrontEnd:
             log.info("Telegram: could not set the command menu: %s", exc)
 
     async def _poll(self) -> None:
-        """Long-poll getUpdates; confirm an update only once the gateway has stored it."""
+        """Long-poll getUpdates; confirm an update only once it is stored (or unreadable)."""
         offset = 0
-        backoff = 1.0
+        failures = 0
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
-                fetch = asyncio.ensure_future(
-                    self._app.bot.get_updates(
-                        offset=offset,
-                        timeout=self._settings.poll_timeout_s,
-                        allowed_updates=ALLOWED_UPDATES,
-                    )
-                )
+                fetch = asyncio.ensure_future(self._fetch(offset))
                 await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
                     fetch.cancel()
                     await asyncio.gather(fetch, return_exceptions=True)
                     return
                 try:
-                    updates = fetch.result()
+                    batch = fetch.result()
                 except TimedOut:
                     continue  # the long poll outlived the connection: ask again
                 except TelegramError as exc:
-                    backoff = await self._poll_failed(exc, backoff)
+                    failures += 1
+                    await self._poll_failed(exc, failures)
                     continue
-                backoff = 1.0
-                for update in updates:
-                    if not await self._take(update):
+                failures = 0
+                unconfirmable = False
+                for raw in batch:
+                    taken = await self._take(raw)
+                    if isinstance(taken, _Hold):
                         break  # not stored: ask for it again, from this offset
-                    offset = max(offset, update.update_id + 1)  # a redelivery is older
+                    if taken is None:
+                        unconfirmable = True  # only a later update's id confirms it
+                    else:
+                        offset = max(offset, taken + 1)  # a redelivery is older
+                if unconfirmable:
+                    # Telegram hands it out again until a later update arrives: not in a
+                    # tight loop.
+                    failures += 1
+                    await self._wait(self._backoff.delay(failures))
         finally:
             stop.cancel()
 
-    async def _poll_failed(self, exc: TelegramError, backoff: float) -> float:
-        if isinstance(exc, RetryAfter):
-            wait = retry_seconds(exc)
-        else:
-            wait = backoff
-            if isinstance(exc, Conflict):
-                log.error(
-                    "Telegram: another program is taking this bot's updates (%s). Stop it, "
-                    "or give soloops its own bot token.",
-                    exc.message,
-                )
-            elif isinstance(exc, InvalidToken):
-                log.error("Telegram: the token was refused: check SOLOOPS_TELEGRAM__TOKEN.")
-            else:
-                log.warning("Telegram: getUpdates failed (%s); retrying in %.0f s", exc, wait)
+    async def _fetch(self, offset: int) -> list[Any]:
+        """One getUpdates call, unparsed: each update is checked on its own."""
+        timeout = self._settings.poll_timeout_s
+        with warnings.catch_warnings():
+            # do_api_request warns that get_updates exists: it parses the whole batch.
+            warnings.filterwarnings("ignore", "Please use 'Bot.get_updates'", PTBUserWarning)
+            result = await self._app.bot.do_api_request(
+                "get_updates",
+                api_kwargs={
+                    "offset": offset,
+                    "timeout": timeout,
+                    "allowed_updates": ALLOWED_UPDATES,
+                },
+                read_timeout=timeout + READ_SLACK_S,
+            )
+        if not isinstance(result, list):
+            raise NetworkError(f"getUpdates answered a {type(result).__name__}, not a list")
+        return result
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless stopping; True when stopping."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), wait)
-        return min(60.0, backoff * 2)
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
 
-    async def _take(self, update: Update) -> bool:
-        """Hand one update to the gateway, retrying storage failures a few times.
+    async def _poll_failed(self, exc: TelegramError, failures: int) -> None:
+        retry_after = retry_seconds(exc) if isinstance(exc, RetryAfter) else None
+        wait = self._backoff.delay(failures, retry_after)
+        if isinstance(exc, Conflict):
+            log.error(
+                "Telegram: another program is taking this bot's updates (%s). Stop it, "
+                "or give soloops its own bot token.",
+                exc.message,
+            )
+        elif isinstance(exc, InvalidToken):
+            log.error("Telegram: the token was refused: check SOLOOPS_TELEGRAM__TOKEN.")
+        elif not isinstance(exc, RetryAfter):
+            log.warning("Telegram: getUpdates failed (%s); retrying in %.0f s", exc, wait)
+        await self._wait(wait)
 
-        Returns False when it could not be stored and polling should ask for it again.
-        """
-        for attempt in range(1, MAX_UPDATE_ATTEMPTS + 1):
+    async def _take(self, raw: object) -> int | _Hold | None:
+        """Take one raw update: the id that confirms it, None if it has none, or HOLD."""
+        update_id = confirmable_id(raw)
+        problem = update_problem(raw)
+        update: Update | None = None
+        if problem is None:
             try:
-                await self._process(update)
+                update = Update.de_json(raw, self._app.bot)  # type: ignore[arg-type]  # checked a dict
+            except Exception as exc:  # any parse failure: malformed
+                problem = f"unreadable ({type(exc).__name__}: {exc})"
+        if update is None:
+            stored = await self._store(
+                update_id, lambda: self._record_malformed(raw, update_id, problem or "")
+            )
+            return update_id if stored else HOLD
+        return (
+            update.update_id
+            if await self._store(update_id, lambda: self._process(update))
+            else HOLD
+        )
+
+    async def _store(self, update_id: int | None, work: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``work`` until it is stored; False when stopping first (do not confirm).
+
+        Storage failures are retried as long as it takes; any other failure is a bug
+        that this one update triggers, so after a few tries it is recorded and skipped.
+        """
+        attempt = 0
+        while True:
+            try:
+                await work()
+            except STORAGE_ERRORS as exc:
+                attempt += 1
+                await self._storage_failed(exc, update_id, attempt)
             except Exception:
-                if attempt == MAX_UPDATE_ATTEMPTS:
+                attempt += 1
+                if attempt >= MAX_UPDATE_ATTEMPTS:
                     log.exception(
-                        "Telegram: update %d failed %d times; skipping it",
-                        update.update_id,
-                        attempt,
+                        "Telegram: update %s failed %d times; skipping it", update_id, attempt
                     )
+                    await self._record_failed(update_id, attempt)
                     return True
-                log.exception("Telegram: update %d failed; retrying", update.update_id)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), 0.5 * attempt)
-                if self._stopping.is_set():
-                    return False
+                log.exception("Telegram: update %s failed; retrying", update_id)
             else:
+                if not self._health.healthy:
+                    await self._storage_recovered()
                 return True
-        return True  # pragma: no cover - the loop returns
+            if await self._wait(self._backoff.delay(attempt)):
+                return False
+
+    async def _storage_failed(self, exc: Exception, update_id: int | None, attempt: int) -> None:
+        """Say once per outage that updates are held; later failures only count."""
+        if not self._health.healthy:
+            self._health = Health(False, self._health.problem, self._health.since, attempt)
+            log.debug("Telegram: update %s still cannot be stored (%s)", update_id, exc)
+            if attempt == NOTIFY_AFTER_ATTEMPTS:  # not for a moment's lock: a lasting outage
+                await self._tell_operators(STORAGE_DOWN.format(error=str(exc)))
+            return
+        problem = f"{type(exc).__name__}: {exc}"
+        self._health = Health(False, problem, datetime.now(UTC), attempt)
+        log.error(
+            "Telegram: cannot store update %s (%s). It is held at Telegram, not confirmed; "
+            "retrying until storing works again (free disk space if it is full).",
+            update_id,
+            problem,
+        )
+
+    async def _storage_recovered(self) -> None:
+        held = self._health
+        told = held.attempts >= NOTIFY_AFTER_ATTEMPTS
+        self._health = Health()
+        now = datetime.now(UTC)
+        log.warning("Telegram: storing works again after %d attempt(s)", held.attempts)
+        try:
+            await self._runtime_or_fail().events.record(
+                "telegram.storage_failed",
+                actor="telegram",
+                subject="storage",
+                payload={
+                    "error": held.problem[:300],
+                    "since": held.since.isoformat() if held.since else "",
+                    "recovered_at": now.isoformat(),
+                    "attempts": held.attempts,
+                },
+            )
+        except STORAGE_ERRORS as exc:  # the update went in; the note about it can wait no more
+            log.error("Telegram: could not record the storage outage: %s", exc)
+        if told:
+            await self._tell_operators(STORAGE_BACK)
+
+    async def _tell_operators(self, text: str) -> None:
+        """A direct message to each operator's private chat: no storage involved."""
+        for operator in sorted(self._operators):
+            try:
+                await self._app.bot.send_message(int(operator), text)
+            except TelegramError as exc:
+                log.info("Telegram: could not tell operator %s: %s", operator, exc)
+
+    async def _record_malformed(self, raw: object, update_id: int | None, problem: str) -> None:
+        shown = preview(raw)
+        first_time = shown not in self._seen_malformed
+        if first_time:
+            log.warning("Telegram: skipping a malformed update %s: %s", update_id, problem)
+            await self._runtime_or_fail().events.record(
+                "update.malformed",
+                actor="telegram",
+                subject=f"update:{update_id}" if update_id is not None else "update",
+                payload={"update_id": update_id, "problem": problem[:300], "update": shown},
+            )
+            if len(self._seen_malformed) >= REFUSED_MEMORY:
+                self._seen_malformed.clear()
+            self._seen_malformed.add(shown)
+
+    async def _record_failed(self, update_id: int | None, attempts: int) -> None:
+        try:
+            await self._runtime_or_fail().events.record(
+                "update.failed",
+                actor="telegram",
+                subject=f"update:{update_id}",
+                payload={"update_id": update_id, "attempts": attempts},
+            )
+        except Exception:  # best effort: the log line says it
+            log.exception("Telegram: could not record the skipped update %s", update_id)
+
+    def _runtime_or_fail(self) -> Runtime:
+        runtime = self._runtime
+        assert runtime is not None, "start() first"
+        return runtime
 
     async def _on_webhook_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         if isinstance(update, Update):
@@ -402,6 +597,11 @@ class TelegramFrontEnd:
         assert runtime is not None, "start() first"
         inbound = to_inbound(update, self._app.bot.username, datetime.now(UTC))
         if inbound is None:
+            if update.callback_query is not None:  # a button without data: nothing to run
+                try:
+                    await update.callback_query.answer(NOTHING_TO_DO)
+                except TelegramError as exc:
+                    log.info("Telegram: could not answer a button press: %s", exc)
             return
         handled = await runtime.gateway.handle(inbound)
         query = update.callback_query

@@ -789,15 +789,37 @@ def load_settings(**overrides: Any) -> Settings:
 _SECRET_NAME = re.compile(r"secret|token|password|api_?key", re.IGNORECASE)
 
 
+def _shown_value(path: list[str], given: Any, error_type: str) -> str:
+    """The rejected value, quoted, when it is safe to echo; else nothing.
+
+    Never echoed: the value of an unknown setting (a misspelled secret is still a
+    secret: ``SOLOOPS_TELEGRAM__TOKN``), of any setting with a secret-looking name on
+    its path, and a URL's query, fragment and user info (people put tokens there).
+    """
+    if error_type == "extra_forbidden" or given is None or isinstance(given, dict | list):
+        return ""
+    if any(_SECRET_NAME.search(part) for part in path):
+        return ""
+    text = str(given)
+    if "://" in text or "?" in text or "@" in text:
+        try:
+            parts = urlsplit(text)
+            host = parts.hostname or ""
+        except ValueError:
+            return ""
+        if not parts.scheme or not host:
+            return ""
+        text = f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
+    return f" (got {text[:60]!r})"
+
+
 def _explain(exc: ValidationError) -> str:
     lines = ["Invalid settings:"]
     for error in exc.errors():
         path = [str(part) for part in error["loc"]]
         dotted = ".".join(path)
         env_name = ENV_PREFIX + "__".join(part.upper() for part in path)
-        given = error.get("input")
-        hidden = isinstance(given, dict) or given is None or _SECRET_NAME.search(path[-1])
-        shown = "" if hidden else f" (got {str(given)[:60]!r})"
+        shown = _shown_value(path, error.get("input"), error["type"])
         if error["type"] == "extra_forbidden":
             lines.append(
                 f"- '{dotted}' is not a known setting{shown}: remove it from your TOML file "

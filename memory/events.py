@@ -189,6 +189,11 @@ class EventLog:
                 params.append(limit)
         return [_row_to_event(row) for row in await self._store.fetchall(sql, params)]
 
+    async def kinds(self) -> list[str]:
+        """Every kind recorded so far, sorted."""
+        rows = await self._store.fetchall("SELECT DISTINCT kind FROM events ORDER BY kind")
+        return [str(row[0]) for row in rows]
+
     async def get(self, seq: int) -> Event | None:
         """One event by its sequence number."""
         row = await self._store.fetchone("SELECT * FROM events WHERE seq = ?", (seq,))

@@ -1,7 +1,9 @@
 """Keep secrets out of the event log and the log file.
 
-Two rules: values under secret-looking keys are replaced, and any configured secret
-value found inside a string is replaced wherever it appears.
+Three rules: values under secret-looking keys are replaced, any configured secret
+value found inside a string is replaced wherever it appears, and so is the value of
+a secret-looking URL query parameter (``?token=...``, ``&sig=...``): URLs are not
+secrets themselves, but people put credentials in them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from typing import Any
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
     r"(token|secret|passw(or)?d|api[_-]?key|authorization|signature|cookie|credential)",
+    re.IGNORECASE,
+)
+
+# A query parameter whose name looks like a credential: keep the name, hide the value.
+_URL_SECRET = re.compile(
+    r"([?&;][^=&#\s]*(?:token|secret|passw|key|sig|auth|credential)[^=&#\s]*=)[^&#\s'\"`]+",
     re.IGNORECASE,
 )
 
@@ -30,6 +38,8 @@ class Redactor:
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
+        if "=" in value:
+            value = _URL_SECRET.sub(rf"\g<1>{REDACTED}", value)
         return value
 
     def data(self, value: Any) -> Any:

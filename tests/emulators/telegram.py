@@ -5,6 +5,8 @@ non-string fields are JSON) and answers as Telegram does (``{"ok": true, "result
 or ``{"ok": false, "error_code": N, "description": ...}``). Tests inject updates
 (messages, button presses), read what the bot sent, edited and answered, and make the
 next calls of a method fail with 429 ``retry_after``, a 5xx, a 400 or a hang.
+:meth:`TelegramEmulator.push_raw` serves any JSON value as an update (no
+``update_id``, a string one, a list...), as a broken Bot API server or proxy might.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ BOT_ID = 777000111
 BOT_USERNAME = "soloops_test_bot"
 
 JSON = dict[str, Any]
+RAW = "__raw__"  # key of a queued raw update: served as is, confirmed by its queue id
 
 
 @dataclass
@@ -178,6 +181,17 @@ class TelegramEmulator:
         self._new_update.set()
         return update
 
+    def push_raw(self, payload: Any) -> JSON:
+        """Queue ``payload`` as an update exactly as given; return its queue entry.
+
+        The entry's ``update_id`` is the emulator's own position for it: the update is
+        forgotten, as Telegram forgets, once the bot asks for an offset past it.
+        """
+        entry = {"update_id": next(self._update_ids), RAW: payload}
+        self.updates.append(entry)
+        self._new_update.set()
+        return entry
+
     def sent(self, chat_id: int | None = None) -> list[StoredMessage]:
         """Messages the bot sent, oldest first."""
         return [m for m in self.messages.values() if chat_id is None or m.chat_id == chat_id]
@@ -284,9 +298,9 @@ class TelegramEmulator:
                 forced, self._forced = self._forced, []
                 for update in forced:
                     self._handed_out[update["update_id"]] = len(self.calls_of("getUpdates"))
-                return forced + list(self.updates)
+                return [_served(u) for u in forced + list(self.updates)]
             if self.updates:
-                return list(self.updates)
+                return [_served(u) for u in self.updates]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
@@ -377,6 +391,10 @@ class TelegramEmulator:
         if stored.thread_id is not None:
             message["message_thread_id"] = stored.thread_id
         return message
+
+
+def _served(update: JSON) -> Any:
+    return update.get(RAW, update)
 
 
 def _error(status: int, description: str) -> web.Response:
