@@ -52,6 +52,10 @@ environment:
 """
 
 
+# Named like a secret, but only where secrets are kept: its path is no secret.
+_NOT_SECRET_ENV = frozenset({"SOLOOPS_SECRETS_DIR"})
+
+
 def _env_secrets() -> list[str]:
     """Values of secret-looking ``SOLOOPS_*`` variables, misspelled names included.
 
@@ -61,7 +65,10 @@ def _env_secrets() -> list[str]:
     return [
         value
         for name, value in os.environ.items()
-        if name.startswith("SOLOOPS_") and _SECRET_ENV.search(name) and len(value) >= 4
+        if name.startswith("SOLOOPS_")
+        and name not in _NOT_SECRET_ENV
+        and _SECRET_ENV.search(name)
+        and len(value) >= 4
     ]
 
 

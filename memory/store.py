@@ -138,11 +138,13 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield Transaction(conn)
-            except BaseException:
-                conn.rollback()
-                raise
-            else:
                 conn.commit()
+            except BaseException:
+                # Also after a failed COMMIT (a full disk): the transaction is still open,
+                # and every later write would fail with "transaction within a transaction".
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """Read one row from the last committed state."""
