@@ -70,7 +70,6 @@ EMAIL_SETUP = (
     "Invoices are sent by email, which is not set up: set SOLOOPS_EMAIL__HOST and"
     " SOLOOPS_EMAIL__FROM_ADDRESS (see the README, Email), then try again."
 )
-_EVERY = re.compile(r"\bevery\b[^;\n]*", re.IGNORECASE)
 _FILTER_STATES: dict[str, frozenset[InvoiceState]] = {
     "open": OPEN_STATES,
     "paid": frozenset({InvoiceState.PAID}),
@@ -111,9 +110,13 @@ def local_today(now: datetime, timezone: str) -> date:
     return now.astimezone(ZoneInfo(timezone)).date()
 
 
-def without_recurrence(text: str) -> str:
-    """``text`` with its ``every ...`` clause taken out (what each run invoices)."""
-    return " ".join(_EVERY.sub("", text).split(" ")).strip()
+def without_recurrence(text: str, recurrence: str) -> str | None:
+    """``text`` with its ``every ...`` words taken out (what each run invoices), or None
+    when they are not written together."""
+    words = r"\s+".join(re.escape(word) for word in recurrence.split())
+    pattern = re.compile(rf"\s*\b{words}(?=\s|;|$)", re.IGNORECASE)
+    kept, found = pattern.subn("", text, count=1)
+    return kept.strip() if found else None
 
 
 def recurring_job_id(key: str) -> str:
@@ -291,6 +294,12 @@ class InvoicesAgent(Agent):
         await self._recipient(draft)  # refused now rather than at every run
         job_id = recurring_job_id(ctx.idempotency_key)
         assert draft.recurrence is not None  # matched by the caller
+        each = without_recurrence(text, draft.recurrence)
+        if each is None:
+            raise Refusal(
+                f"Write the schedule in one piece, e.g. /invoice {draft.client} 500 EUR retainer"
+                " every month on the 1st to billing@example.com"
+            )
         spec = JobSpec(
             id=job_id,
             owner=NAME,
@@ -298,7 +307,7 @@ class InvoicesAgent(Agent):
             schedule=draft.recurrence,
             payload={
                 "conversation": intent.conversation.model_dump(mode="json"),
-                "text": without_recurrence(text),
+                "text": each,
             },
             misfire="once",
         )
