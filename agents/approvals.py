@@ -10,10 +10,17 @@ A decision is one transaction: a conditional UPDATE of the approval (pending and
 unexpired, so two presses at once apply once), the purpose's handler (for an action:
 the waiting task back in the queue), an event, and the card's edit queued in the
 outbox. Expiry counts as the second button (reject) unless the purpose says otherwise.
+
+A card for an action whose params carry files (``attachments`` with ``content_b64``, as
+the email connector takes them) shows those files with it, so the operator sees the
+exact document that will be sent: the proposing agent keeps them in the file store
+first (content-addressed, so the desk finds them from the bytes it is asked about).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -25,11 +32,12 @@ from agents.base import ApprovalDecision, NeedsApproval
 from agents.delivery import queue_reply
 from agents.fingerprint import fingerprint
 from agents.intents import Conversation
-from agents.replies import Button, Reply
+from agents.replies import Attachment, Button, Reply
 from agents.transitions import Mover
 from memory.approvals import ApprovalRepo, ApprovalRow, ApprovalState
 from memory.clock import Clock, SystemClock
 from memory.events import EventLog
+from memory.files import FileStore
 from memory.outbox import OutboxRepo
 from memory.store import Store, Transaction
 from memory.tasks import TaskState
@@ -110,6 +118,30 @@ def decided_text(row: ApprovalRow, state: ApprovalState, by: str, at: datetime) 
     return f"{verb}{who} at {at:%Y-%m-%d %H:%M} UTC\n{row.summary}"
 
 
+def card_files(action: str, files: FileStore | None) -> tuple[Attachment, ...]:
+    """The files an action's params carry, as kept in ``files`` (those found there)."""
+    if files is None:
+        return ()
+    try:
+        params = json.loads(action).get("params")
+    except (ValueError, AttributeError):
+        return ()
+    listed = params.get("attachments") if isinstance(params, dict) else None
+    shown: list[Attachment] = []
+    for item in listed if isinstance(listed, list) else []:
+        try:
+            content = base64.b64decode(item["content_b64"], validate=True)
+            filename = str(item["filename"])
+            mime = str(item.get("content_type") or "application/octet-stream")
+        except (KeyError, TypeError, binascii.Error):
+            continue  # not a file the desk can show; the connector judges the params
+        path = files.path_for(content, filename)
+        if path.is_file():
+            kind = "photo" if mime.startswith("image/") else "document"
+            shown.append(Attachment(path=str(path), filename=filename, mime=mime, kind=kind))
+    return tuple(shown)
+
+
 def decision_of(row: ApprovalRow) -> ApprovalDecision | None:
     """The decision an approval row holds, if it has one."""
     if row.state is ApprovalState.PENDING:
@@ -131,8 +163,10 @@ class ApprovalDesk:
         events: EventLog,
         clock: Clock | None = None,
         default_ttl: timedelta = DEFAULT_TTL,
+        files: FileStore | None = None,
     ) -> None:
         self._store = store
+        self._files = files
         self._events = events
         self._clock = clock or SystemClock()
         self._repo = ApprovalRepo(store)
@@ -344,7 +378,10 @@ class ApprovalDesk:
             )
             for token, decision in await self._repo.buttons_of(tx, row.id)
         )
-        outbox_id = await self._queue(tx, conversation, Reply(text=card_text(row), buttons=buttons))
+        card = Reply(
+            text=card_text(row), buttons=buttons, attachments=card_files(row.action, self._files)
+        )
+        outbox_id = await self._queue(tx, conversation, card)
         await self._repo.set_card(tx, row.id, outbox_id)
 
     async def _edit_card(

@@ -41,6 +41,7 @@ from config import Settings
 from connectors.base import Connector
 from memory.clock import Clock, SystemClock
 from memory.events import EventLog
+from memory.files import FileStore
 from memory.outbox import OutboxRepo
 from memory.store import Store, Transaction
 from memory.tasks import TaskRepo, TaskRow, TaskState
@@ -77,7 +78,11 @@ class Coordinator:
         settings = settings or Settings()
         actions = settings.actions
         self.approvals = ApprovalDesk(
-            store, events, self._clock, default_ttl=timedelta(hours=actions.approval_ttl_hours)
+            store,
+            events,
+            self._clock,
+            default_ttl=timedelta(hours=actions.approval_ttl_hours),
+            files=FileStore(settings.files_dir),
         )
         self.lifecycle = Lifecycle(
             store,

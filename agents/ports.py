@@ -22,6 +22,8 @@ An agent never holds the coordinator, the store or another agent. Its factory ge
 - ``files``: where a reply's files (a chart, an invoice PDF) are kept before the reply
   is queued; ``homes``: the operator's home conversations (``SOLOOPS_DIGEST__TO``), for
   work that starts without a message to answer (a scheduled run, an inbound hook).
+- ``invoices`` and ``contacts``: the business records (``memory/invoices.py``,
+  ``memory/contacts.py``), for the features that keep invoices and leads.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ from config import Settings
 from memory.actions import ActionRepo, ActionRow
 from memory.approvals import ApprovalRow
 from memory.clock import Clock
+from memory.contacts import ContactRepo
 from memory.embedder import Embedder
 from memory.ephemeral import EphemeralMemory
 from memory.events import Event, EventLog
 from memory.files import FileStore
+from memory.invoices import InvoiceRepo
 from memory.memories import MemoryRepo
 from memory.outbox import DeliveryState, OutboxRepo
 from memory.semantic import MemorySpace
@@ -191,6 +195,8 @@ class Ports:
     homes: tuple[Conversation, ...] = ()
     recent_turns: EphemeralMemory | None = None
     control: LifecycleControl | None = None
+    invoices: InvoiceRepo | None = None
+    contacts: ContactRepo | None = None
 
     def require_control(self) -> LifecycleControl:
         """The control port; only features declaring ``operator_controls`` have it."""

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from agents import notes, ops, router
+from agents import invoices, notes, ops, router
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Feature, Phrasings
 from agents.intents import Conversation, Intent, kind_of
@@ -99,6 +99,8 @@ class Registry:
         for feature in self._features.values():
             for connector, operation in sorted(feature.capabilities):
                 operations = offered.get(connector)
+                if operations is None and connector in feature.optional_connectors:
+                    continue  # the feature refuses in chat, naming the settings to set
                 if operations is None:
                     known = ", ".join(sorted(offered)) or "none"
                     raise ConfigurationError(
@@ -174,8 +176,8 @@ class Registry:
 
 
 def default_features() -> list[Feature]:
-    """The features every soloops runs: ops, notes and the free-text router."""
-    return [ops.FEATURE, notes.FEATURE, router.FEATURE]
+    """The features every soloops runs: ops, notes, invoices and the free-text router."""
+    return [ops.FEATURE, notes.FEATURE, router.FEATURE, invoices.FEATURE]
 
 
 def build_registry(extra: Iterable[Feature] = (), *, defaults: bool = True) -> Registry:

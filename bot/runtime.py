@@ -35,9 +35,11 @@ from connectors.llm import LanguageModel
 from connectors.webhook import WebhookConnector
 from memory.anchor import AnchorKeeper, anchor_path
 from memory.clock import Clock, SystemClock
+from memory.contacts import ContactRepo
 from memory.embedder import Embedder, build_embedder
 from memory.events import EventLog
 from memory.files import FileStore
+from memory.invoices import InvoiceRepo
 from memory.redact import Redactor
 from memory.semantic import SemanticMemory
 from memory.store import Store
@@ -207,6 +209,8 @@ def ports_for(
         homes=services.homes,
         recent_turns=memory.ephemeral,
         control=control,
+        invoices=InvoiceRepo(store, events),
+        contacts=ContactRepo(store, events),
     )
 
 
