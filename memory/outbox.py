@@ -20,6 +20,9 @@ from memory.clock import from_iso, to_iso
 from memory.store import Store, Transaction
 
 
+QUEUED_TOPIC = "outbox.queued"  # published on commit: (outbox id, platform)
+
+
 class DeliveryState(StrEnum):
     """Where a reply is on its way out."""
 
@@ -92,11 +95,14 @@ class OutboxRepo:
         ``replaces`` names an earlier outbox message this one edits (a decided card).
         """
         stamp = to_iso(now)
-        return await tx.execute(
+        outbox_id = await tx.execute(
             "INSERT INTO outbox (platform, chat_id, thread_id, reply_to, body, next_attempt_at,"
             " task_id, created_at, replaces_outbox_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (platform, chat_id, thread_id, reply_to, body, stamp, task_id, stamp, replaces),
         )
+        # The dispatcher keeps pending ids in memory instead of polling the table.
+        tx.publish(QUEUED_TOPIC, (outbox_id, platform))
+        return outbox_id
 
     async def get(self, outbox_id: int) -> OutboxRow | None:
         """One outbox message."""
