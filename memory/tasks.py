@@ -15,6 +15,9 @@ from memory.clock import from_iso, to_iso
 from memory.store import Store, Transaction
 
 
+QUEUED_TOPIC = "tasks.queued"  # published on commit: (task id, next attempt or None)
+
+
 class TaskState(StrEnum):
     """Where a task is in its life."""
 
@@ -91,6 +94,8 @@ class TaskRepo:
         )
         row = await tx.fetchone("SELECT * FROM tasks WHERE idempotency_key = ?", (idempotency_key,))
         assert row is not None  # just inserted or already there
+        if inserted:
+            tx.publish(QUEUED_TOPIC, (inserted, None))
         return _row(row), inserted != 0
 
     async def get(self, task_id: int) -> TaskRow | None:
@@ -159,7 +164,11 @@ class TaskRepo:
         if expect is not None:
             sql += " AND state = ?"
             params.append(expect)
-        return await tx.execute(sql, params) == 1
+        moved = await tx.execute(sql, params) == 1
+        if moved and state is TaskState.QUEUED:
+            # The coordinator keeps its ready queue from these instead of polling.
+            tx.publish(QUEUED_TOPIC, (task_id, next_attempt_at))
+        return moved
 
     async def set_checkpoint(self, tx: Transaction, task_id: int, checkpoint: str) -> None:
         """Record where a task is, so a resume continues from there."""
