@@ -16,7 +16,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bot.console import ConsoleSender, ConsoleSession
-from bot.doctor import run_checks
 from bot.frontends import FrontEnd, configured_front_ends
 from bot.home import HomeBusyError, HomeLock
 from bot.logs import configure_logging
@@ -242,6 +241,8 @@ def _backup(settings: Settings, file: str, *, force: bool) -> int:
 
 
 def _doctor() -> int:
+    from bot.doctor import run_checks  # lazily: it imports faiss and numpy
+
     checks = asyncio.run(run_checks())
     for check in checks:
         print(check.render())
