@@ -19,7 +19,6 @@ from typing import Any
 from memory.clock import from_iso, to_iso
 from memory.store import Store, Transaction
 
-
 QUEUED_TOPIC = "outbox.queued"  # published on commit: (outbox id, platform)
 
 

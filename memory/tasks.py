@@ -14,7 +14,6 @@ from typing import Any
 from memory.clock import from_iso, to_iso
 from memory.store import Store, Transaction
 
-
 QUEUED_TOPIC = "tasks.queued"  # published on commit: (task id, next attempt or None)
 
 

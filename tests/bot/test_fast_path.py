@@ -84,7 +84,7 @@ async def test_work_queued_while_stopped_runs_at_the_next_start(settings: Settin
         await runtime.coordinator.stop()
         await runtime.outbox.stop()
         await runtime.gateway.handle(inbound("/help"))
-        counts = await runtime.coordinator._tasks.counts()  # noqa: SLF001  # the stored truth
+        counts = await runtime.coordinator._tasks.counts()  # the stored truth
         assert counts[TaskState.QUEUED] == 1
         assert out.getvalue() == ""
     async with open_runtime(
@@ -92,9 +92,9 @@ async def test_work_queued_while_stopped_runs_at_the_next_start(settings: Settin
     ) as runtime:
         await runtime.settle()
         assert "/help" in out.getvalue()
-        tasks = await runtime.coordinator._tasks.counts()  # noqa: SLF001  # the stored truth
+        tasks = await runtime.coordinator._tasks.counts()  # the stored truth
         assert tasks[TaskState.QUEUED] == 0 and tasks[TaskState.SUCCEEDED] == 1
-        outbox = await runtime.outbox._repo.counts()  # noqa: SLF001  # the stored truth
+        outbox = await runtime.outbox._repo.counts()  # the stored truth
         assert outbox[DeliveryState.SENT] == 1 and outbox[DeliveryState.PENDING] == 0
 
 
