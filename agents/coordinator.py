@@ -17,11 +17,12 @@ them.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from agents.approvals import ApprovalDesk
 from agents.backoff import Backoff
@@ -44,7 +45,7 @@ from memory.events import EventLog
 from memory.files import FileStore
 from memory.outbox import OutboxRepo
 from memory.store import Store, Transaction
-from memory.tasks import TaskRepo, TaskRow, TaskState
+from memory.tasks import QUEUED_TOPIC, TaskRepo, TaskRow, TaskState
 from memory.waiting import wait_for_event
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,13 @@ class Coordinator:
         self._claiming = 0  # tasks being moved to running: no longer queued, not yet running
         self._told_held: set[int] = set()
         self._wakeup = asyncio.Event()
+        # No polling: the queue is read when something may have become runnable (a
+        # task queued, as published on commit; an outside wake(); a lane freed while
+        # work waited for it) or a delayed task comes due. SQLite stays the truth.
+        self._dirty = True
+        self._rescan = True  # also re-read when the next delayed task is due
+        self._waiting_for_lane = False
+        self._due_times: list[datetime] = []
         self._changed = asyncio.Condition()
         self._loop_task: asyncio.Task[None] | None = None
         self._accepting = False
@@ -188,6 +196,7 @@ class Coordinator:
         if interrupted:
             log.warning("requeued %d task(s) interrupted by a crash", interrupted)
         self._accepting = True
+        self._store.subscribe(QUEUED_TOPIC, self._task_queued)
         self._loop_task = asyncio.create_task(self._dispatch_loop(), name="coordinator-dispatch")
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -196,6 +205,7 @@ class Coordinator:
         Interrupted tasks are put back in the queue and resume at the next start.
         """
         self._accepting = False
+        self._store.unsubscribe(QUEUED_TOPIC, self._task_queued)
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
@@ -259,6 +269,15 @@ class Coordinator:
 
     def wake(self) -> None:
         """Tell the dispatcher there may be new work."""
+        self._dirty = True
+        self._wakeup.set()
+
+    def _task_queued(self, value: object) -> None:
+        _, due = cast(tuple[int, datetime | None], value)
+        if due is None or due <= self._clock.now():
+            self._dirty = True
+        else:
+            heapq.heappush(self._due_times, due)
         self._wakeup.set()
 
     async def wait_idle(self) -> None:
@@ -275,9 +294,9 @@ class Coordinator:
         due = await self._tasks.runnable(self._clock.now())
         return [task for task in due if not self.lifecycle.holds(task.agent, task.kind)]
 
-    async def _tell_held(self) -> None:
+    async def _tell_held(self, due: list[TaskRow]) -> None:
         """Say once per held task that it waits, and what releases it."""
-        for task in await self._tasks.runnable(self._clock.now()):
+        for task in due:
             if task.id in self._told_held or not self.lifecycle.holds(task.agent, task.kind):
                 continue
             conversation = self.registry.load_intent(task.intent).conversation
@@ -320,34 +339,54 @@ class Coordinator:
     async def _dispatch_loop(self) -> None:
         while True:
             self._wakeup.clear()
+            now = self._clock.now()
+            while self._due_times and self._due_times[0] <= now:
+                heapq.heappop(self._due_times)
+                self._dirty = True
             try:
-                await self._tell_held()
-                await self._dispatch_once()
+                if self._rescan:
+                    self._rescan = False
+                    self._dirty = True
+                    self._due_times.clear()
+                    due = await self._tasks.next_due_at(now)
+                    if due is not None:
+                        self._due_times.append(due)
+                if self._dirty:
+                    self._dirty = False
+                    runnable = await self._tasks.runnable(now)
+                    await self._tell_held(runnable)
+                    await self._dispatch_once(runnable)
             except Exception:
                 log.exception("the dispatcher failed to claim work; retrying in 1 s")
                 await asyncio.sleep(1.0)
+                self._rescan = True
                 self._wakeup.set()
             await self._notify()
             timeout = 60.0
-            due = await self._tasks.next_due_at(self._clock.now())
-            if due is not None:
-                timeout = min(timeout, max(0.01, (due - self._clock.now()).total_seconds()))
+            if self._due_times:
+                wait = (self._due_times[0] - self._clock.now()).total_seconds()
+                timeout = min(timeout, max(0.01, wait))
             await wait_for_event(self._wakeup, timeout)
+            if not self._wakeup.is_set():
+                self._rescan = True  # a minute without news, or a delay came due
 
-    async def _dispatch_once(self) -> None:
+    async def _dispatch_once(self, due: list[TaskRow]) -> None:
+        self._waiting_for_lane = False
         free = self._concurrency - len(self._running)
-        if free <= 0 or not self._accepting:
+        if not self._accepting:
             return
         seen_lanes: set[str] = set()
         chosen: list[TaskRow] = []
-        for task in await self._runnable():
-            if task.lane in seen_lanes or task.lane in self._busy_lanes:
+        for task in due:
+            if self.lifecycle.holds(task.agent, task.kind):
+                continue
+            if len(chosen) >= free or task.lane in seen_lanes or task.lane in self._busy_lanes:
+                # Runnable but waiting for a lane or a free slot: look again when one frees.
+                self._waiting_for_lane = True
                 seen_lanes.add(task.lane)
                 continue
             seen_lanes.add(task.lane)
             chosen.append(task)
-            if len(chosen) == free:
-                break
         for task in chosen:
             # Until the task is in _running, wait_idle must not see the committed claim
             # (no longer queued) as idle.
@@ -373,7 +412,9 @@ class Coordinator:
         finally:
             self._running.pop(task.id, None)
             self._busy_lanes.discard(task.lane)
-            self.wake()
+            if self._waiting_for_lane:
+                self._dirty = True
+            self._wakeup.set()
             await self._notify()
 
     def now(self) -> datetime:

@@ -24,7 +24,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bot.console import ConsoleSender, ConsoleSession
-from bot.doctor import run_checks
 from bot.frontends import FrontEnd, configured_front_ends
 from bot.home import HomeBusyError, HomeLock
 from bot.logs import configure_logging
@@ -365,6 +364,8 @@ def _quiet_pipe(command: Callable[[], int]) -> int:
 
 
 def _doctor() -> int:
+    from bot.doctor import run_checks  # lazily: it imports faiss and numpy
+
     checks = asyncio.run(run_checks())
     redactor = _redactor()
     for check in checks:

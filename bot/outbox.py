@@ -5,6 +5,12 @@ transactions; this dispatcher reads due rows and hands each to the platform's
 :class:`Sender`. A sender raises :class:`DeliveryError` saying whether a failure is
 worth retrying. Pending rows survive restarts, so a crash or an outage loses no reply.
 
+The dispatcher does not poll: it keeps the ids of pending replies in memory, learnt
+from the commits that queue them (``outbox.queued``) and from its own retry schedule,
+and reads the table only at start, after a failure of its own loop, when drained,
+and every ``IDLE_POLL_S`` when idle (replies queued by another process). SQLite stays
+the truth: a claim still checks the row's state.
+
 Each row is claimed (``pending -> sending`` in a write transaction) before it is sent
 and marked sent only from ``sending``, so however the reads interleave under load a
 reply goes out once. Rows a crash left ``sending`` are returned to ``pending`` at the
@@ -14,17 +20,19 @@ next start: after a crash, a reply may arrive twice (at-least-once).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Protocol, cast
 
 from agents.backoff import Backoff
 from agents.replies import Reply
 from memory.clock import Clock, SystemClock
 from memory.events import EventLog
-from memory.outbox import DeliveryState, OutboxRepo, OutboxRow
+from memory.outbox import QUEUED_TOPIC, DeliveryState, OutboxRepo, OutboxRow
 from memory.store import Store
 from memory.waiting import wait_for_event
 
@@ -95,10 +103,22 @@ class OutboxDispatcher:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._ready: deque[int] = deque()  # ids due now, in the order they were queued
+        self._known: set[int] = set()  # ids in _ready or _later
+        self._later: list[tuple[datetime, int]] = []  # retries this dispatcher scheduled
+        self._scan = True  # read the table on the next round
+
+    def _queued(self, value: object) -> None:
+        outbox_id, platform = cast(tuple[int, str], value)  # published by OutboxRepo.enqueue
+        if platform in self._senders and outbox_id not in self._known:
+            self._known.add(outbox_id)
+            self._ready.append(outbox_id)
+            self.wake()
 
     def add_sender(self, sender: Sender) -> None:
         """Deliver replies for ``sender.platform`` from now on."""
         self._senders[sender.platform] = sender
+        self._scan = True
         self.wake()
 
     def wake(self) -> None:
@@ -108,6 +128,7 @@ class OutboxDispatcher:
 
     async def start(self) -> None:
         """Start delivering (including replies left pending by an earlier run)."""
+        self._store.subscribe(QUEUED_TOPIC, self._queued)
         async with self._store.write() as tx:
             reclaimed = await self._repo.reclaim(tx)
             if reclaimed:
@@ -128,6 +149,7 @@ class OutboxDispatcher:
 
     async def stop(self) -> None:
         """Stop delivering; undelivered replies stay pending for the next start."""
+        self._store.unsubscribe(QUEUED_TOPIC, self._queued)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -135,8 +157,13 @@ class OutboxDispatcher:
 
     async def drain(self) -> None:
         """Return once every reply that is due now has been handled."""
+        self._scan = True
         self.wake()
         await self._idle.wait()
+
+    def _retry_at(self, when: datetime, outbox_id: int) -> None:
+        self._known.add(outbox_id)
+        heapq.heappush(self._later, (when, outbox_id))
 
     async def _loop(self) -> None:
         while True:
@@ -145,36 +172,60 @@ class OutboxDispatcher:
                 await self._deliver_due()
             except Exception:
                 log.exception("outbox delivery loop failed; retrying in 1 s")
+                self._scan = True
                 await asyncio.sleep(1.0)
                 continue
             if self._wakeup.is_set():
                 continue
             self._idle.set()
             timeout = IDLE_POLL_S
-            next_at = await self._repo.next_due_at(list(self._senders))
-            if next_at is not None:
-                timeout = max(0.0, min(timeout, (next_at - self._clock.now()).total_seconds()))
+            if self._later:
+                timeout = max(
+                    0.0, min(timeout, (self._later[0][0] - self._clock.now()).total_seconds())
+                )
             await wait_for_event(self._wakeup, timeout)
+            if not self._wakeup.is_set() and not self._later_due():
+                self._scan = True  # idle for a while: look for replies queued elsewhere
+
+    def _later_due(self) -> bool:
+        return bool(self._later) and self._later[0][0] <= self._clock.now()
 
     async def _deliver_due(self) -> None:
-        while True:
-            rows = await self._repo.due(list(self._senders), self._clock.now())
-            if not rows:
-                return
-            for row in rows:
-                await self._deliver(row)
+        if self._scan:
+            self._scan = False
+            # The scan also finds rows another process queued and retries of earlier runs.
+            self._later.clear()
+            self._known = set(self._ready)
+            for row in await self._repo.due(list(self._senders), self._clock.now(), limit=1000):
+                if row.id not in self._known:
+                    self._known.add(row.id)
+                    self._ready.append(row.id)
+            next_at = await self._repo.next_due_at(list(self._senders))
+            if next_at is not None and next_at > self._clock.now():
+                heapq.heappush(self._later, (next_at, 0))  # a wake-up to scan again
+        while self._later_due():
+            _, outbox_id = heapq.heappop(self._later)
+            if outbox_id == 0:
+                self._scan = True
+                self.wake()
+            elif outbox_id not in self._ready:
+                self._ready.append(outbox_id)
+        while self._ready:
+            outbox_id = self._ready.popleft()
+            self._known.discard(outbox_id)
+            await self._deliver(outbox_id)
 
-    async def _deliver(self, listed: OutboxRow) -> None:
-        sender = self._senders[listed.platform]
-        subject = f"reply:{listed.id}"
+    async def _deliver(self, outbox_id: int) -> None:
+        subject = f"reply:{outbox_id}"
         target: OutboxRow | None = None
         async with self._store.write() as tx:
-            claimed = await self._repo.claim(tx, listed.id, self._clock.now())
+            claimed = await self._repo.claim(tx, outbox_id, self._clock.now())
             if claimed is not None and claimed.replaces_outbox_id is not None:
                 target = await self._repo.state_in(tx, claimed.replaces_outbox_id)
         if claimed is None:
-            return  # already taken or handled: the list was read before that commit
+            return  # already taken or handled, or not due yet
         row = claimed
+        sender = self._senders[row.platform]
         try:
             replaces_ref = None
             if row.replaces_outbox_id is not None:
@@ -211,6 +262,7 @@ class OutboxDispatcher:
                     )
                     next_at = self._clock.now() + timedelta(seconds=delay)
                     await self._repo.mark_retry(tx, row.id, reason, next_at)
+                    tx.on_commit(lambda: self._retry_at(next_at, row.id))
                     await self._events.append(
                         tx,
                         "reply.retry",

@@ -343,7 +343,11 @@ async def open_runtime(
             "system.started", actor="soloops", payload={"version": version("soloops"), "mode": mode}
         )
         await anchor.start()
-        await memory.start()
+        # The model (torch: seconds and ~400 MB) loads when memory or free text first
+        # needs it: a /help never does. The service prefetches it in the background so
+        # the first /recall does not wait; so does a runtime given a loaded model.
+        if mode == "run" or embedder.is_ready:
+            await memory.start()
         maintenance = asyncio.create_task(
             _maintain(memory, memory_settings.eviction_interval_s), name="memory-maintenance"
         )

@@ -192,7 +192,12 @@ def _load(spec: str) -> tuple[Any, int]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import torch
     from sentence_transformers import SentenceTransformer
+
+    # One forward pass at a time (the encode lock) on a small machine: torch's own pool
+    # of one thread per core would compete with the event loop and FAISS.
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # untyped upstream

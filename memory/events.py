@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,11 @@ from memory.redact import Redactor
 from memory.store import Store, Transaction
 
 GENESIS = "0" * 64
+_HEAD = "events.head"
+_INSERT = (
+    "INSERT INTO events (seq, ts, kind, actor, subject, payload, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,47 +113,50 @@ class EventLog:
         payload: dict[str, Any] | None = None,
     ) -> int:
         """Append one event inside ``tx``; return its sequence number."""
-        last = await tx.fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-        seq = 1 if last is None else int(last["seq"]) + 1
-        prev_hash = GENESIS if last is None else str(last["hash"])
-        ts = to_iso(self._clock.now())
-        body = canonical(self._redactor.data(payload or {}))
-        actor, subject = self._redactor.text(actor), self._redactor.text(subject)
-        digest = chain_hash(prev_hash, seq, ts, kind, actor, subject, body)
-        await tx.execute(
-            "INSERT INTO events (seq, ts, kind, actor, subject, payload, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, ts, kind, actor, subject, body, prev_hash, digest),
-        )
-        return seq
+        return (await self.append_many(tx, (Draft(kind, actor, subject, payload or {}),)))[0]
 
     async def append_many(self, tx: Transaction, drafts: Sequence[Draft]) -> list[int]:
         """Append several events inside ``tx`` in one statement; return their numbers.
 
-        The chain is computed here, so a batch costs one read and one ``executemany``
-        instead of two awaited calls per event (each ~70 µs through aiosqlite).
+        The chain head (last seq and hash) is cached on the store and updated only when
+        the transaction commits, so an append reads nothing. If another process
+        appended meanwhile, the cached seq collides with the primary key: the head is
+        read again and the batch retried, so the chain never forks.
         """
         if not drafts:
             return []
-        last = await tx.fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-        seq = 0 if last is None else int(last["seq"])
-        prev_hash = GENESIS if last is None else str(last["hash"])
         ts = to_iso(self._clock.now())
-        rows: list[tuple[object, ...]] = []
-        for draft in drafts:
-            seq += 1
-            body = canonical(self._redactor.data(draft.payload))
-            actor, subject = self._redactor.text(draft.actor), self._redactor.text(draft.subject)
-            digest = chain_hash(prev_hash, seq, ts, draft.kind, actor, subject, body)
-            rows.append((seq, ts, draft.kind, actor, subject, body, prev_hash, digest))
-            prev_hash = digest
-        await tx.executemany(
-            "INSERT INTO events (seq, ts, kind, actor, subject, payload, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        first = seq - len(rows) + 1
-        return list(range(first, seq + 1))
+        prepared = [
+            (
+                draft.kind,
+                self._redactor.text(draft.actor),
+                self._redactor.text(draft.subject),
+                canonical(self._redactor.data(draft.payload)),
+            )
+            for draft in drafts
+        ]
+        rows = _chain(await self._head(tx), ts, prepared)
+        try:
+            await tx.executemany(_INSERT, rows)
+        except sqlite3.IntegrityError:
+            # Another process appended since the head was cached: read it again.
+            self._store.cache.pop(_HEAD, None)
+            tx.scratch.pop(_HEAD, None)
+            rows = _chain(await self._head(tx), ts, prepared)
+            await tx.executemany(_INSERT, rows)
+        if _HEAD not in tx.scratch:
+            tx.on_commit(lambda: self._store.cache.__setitem__(_HEAD, tx.scratch[_HEAD]))
+        last_seq, last_hash = rows[-1][0], rows[-1][7]
+        assert isinstance(last_seq, int) and isinstance(last_hash, str)
+        tx.scratch[_HEAD] = (last_seq, last_hash)
+        return list(range(last_seq - len(rows) + 1, last_seq + 1))
+
+    async def _head(self, tx: Transaction) -> tuple[int, str]:
+        head: tuple[int, str] | None = tx.scratch.get(_HEAD) or self._store.cache.get(_HEAD)
+        if head is None:
+            last = await tx.fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+            head = (0, GENESIS) if last is None else (int(last["seq"]), str(last["hash"]))
+        return head
 
     async def record(
         self, kind: str, *, actor: str, subject: str = "", payload: dict[str, Any] | None = None
@@ -239,6 +248,19 @@ class EventLog:
             for row in rows:
                 yield row
             after = int(rows[-1]["seq"])
+
+
+def _chain(
+    head: tuple[int, str], ts: str, prepared: list[tuple[str, str, str, str]]
+) -> list[tuple[object, ...]]:
+    seq, prev_hash = head
+    rows: list[tuple[object, ...]] = []
+    for kind, actor, subject, body in prepared:
+        seq += 1
+        digest = chain_hash(prev_hash, seq, ts, kind, actor, subject, body)
+        rows.append((seq, ts, kind, actor, subject, body, prev_hash, digest))
+        prev_hash = digest
+    return rows
 
 
 def _row_to_event(row: Any) -> Event:

@@ -370,6 +370,47 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
     END;
     """,
+    # 8 (issue 11): state counters for /status, kept by triggers in the same transactions that
+    # change states, so /status reads a handful of rows whatever the history size.
+    """
+    CREATE INDEX outbox_conversation ON outbox(platform, chat_id, thread_id, id);
+    CREATE TABLE state_counts (
+        tbl   TEXT    NOT NULL,
+        state TEXT    NOT NULL,
+        n     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tbl, state)
+    ) WITHOUT ROWID;
+    INSERT INTO state_counts (tbl, state, n)
+        SELECT 'tasks', state, COUNT(*) FROM tasks GROUP BY state;
+    INSERT INTO state_counts (tbl, state, n)
+        SELECT 'outbox', state, COUNT(*) FROM outbox GROUP BY state;
+    CREATE TRIGGER tasks_count_ai AFTER INSERT ON tasks BEGIN
+        INSERT INTO state_counts (tbl, state, n) VALUES ('tasks', new.state, 1)
+            ON CONFLICT (tbl, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER tasks_count_au AFTER UPDATE OF state ON tasks
+        WHEN old.state IS NOT new.state BEGIN
+        UPDATE state_counts SET n = n - 1 WHERE tbl = 'tasks' AND state = old.state;
+        INSERT INTO state_counts (tbl, state, n) VALUES ('tasks', new.state, 1)
+            ON CONFLICT (tbl, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER tasks_count_ad AFTER DELETE ON tasks BEGIN
+        UPDATE state_counts SET n = n - 1 WHERE tbl = 'tasks' AND state = old.state;
+    END;
+    CREATE TRIGGER outbox_count_ai AFTER INSERT ON outbox BEGIN
+        INSERT INTO state_counts (tbl, state, n) VALUES ('outbox', new.state, 1)
+            ON CONFLICT (tbl, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER outbox_count_au AFTER UPDATE OF state ON outbox
+        WHEN old.state IS NOT new.state BEGIN
+        UPDATE state_counts SET n = n - 1 WHERE tbl = 'outbox' AND state = old.state;
+        INSERT INTO state_counts (tbl, state, n) VALUES ('outbox', new.state, 1)
+            ON CONFLICT (tbl, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER outbox_count_ad AFTER DELETE ON outbox BEGIN
+        UPDATE state_counts SET n = n - 1 WHERE tbl = 'outbox' AND state = old.state;
+    END;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)

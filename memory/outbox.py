@@ -19,6 +19,8 @@ from typing import Any
 from memory.clock import from_iso, to_iso
 from memory.store import Store, Transaction
 
+QUEUED_TOPIC = "outbox.queued"  # published on commit: (outbox id, platform)
+
 
 class DeliveryState(StrEnum):
     """Where a reply is on its way out."""
@@ -92,11 +94,14 @@ class OutboxRepo:
         ``replaces`` names an earlier outbox message this one edits (a decided card).
         """
         stamp = to_iso(now)
-        return await tx.execute(
+        outbox_id = await tx.execute(
             "INSERT INTO outbox (platform, chat_id, thread_id, reply_to, body, next_attempt_at,"
             " task_id, created_at, replaces_outbox_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (platform, chat_id, thread_id, reply_to, body, stamp, task_id, stamp, replaces),
         )
+        # The dispatcher keeps pending ids in memory instead of polling the table.
+        tx.publish(QUEUED_TOPIC, (outbox_id, platform))
+        return outbox_id
 
     async def get(self, outbox_id: int) -> OutboxRow | None:
         """One outbox message."""
@@ -209,7 +214,8 @@ class OutboxRepo:
 
     async def counts(self) -> dict[DeliveryState, int]:
         """How many replies are in each delivery state."""
-        rows = await self._store.fetchall("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
+        # Kept by triggers (migration 8): flat in the size of history.
+        rows = await self._store.fetchall("SELECT state, n FROM state_counts WHERE tbl = 'outbox'")
         counts = dict.fromkeys(DeliveryState, 0)
         for row in rows:
             counts[DeliveryState(row["state"])] = int(row["n"])

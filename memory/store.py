@@ -27,8 +27,9 @@ transaction instead.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any, Self
@@ -49,10 +50,36 @@ Params = Sequence[Any] | dict[str, Any]
 
 
 class Transaction:
-    """The writer connection inside one open transaction."""
+    """The writer connection inside one open transaction.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    Code that keeps an in-memory view of the database (the chain head, a ready queue)
+    registers :meth:`on_commit` callbacks, which run only once the transaction has
+    committed, and :meth:`on_rollback` callbacks, which run if it did not: a cache is
+    never updated with something that did not reach the database.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        publish: Callable[[str, object], None] = lambda topic, value: None,
+    ) -> None:
         self._conn = conn
+        self._publish = publish
+        self._on_commit: list[Callable[[], None]] = []
+        self._on_rollback: list[Callable[[], None]] = []
+        self.scratch: dict[str, Any] = {}  # per-transaction state of in-memory views
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after this transaction commits (never if it rolls back)."""
+        self._on_commit.append(callback)
+
+    def on_rollback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` if this transaction rolls back."""
+        self._on_rollback.append(callback)
+
+    def publish(self, topic: str, value: object) -> None:
+        """Tell the store's subscribers of ``topic`` about ``value`` once committed."""
+        self._on_commit.append(lambda: self._publish(topic, value))
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; return the new rowid for an INSERT (0 when it inserted
@@ -83,6 +110,27 @@ class Store:
         self._writer: sqlite3.Connection | None = writer
         self._reader: sqlite3.Connection | None = reader
         self._write_lock = asyncio.Lock()
+        self._subscribers: dict[str, list[Callable[[object], None]]] = {}
+        # In-memory views of committed state, owned by the memory modules (e.g. the
+        # event log's chain head), shared by every repository on this store.
+        self.cache: dict[str, Any] = {}
+
+    def subscribe(self, topic: str, callback: Callable[[object], None]) -> None:
+        """Call ``callback(value)`` after each commit that published ``topic``."""
+        self._subscribers.setdefault(topic, []).append(callback)
+
+    def unsubscribe(self, topic: str, callback: Callable[[object], None]) -> None:
+        """Stop calling ``callback`` for ``topic``."""
+        callbacks = self._subscribers.get(topic, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+
+    def _publish(self, topic: str, value: object) -> None:
+        for callback in list(self._subscribers.get(topic, ())):
+            try:
+                callback(value)
+            except Exception:  # a subscriber's bug must not undo a committed write
+                logging.getLogger(__name__).exception("a %s subscriber failed", topic)
 
     @classmethod
     @asynccontextmanager
@@ -136,15 +184,25 @@ class Store:
                     "the store is closed; use it inside 'async with Store.open()'"
                 )
             conn.execute("BEGIN IMMEDIATE")
+            tx = Transaction(conn, self._publish)
             try:
-                yield Transaction(conn)
-                conn.commit()
+                yield tx
             except BaseException:
-                # Also after a failed COMMIT (a full disk): the transaction is still open,
-                # and every later write would fail with "transaction within a transaction".
                 if conn.in_transaction:
                     conn.rollback()
+                for callback in tx._on_rollback:
+                    callback()
                 raise
+            try:
+                conn.commit()
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                for callback in tx._on_rollback:
+                    callback()
+                raise
+            for callback in tx._on_commit:
+                callback()
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """Read one row from the last committed state."""

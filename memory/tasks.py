@@ -14,6 +14,8 @@ from typing import Any
 from memory.clock import from_iso, to_iso
 from memory.store import Store, Transaction
 
+QUEUED_TOPIC = "tasks.queued"  # published on commit: (task id, next attempt or None)
+
 
 class TaskState(StrEnum):
     """Where a task is in its life."""
@@ -91,6 +93,8 @@ class TaskRepo:
         )
         row = await tx.fetchone("SELECT * FROM tasks WHERE idempotency_key = ?", (idempotency_key,))
         assert row is not None  # just inserted or already there
+        if inserted:
+            tx.publish(QUEUED_TOPIC, (inserted, None))
         return _row(row), inserted != 0
 
     async def get(self, task_id: int) -> TaskRow | None:
@@ -159,7 +163,11 @@ class TaskRepo:
         if expect is not None:
             sql += " AND state = ?"
             params.append(expect)
-        return await tx.execute(sql, params) == 1
+        moved = await tx.execute(sql, params) == 1
+        if moved and state is TaskState.QUEUED:
+            # The coordinator keeps its ready queue from these instead of polling.
+            tx.publish(QUEUED_TOPIC, (task_id, next_attempt_at))
+        return moved
 
     async def set_checkpoint(self, tx: Transaction, task_id: int, checkpoint: str) -> None:
         """Record where a task is, so a resume continues from there."""
@@ -176,7 +184,8 @@ class TaskRepo:
 
     async def counts(self) -> dict[TaskState, int]:
         """How many tasks are in each state (states with none are 0)."""
-        rows = await self._store.fetchall("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
+        # Kept by triggers (migration 8): flat in the size of history.
+        rows = await self._store.fetchall("SELECT state, n FROM state_counts WHERE tbl = 'tasks'")
         counts = dict.fromkeys(TaskState, 0)
         for row in rows:
             counts[TaskState(row["state"])] = int(row["n"])
