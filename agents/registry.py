@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from agents import notes, ops, router
+from agents import notes, ops, reminders, router
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Feature, Phrasings
 from agents.intents import Conversation, Intent, kind_of
@@ -175,7 +175,12 @@ class Registry:
 
 def default_features() -> list[Feature]:
     """The features every soloops runs: ops, notes and the free-text router."""
-    return [ops.FEATURE, notes.FEATURE, router.FEATURE]
+    return [
+        ops.FEATURE,
+        notes.FEATURE,
+        router.FEATURE,
+        reminders.FEATURE,
+    ]
 
 
 def build_registry(extra: Iterable[Feature] = (), *, defaults: bool = True) -> Registry:
