@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from agents import notes, ops, reminders, router
+from agents import drafts, notes, ops, reminders, router
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Feature, Phrasings
 from agents.intents import Conversation, Intent, kind_of
@@ -180,6 +180,7 @@ def default_features() -> list[Feature]:
         notes.FEATURE,
         router.FEATURE,
         reminders.FEATURE,
+        drafts.FEATURE,
     ]
 
 
