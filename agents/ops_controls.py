@@ -18,6 +18,7 @@ from agents.ports import ApprovalsView, LifecycleControl, Reports
 from agents.replies import Reply
 from memory.actions import ActionState
 from memory.clock import Clock
+from memory.semantic import IndexState
 
 
 async def policies(control: LifecycleControl, words: tuple[str, ...], actor: str) -> Reply:
@@ -111,10 +112,14 @@ async def undo(reports: Reports, event: int | None) -> Propose | Reply:
 
 
 async def status_facts(
-    reports: Reports, approvals: ApprovalsView, control: LifecycleControl
+    reports: Reports,
+    approvals: ApprovalsView,
+    control: LifecycleControl,
+    memory: IndexState | None = None,
 ) -> StatusFacts:
-    """Everything ``/status`` reports."""
+    """Everything ``/status`` reports (``memory``: the memory index's state)."""
     return StatusFacts(
+        memory="" if memory is None or memory.phase == "ready" else memory.describe(),
         tasks=await reports.task_counts(),
         deliveries=await reports.delivery_counts(),
         notes=await reports.memory_count("notes"),

@@ -7,7 +7,7 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +25,7 @@ from bot.runtime import open_runtime
 from config import ActionSettings, BreakerSettings, BudgetSettings, Settings
 from memory.actions import ActionRepo, ActionState
 from memory.approvals import ApprovalState
+from memory.clock import ManualClock
 from memory.embedder import SentenceTransformerEmbedder
 from memory.tasks import TaskState
 from tests.conftest import Chat
@@ -220,27 +221,46 @@ async def test_attempts_exhausted_dead_letters(run: Run, provider: Provider) -> 
 async def test_breaker_opens_and_recovers(
     tmp_path: Path, provider: Provider, embedder: SentenceTransformerEmbedder
 ) -> None:
+    # Time is a ManualClock: the retries and the cool-down come due only when the test
+    # advances it, so CPU load cannot change what happens.
+    clock = ManualClock(datetime(2025, 3, 3, 9, 0, tzinfo=UTC))
     settings = make_settings(
         tmp_path,
         provider,
-        breaker=BreakerSettings(threshold=2, cooldown_s=0.3),
-        actions=ActionSettings(retry_base_s=0.01, retry_max_s=0.02, max_attempts=10),
+        breaker=BreakerSettings(threshold=2, cooldown_s=30),
+        actions=ActionSettings(retry_base_s=1, retry_max_s=2, max_attempts=10),
     )
     out = io.StringIO()
-    async with open_runtime(settings, [ConsoleSender(out)], embedder=embedder) as runtime:
+    async with open_runtime(
+        settings, [ConsoleSender(out)], embedder=embedder, clock=clock
+    ) as runtime:
         run = Run(Chat(runtime, out))
+
+        async def advance(seconds: float) -> None:
+            clock.advance(seconds)
+            runtime.coordinator.wake()
+            await runtime.settle()
+
+        async def attempts() -> int:
+            return len(await runtime.events.query(kind="action.started"))
+
         await run.say("/policy ops.hook auto")
         provider.fail_next(2, status=500)
         await run.say("/hook crm through the storm")
+        assert await attempts() == 1
+        await advance(3)  # past the first retry's backoff: the second attempt fails too
+        assert await attempts() == 2
         assert "webhook open" in await run.say("/status")
         [opened] = await runtime.events.query(kind="breaker.opened")
         assert opened.subject == "connector:webhook"
-        await run.settle()
+        # While open, the next attempt waits for the cool-down instead of hammering.
+        await advance(10)
+        assert await attempts() == 2
+        assert "webhook open" in await run.say("/status")
+        await advance(25)  # the cool-down is over: one probe goes through, and succeeds
+        assert await attempts() == 3
         action = await run.action()
         assert action.state is ActionState.SUCCEEDED
-        # While open, the third attempt waited for the cool-down instead of hammering.
-        started = [e.ts for e in await runtime.events.query(kind="action.started")]
-        assert started[2] - started[1] >= timedelta(seconds=0.25)
         assert "webhook closed" in await run.say("/status")
 
 
