@@ -332,7 +332,7 @@ COMMANDS = (
         "policy",
         "policy [agent.action change]",
         "show policies, or change one",
-        "/policy ops.hook approve-above 500 EUR",
+        "/policy ops.hook first-runs 3",
         "tokens",
         lambda tokens: {"words": tuple(tokens)},
     ),
@@ -410,7 +410,8 @@ FEATURE = Feature(
     capabilities=frozenset({("webhook", "post")}),
     namespaces=frozenset({NAMESPACE}),
     # /hook <name> <text>: posts to your own automation (n8n, Zapier, a script).
-    policies={"hook": Rule(mode=Mode.APPROVE)},
+    # A hook carries no amount and no recipient: thresholds on those cannot apply.
+    policies={"hook": Rule(mode=Mode.APPROVE, measures=frozenset())},
     hints={
         ("webhook", "permanent"): (
             "The receiver refused the request. Check the hook's url and secret in your settings"
