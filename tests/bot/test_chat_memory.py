@@ -220,3 +220,10 @@ async def test_a_rerun_of_remember_stores_once(chat: Chat) -> None:
     again = await agent.handle(intent, TaskContext(1, 2, "console:crashed-1"))
     assert [r.text for r in first] == [r.text for r in again] == ["Remembered #1."]
     assert len(await chat.runtime.events.query(kind="memory.written")) == 1
+
+
+async def test_remember_that_stores_only_the_note(chat: Chat) -> None:
+    """Issue 10 item 16, with the real model: the lead-in is not part of the note."""
+    assert (await chat.say("remember that the door code is 4411")).startswith("Remembered #1.")
+    [note] = await chat.runtime.memory.space("notes").latest(5)
+    assert note.text == "the door code is 4411"
