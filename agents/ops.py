@@ -24,6 +24,9 @@ from agents.policy import Mode, Rule
 from agents.ports import ApprovalsView, LifecycleControl, Ports, Reports
 from agents.replies import Reply
 from memory.clock import Clock
+from memory.semantic import MemorySpace
+
+NAMESPACE = "ops"
 
 
 class HelpIntent(Intent):
@@ -128,8 +131,10 @@ class OpsAgent(Agent):
         control: LifecycleControl,
         clock: Clock,
         hooks: Sequence[str] = (),
+        memory: MemorySpace | None = None,
     ) -> None:
         self._catalog = list(catalog)
+        self._memory = memory
         self._reports = reports
         self._approvals = approvals
         self._control = control
@@ -143,7 +148,12 @@ class OpsAgent(Agent):
             case HelpIntent(topic=topic):
                 return [Reply(text=render_help(self._catalog, topic))]
             case StatusIntent():
-                facts = await controls.status_facts(self._reports, self._approvals, self._control)
+                facts = await controls.status_facts(
+                    self._reports,
+                    self._approvals,
+                    self._control,
+                    None if self._memory is None else self._memory.index_state,
+                )
                 text = render_status(facts, self._started_at, self._clock.now())
                 return [Reply(text=text)]
             case EventsIntent(limit=limit):
@@ -230,6 +240,8 @@ def build(ports: Ports) -> OpsAgent:
         ports.require_control(),
         ports.clock,
         hooks=list(ports.settings.hooks),
+        # Its own, empty namespace: /status reads the shared index's state through it.
+        memory=ports.memory(NAMESPACE),
     )
 
 
@@ -320,7 +332,7 @@ COMMANDS = (
         "policy",
         "policy [agent.action change]",
         "show policies, or change one",
-        "/policy ops.hook approve-above 500 EUR",
+        "/policy ops.hook first-runs 3",
         "tokens",
         lambda tokens: {"words": tuple(tokens)},
     ),
@@ -396,8 +408,10 @@ FEATURE = Feature(
         ),
     },
     capabilities=frozenset({("webhook", "post")}),
+    namespaces=frozenset({NAMESPACE}),
     # /hook <name> <text>: posts to your own automation (n8n, Zapier, a script).
-    policies={"hook": Rule(mode=Mode.APPROVE)},
+    # A hook carries no amount and no recipient: thresholds on those cannot apply.
+    policies={"hook": Rule(mode=Mode.APPROVE, measures=frozenset())},
     hints={
         ("webhook", "permanent"): (
             "The receiver refused the request. Check the hook's url and secret in your settings"

@@ -13,11 +13,19 @@ from agents.errors import Refusal
 from agents.intents import Conversation
 from agents.lifecycle import AgentState
 from agents.ops_render import StatusFacts
-from agents.policy import POLICY_USAGE, PolicyError, effective_rule, parse_change
+from agents.policy import (
+    POLICY_USAGE,
+    PolicyError,
+    effective_rule,
+    explain,
+    inapplicable,
+    parse_change,
+)
 from agents.ports import ApprovalsView, LifecycleControl, Reports
 from agents.replies import Reply
 from memory.actions import ActionState
 from memory.clock import Clock
+from memory.semantic import IndexState
 
 
 async def policies(control: LifecycleControl, words: tuple[str, ...], actor: str) -> Reply:
@@ -34,16 +42,36 @@ async def policies(control: LifecycleControl, words: tuple[str, ...], actor: str
         ]
         lines.append(f"Change one: /{POLICY_USAGE}")
         return Reply(text="\n".join(lines))
+    key = words[0].lower()
+    known = sorted(set(base) - {"*"})
+    agent, _, action = key.partition(".")
+    note = ""
+    if key not in known:
+        if agent not in control.agents:
+            raise Refusal(
+                f"There is no agent {agent!r}. Policies are <agent>.<action>; the agents:"
+                f" {', '.join(control.agents)}; declared policies: {', '.join(known) or 'none'}."
+            )
+        declared = [k for k in known if k.startswith(f"{agent}.")]
+        # Undo and compensations propose actions no feature declares up front, so an
+        # undeclared action of a real agent is accepted, with a word in case of a typo.
+        note = (
+            f"\n(Note: {agent} declares no action {action!r}"
+            + (f"; its declared ones: {', '.join(declared)}" if declared else "")
+            + ". The rule applies if it ever proposes one.)"
+        )
     if len(words) == 1:
-        key = words[0].lower()
-        return Reply(text=f"{key}: {effective_rule(key, base, overrides).describe()}")
-    current = effective_rule(words[0].lower(), base, overrides)
+        return Reply(text=explain(key, effective_rule(key, base, overrides)) + note)
+    current = effective_rule(key, base, overrides)
     try:
         key, rule = parse_change(list(words), current)
     except PolicyError as exc:
         raise Refusal(str(exc)) from None
+    measures = base[key].measures if key in base else None
+    if rule is not None and (problem := inapplicable(key, rule, measures)):
+        raise Refusal(f"{problem}. Nothing was changed.")
     now_in_force = await control.set_rule(key, rule, actor)
-    return Reply(text=f"{key}: {now_in_force.describe()}")
+    return Reply(text=explain(key, now_in_force) + note)
 
 
 async def agents_table(control: LifecycleControl, reports: Reports, clock: Clock) -> Reply:
@@ -111,10 +139,14 @@ async def undo(reports: Reports, event: int | None) -> Propose | Reply:
 
 
 async def status_facts(
-    reports: Reports, approvals: ApprovalsView, control: LifecycleControl
+    reports: Reports,
+    approvals: ApprovalsView,
+    control: LifecycleControl,
+    memory: IndexState | None = None,
 ) -> StatusFacts:
-    """Everything ``/status`` reports."""
+    """Everything ``/status`` reports (``memory``: the memory index's state)."""
     return StatusFacts(
+        memory="" if memory is None or memory.phase == "ready" else memory.describe(),
         tasks=await reports.task_counts(),
         deliveries=await reports.delivery_counts(),
         notes=await reports.memory_count("notes"),

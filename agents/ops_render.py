@@ -46,6 +46,7 @@ class StatusFacts:
     pending_cards: int = 0
     breakers: dict[str, str] = field(default_factory=dict)
     agents: dict[str, str] = field(default_factory=dict)
+    memory: str = ""  # the memory index's state in words, when it is not simply ready
 
 
 def render_status(facts: StatusFacts, started_at: datetime, now: datetime) -> str:
@@ -62,6 +63,8 @@ def render_status(facts: StatusFacts, started_at: datetime, now: datetime) -> st
         f" {deliveries[DeliveryState.FAILED]} failed",
         f"Notes: {facts.notes}. Events: {facts.last_event}.",
     ]
+    if facts.memory:
+        lines.append(facts.memory[0].upper() + facts.memory[1:] + ".")
     if facts.pending_cards:
         lines.append(f"Waiting for you: {facts.pending_cards} card(s); /pending shows them.")
     if facts.breakers:

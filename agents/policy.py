@@ -44,6 +44,10 @@ class Rule:
     approve_new_recipient: bool = False
     approve_first_runs: int = 0
     demoted: bool = False
+    # What the action's risk can carry ("amount", "recipient"), as its feature declares
+    # in its default rule; None when nobody said. A declaration, not a setting: it is
+    # never stored, so thresholds that could never apply are caught when set.
+    measures: frozenset[str] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +114,12 @@ def gate_decision(key: str, rule: Rule, risk: Risk, runs: int) -> GateDecision:
         )
     if rule.approve_new_recipient and risk.new_recipient:
         return GateDecision(Mode.APPROVE, f"{key} goes to a new recipient")
+    if rule.approve_above is not None and risk.amount is None:
+        # A threshold it cannot be measured against must not wave it through.
+        return GateDecision(
+            Mode.APPROVE,
+            f"{key} has no amount to compare with the {_threshold(rule)} threshold, so it asks",
+        )
     if rule.approve_above is not None and risk.amount is not None:
         currency = (risk.currency or "").upper()
         if rule.currency and currency != rule.currency:
@@ -123,6 +133,56 @@ def gate_decision(key: str, rule: Rule, risk: Risk, runs: int) -> GateDecision:
                 f"{key} amount {risk.amount} {currency} is above {rule.approve_above}",
             )
     return GateDecision(Mode.AUTO, f"policy allows {key} without approval")
+
+
+def _threshold(rule: Rule) -> str:
+    return f"{rule.approve_above} {rule.currency or ''}".rstrip()
+
+
+def inapplicable(key: str, rule: Rule, measures: frozenset[str] | None) -> str | None:
+    """Why ``rule`` cannot apply to ``key``'s actions (None: it can, or nobody said).
+
+    ``measures`` is what the action's risk carries ("amount", "recipient").
+    """
+    if measures is None or rule.mode is not Mode.AUTO:
+        return None
+    if rule.approve_above is not None and "amount" not in measures:
+        return (
+            f"{key} has no amount, so approve-above {_threshold(rule)} would always ask;"
+            f" use /policy {key} approve or /policy {key} auto"
+        )
+    if rule.approve_new_recipient and "recipient" not in measures:
+        return (
+            f"{key} has no recipient, so approve-new-recipients would never ask;"
+            f" use /policy {key} approve or /policy {key} auto"
+        )
+    return None
+
+
+def explain(key: str, rule: Rule) -> str:
+    """A rule in force, said so that what still asks for approval is clear."""
+    if rule.mode is Mode.DENY:
+        return f"{key}: deny. It never runs."
+    if rule.mode is Mode.APPROVE or rule.demoted:
+        extra = (
+            f" (DEMOTED after a failure or undo; /policy {key} auto promotes it)"
+            if rule.demoted
+            else ""
+        )
+        return f"{key}: approve{extra}. Every one asks for approval with a card."
+    still = []
+    if rule.approve_above is not None:
+        still.append(f"amounts above {_threshold(rule)}")
+    if rule.approve_new_recipient:
+        still.append("new recipients")
+    if rule.approve_first_runs:
+        still.append(f"the first {rule.approve_first_runs} runs")
+    if not still:
+        return f"{key}: auto. It runs without approval; no thresholds remain."
+    return (
+        f"{key}: auto, but these still ask for approval: {', '.join(still)}."
+        f" /policy {key} reset goes back to the default."
+    )
 
 
 def load_rules(path: Path = POLICIES_FILE) -> dict[str, Rule]:
@@ -164,8 +224,11 @@ def parse_change(words: list[str], current: Rule) -> tuple[str, Rule | None]:
     key, verb, rest = words[0].lower(), words[1].lower(), words[2:]
     if verb == "reset" and not rest:
         return key, None
-    if verb in ("auto", "approve", "deny") and not rest:
-        return key, replace(current, mode=Mode(verb), demoted=False)
+    if verb == "auto" and not rest:
+        return key, replace(current, mode=Mode.AUTO, demoted=False)
+    if verb in ("approve", "deny") and not rest:
+        # Asking every time (or never running) makes thresholds meaningless: drop them.
+        return key, Rule(mode=Mode(verb), measures=current.measures)
     if verb == "approve-above" and len(rest) == 2:
         try:
             amount = Decimal(rest[0])

@@ -33,7 +33,16 @@ class PolicyBook:
         self._events = events
         self._clock = clock
         self._overrides = PolicyOverrideRepo(store)
-        self._base = {**(defaults or {}), **load_rules(policies_file or POLICIES_FILE)}
+        declared = dict(defaults or {})
+        from_file = load_rules(policies_file or POLICIES_FILE)
+        # The file sets modes and thresholds; what an action measures stays declared.
+        self._base = {
+            **declared,
+            **{
+                key: replace(rule, measures=declared[key].measures) if key in declared else rule
+                for key, rule in from_file.items()
+            },
+        }
 
     async def rules(self) -> tuple[dict[str, Rule], dict[str, Rule]]:
         """(rules from the features and the policies file, rules changed in chat)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,6 +48,22 @@ _QUESTION_START = re.compile(
     r"|should|has|have|any)\b",
     re.IGNORECASE,
 )
+
+# How people start a note in plain words; the note is what follows.
+_LEAD_IN = re.compile(
+    r"^\s*(?:please\s+)?(?:remember\s+(?:that|to)\b|remember\s*:|note\s+(?:that\b|down\b)|note\s*:"
+    r"|save\s+this\s*:|keep\s+in\s+mind\s+(?:that\b)?|don'?t\s+forget\s+(?:that\b|to\b)?"
+    r"|do\s+not\s+forget\s+(?:that\b|to\b)?)[\s,:]*",
+    re.IGNORECASE,
+)
+
+
+def strip_lead_in(text: str) -> str:
+    """The note in "remember that X" / "note: X" / "don't forget X": X (the text if
+    nothing would be left)."""
+    stripped = _LEAD_IN.sub("", text, count=1).strip()
+    return stripped or text
+
 
 NO_MODEL = (
     "I cannot read plain sentences right now (the language model is unavailable), so"
@@ -181,12 +196,15 @@ class RouterAgent(Agent):
         assert isinstance(intent, FreeTextIntent)
         text = intent.text.strip()
         conversation = intent.conversation
-        started = time.perf_counter()
+        # Only a wait for the model to load counts (on the injected clock): a slow
+        # embedding under CPU load is not "waiting for the model".
+        loading = not self._embedder.is_ready
+        started = self._clock.now()
         try:
             scores = await self.scores(text)
         except EmbedderUnavailable:
             return [Reply(text=NO_MODEL)]
-        waited = time.perf_counter() - started
+        waited = (self._clock.now() - started).total_seconds() if loading else 0.0
         choice = choose_route(
             scores,
             threshold=self._threshold,
@@ -214,7 +232,8 @@ class RouterAgent(Agent):
             return [Reply(text="I'm not sure what you meant. Which one?", options=options)]
         kind = choice.chosen
         field = self._examples[kind].text_field
-        fields = {field: text} if field else {}
+        value = strip_lead_in(text) if kind == "remember" else text
+        fields = {field: value} if field else {}
         routed = self._make_intent(kind, conversation, intent.idempotency_key, **fields)
         return Reroute(routed, memo={"waited_s": round(waited, 3), "text": text})
 

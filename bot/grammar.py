@@ -15,13 +15,19 @@ import difflib
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
+import annotated_types
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from agents.feature import CommandSpec
-from agents.intents import Conversation, Intent
+from agents.intents import Conversation, Intent, kind_of
 from agents.registry import Registry
+
+# SQLite stores integers in 64 bits: a larger id or count could never match anything,
+# and binding one raises OverflowError deep in the store.
+MAX_INT = 2**63 - 1
 
 _COMMAND = re.compile(
     r"^/(?P<name>[A-Za-z][A-Za-z0-9_]{0,31})(?:@\S+)?(?:\s+(?P<rest>.*))?$", re.DOTALL
@@ -66,13 +72,90 @@ def parse(
         args = _arguments(command, rest)
         fields = command.build(args)
     except ValueError as exc:
-        return Rejection("bad_arguments", f"/{name} {exc}. Usage: /{command.usage}")
+        return Rejection("bad_arguments", f"/{name} {exc}. {_usage(command)}")
+    model = _model(registry, command.kind)
     try:
-        return registry.intent(command.kind, conversation, idempotency_key, **fields)
+        intent = registry.intent(command.kind, conversation, idempotency_key, **fields)
     except ValidationError as exc:
-        return Rejection(
-            "bad_arguments", f"/{name}: {_first_problem(exc)}. Usage: /{command.usage}"
-        )
+        problem = _plain_problem(exc.errors()[0], model)
+        return Rejection("bad_arguments", f"/{name}: {problem}. {_usage(command)}")
+    for field_name in fields:
+        value = getattr(intent, field_name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            words = field_name.replace("_", " ")
+            return Rejection(
+                "bad_arguments", f"/{name}: {words} is far too large. {_usage(command)}"
+            )
+    return intent
+
+
+def _usage(command: CommandSpec) -> str:
+    """What to type instead: the usage line, and the example when there is one."""
+    example = f", e.g. {command.example}" if command.example else ""
+    return f"Usage: /{command.usage}{example}"
+
+
+def _model(registry: Registry, kind: str) -> type[Intent] | None:
+    feature = registry.feature_for(kind)
+    if feature is None:
+        return None
+    return next((m for m in feature.intents if kind_of(m) == kind), None)
+
+
+def _bounds(model: type[Intent] | None, field_name: str) -> tuple[Any, Any]:
+    """The field's lower and upper bounds (inclusive where the model says so)."""
+    low = high = None
+    info = None if model is None else model.model_fields.get(field_name)
+    for item in [] if info is None else info.metadata:
+        if isinstance(item, annotated_types.Ge):
+            low = item.ge
+        elif isinstance(item, annotated_types.Gt) and isinstance(item.gt, int):
+            low = item.gt + 1
+        elif isinstance(item, annotated_types.Le):
+            high = item.le
+        elif isinstance(item, annotated_types.Lt) and isinstance(item.lt, int):
+            high = item.lt - 1
+    return low, high
+
+
+def _is_int(model: type[Intent] | None, field_name: str) -> bool:
+    info = None if model is None else model.model_fields.get(field_name)
+    annotation = None if info is None else info.annotation
+    return annotation is int or (
+        annotation is not None and set(get_args(annotation)) == {int, type(None)}
+    )
+
+
+def _plain_problem(error: ErrorDetails, model: type[Intent] | None) -> str:
+    """One pydantic error in plain words, never its raw message."""
+    loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    field_name = loc[-1] if loc else ""
+    words = field_name.replace("_", " ") or "the argument"
+    kind = error["type"]
+    low, high = _bounds(model, field_name)
+    numeric = kind.startswith(("greater_than", "less_than", "int_", "float_", "decimal_"))
+    if numeric:
+        what = "a whole number" if _is_int(model, field_name) else "a number"
+        if low is not None and high is not None:
+            return f"{words} must be {what} from {low} to {high}"
+        if low is not None:
+            return f"{words} must be {what}, {low} or more"
+        if high is not None:
+            return f"{words} must be {what} up to {high}"
+        return f"{words} must be {what}"
+    if kind in ("string_too_short", "too_short", "missing"):
+        return f"{words} is missing"
+    if kind in ("string_too_long", "too_long"):
+        limit = (error.get("ctx") or {}).get("max_length")
+        return f"{words} is too long" + (f" (at most {limit} characters)" if limit else "")
+    if kind in ("literal_error", "enum"):
+        expected = (error.get("ctx") or {}).get("expected")
+        return f"{words} must be one of {expected}" if expected else f"{words} is not one I know"
+    if kind == "value_error":
+        # Our own validators' messages, written for the operator ("Value error, " off).
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return f"{words}: {message}" if field_name else message
+    return f"{words} is not valid here"
 
 
 def _arguments(command: CommandSpec, rest: str) -> Any:
@@ -92,12 +175,6 @@ def _arguments(command: CommandSpec, rest: str) -> Any:
         raise ValueError(
             f"has an unbalanced quote ({str(exc).lower()}): close it, or put a \\ before it"
         ) from None
-
-
-def _first_problem(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    field = str(error["loc"][-1]) if error["loc"] else "input"
-    return f"{field.replace('_', ' ')} {error['msg'].lower()}"
 
 
 def _clip(text: str, limit: int = 40) -> str:

@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +44,44 @@ from memory.vectorindex import VectorIndex
 log = logging.getLogger(__name__)
 
 EMBED_BATCH = 512
+# Preparing the index again after a failure (a full disk, a locked file): the first
+# retry after PREPARE_RETRY_BASE_S, doubling up to PREPARE_RETRY_CAP_S, for as long
+# as it fails. Recall uses keyword search meanwhile instead of waiting.
+PREPARE_RETRY_BASE_S = 1.0
+PREPARE_RETRY_CAP_S = 300.0
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def prepare_retry_delay(attempt: int) -> float:
+    """Seconds to wait after failed preparation attempt ``attempt`` (1-based)."""
+    return min(PREPARE_RETRY_CAP_S, PREPARE_RETRY_BASE_S * 2.0 ** min(max(0, attempt - 1), 30))
+
+
+@dataclass(frozen=True, slots=True)
+class IndexState:
+    """Where the index's preparation stands, for /status.
+
+    ``phase``: ``loading`` (model or index not ready yet), ``ready``, ``retrying``
+    (attempt ``attempt`` comes after a failure) or ``keyword`` (no model: keyword search).
+    """
+
+    phase: str
+    attempt: int = 1
+    error: str = ""
+
+    def describe(self) -> str:
+        """The state in words: ``memory index: ...``."""
+        if self.phase == "ready":
+            return "memory index: ready"
+        if self.phase == "retrying":
+            return (
+                "memory index: preparing again after a write failure"
+                f" (attempt {self.attempt}); recall uses keyword search meanwhile"
+            )
+        if self.phase == "keyword":
+            return "memory index: keyword search only (the language model could not load)"
+        return "memory index: preparing (the language model is loading)"
 
 
 def fingerprint(text: str) -> str:
@@ -83,8 +121,10 @@ class SemanticMemory:
         index_path: Path,
         settings: MemorySettings | None = None,
         clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._store = store
+        self._sleep = sleep  # injected: tests retry without waiting
         self._events = events
         self._embedder = embedder
         self._path = index_path
@@ -102,6 +142,8 @@ class SemanticMemory:
         self._stale = False
         self._prepare: asyncio.Task[None] | None = None
         self.rebuilt = False  # whether the last preparation rebuilt the index
+        self.state = IndexState("loading")
+        self._state_changed = asyncio.Condition()
 
     @property
     def ttl(self) -> timedelta:
@@ -135,29 +177,63 @@ class SemanticMemory:
                 self._dirty = False
 
     async def wait_ready(self) -> bool:
-        """Wait for the index; False when no model could load (keyword search only)."""
+        """Wait for the index; False when no model could load (keyword search only).
+
+        While the preparation is being retried after a failure this does not wait:
+        it answers False at once, and searches use keywords until the index is back.
+        """
         if self._prepare is None:
             await self.start()
+        if self.state.phase == "retrying":
+            return False
         if self._failed is None and not self._ready.is_set():
             await self._ready.wait()
-        return self._failed is None
+        return self._failed is None and self._index is not None
+
+    async def wait_state(self, phases: Sequence[str]) -> IndexState:
+        """Wait until the preparation reaches one of ``phases``; return the state."""
+        async with self._state_changed:
+            await self._state_changed.wait_for(lambda: self.state.phase in phases)
+            return self.state
+
+    async def _set_state(self, state: IndexState) -> None:
+        async with self._state_changed:
+            self.state = state
+            self._state_changed.notify_all()
 
     async def _prepare_index(self) -> None:
+        attempt = 1
         try:
             await self._embedder.ready()
-            embedded = await self._embed_missing()  # the bulk, without holding the lock
-            async with self._lock:
-                embedded += await self._embed_missing()  # rows written meanwhile
-                # Fresh vectors are in no saved index, whatever its counts say.
-                await self._load_or_rebuild(force=embedded > 0)
+            while True:
+                try:
+                    await self._prepare_once()
+                    break
+                except EmbedderUnavailable:
+                    raise
+                except Exception as exc:  # a transient write failure must not end it
+                    log.exception(
+                        "semantic memory could not prepare its index (attempt %d)", attempt
+                    )
+                    attempt += 1
+                    await self._set_state(IndexState("retrying", attempt, str(exc)[:200]))
+                    # Searches must not wait through the retries: they use keywords now.
+                    self._ready.set()
+                    await self._sleep(prepare_retry_delay(attempt - 1))
+            await self._set_state(IndexState("ready", attempt))
         except EmbedderUnavailable as exc:
             log.warning("semantic memory falls back to keyword search: %s", exc)
             self._failed = exc
-        except Exception as exc:
-            log.exception("semantic memory could not prepare its index")
-            self._failed = exc
+            await self._set_state(IndexState("keyword", attempt, str(exc)[:200]))
         finally:
             self._ready.set()
+
+    async def _prepare_once(self) -> None:
+        embedded = await self._embed_missing()  # the bulk, without holding the lock
+        async with self._lock:
+            embedded += await self._embed_missing()  # rows written meanwhile
+            # Fresh vectors are in no saved index, whatever its counts say.
+            await self._load_or_rebuild(force=embedded > 0)
 
     async def _embed_missing(self) -> int:
         """Embed rows that have no vector from the current model; return how many."""
@@ -346,10 +422,12 @@ class SemanticMemory:
         With ``conversation``, that conversation's recent turns compete too. Waits for
         the model if it is still loading; without a model, falls back to keywords.
         """
-        started = time.perf_counter()
+        loading = not self._ready.is_set()
+        started = self._clock.now()
         semantic = await self.wait_ready()
-        waited = time.perf_counter() - started
         now = self._clock.now()
+        # Only a wait for the model counts (on the injected clock), not a slow embedding.
+        waited = (now - started).total_seconds() if loading else 0.0
         if not semantic:
             found = await self._rows.keyword_search(query, namespaces, now, limit)
             hits = [_hit(memory, score) for memory, score in found]
@@ -452,6 +530,11 @@ class MemorySpace:
             OwnershipError: it belongs to another namespace.
         """
         return await self._memory._forget(self.namespace, memory_id, actor=actor)
+
+    @property
+    def index_state(self) -> IndexState:
+        """Where the shared index's preparation stands (for /status)."""
+        return self._memory.state
 
     def note_turn(self, conversation: str, text: str, at: datetime) -> None:
         """Keep a conversation turn in the ephemeral tier."""

@@ -7,7 +7,7 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +25,7 @@ from bot.runtime import open_runtime
 from config import ActionSettings, BreakerSettings, BudgetSettings, Settings
 from memory.actions import ActionRepo, ActionState
 from memory.approvals import ApprovalState
+from memory.clock import ManualClock, from_iso
 from memory.embedder import SentenceTransformerEmbedder
 from memory.tasks import TaskState
 from tests.conftest import Chat
@@ -45,9 +46,10 @@ def make_settings(tmp_path: Path, provider: Provider, **overrides: Any) -> Setti
 class Run:
     """A soloops runtime on the console, plus helpers to read cards and press them."""
 
-    def __init__(self, chat: Chat) -> None:
+    def __init__(self, chat: Chat, clock: ManualClock | None = None) -> None:
         self.chat = chat
         self.runtime = chat.runtime
+        self.clock = clock
 
     async def say(self, text: str) -> str:
         return await self.chat.say(text)
@@ -65,16 +67,27 @@ class Run:
         await self.settle()
         return handled.notice
 
-    async def settle(self, until: float = 5.0) -> None:
-        """Let delayed retries come due, then wait for the work to settle."""
+    async def settle(self, until: float = 60.0) -> None:
+        """Let delayed retries come due, then wait for the work to settle.
+
+        On a ManualClock the clock jumps to each due time (no real waiting); otherwise
+        this polls, with ``until`` seconds as a safety net only.
+        """
         deadline = asyncio.get_running_loop().time() + until
         while True:
             await self.runtime.settle()
+            due = await self.runtime.store.scalar(
+                "SELECT MIN(next_attempt_at) FROM tasks WHERE state = 'queued'"
+            )
             delayed = await self.runtime.store.scalar(
                 "SELECT COUNT(*) FROM tasks WHERE state = 'queued'"
             )
             if not delayed or asyncio.get_running_loop().time() > deadline:
                 return
+            if self.clock is not None and due:
+                self.clock.set(max(self.clock.now(), from_iso(due)))
+                self.runtime.coordinator.wake()
+                continue
             await asyncio.sleep(0.02)
 
     async def action(self) -> Any:
@@ -97,8 +110,12 @@ async def run(
 ) -> AsyncIterator[Run]:
     out = io.StringIO()
     settings = make_settings(tmp_path, provider)
-    async with open_runtime(settings, [ConsoleSender(out)], embedder=embedder) as runtime:
-        yield Run(Chat(runtime, out))
+    # Retries and cool-downs come due when settle() moves this clock: no real waiting.
+    clock = ManualClock(datetime(2025, 3, 3, 9, 0, tzinfo=UTC))
+    async with open_runtime(
+        settings, [ConsoleSender(out)], embedder=embedder, clock=clock
+    ) as runtime:
+        yield Run(Chat(runtime, out), clock)
 
 
 async def test_hook_waits_for_approval_then_posts_once(run: Run, provider: Provider) -> None:
@@ -144,7 +161,9 @@ async def test_unknown_hook_lists_the_hooks(run: Run) -> None:
 
 async def test_policies_auto_and_deny_from_chat(run: Run, provider: Provider) -> None:
     assert "ops.hook: approve" in await run.say("/policy")
-    assert await run.say("/policy ops.hook auto") == "ops.hook: auto\n"
+    assert await run.say("/policy ops.hook auto") == (
+        "ops.hook: auto. It runs without approval; no thresholds remain.\n"
+    )
     out = await run.say("/hook crm straight through")
     assert "Done: Post to the crm hook: straight through" in out
     assert len(provider.processed) == 1
@@ -155,6 +174,30 @@ async def test_policies_auto_and_deny_from_chat(run: Run, provider: Provider) ->
     assert "Usage: /policy" in await run.say("/policy ops.hook sometimes")
     changes = await run.runtime.events.query(kind="policy.changed")
     assert [e.payload["rule"]["mode"] for e in changes] == ["auto", "deny"]
+
+
+async def test_policy_refuses_what_cannot_apply_and_says_what_remains(
+    run: Run, provider: Provider
+) -> None:
+    """Issue 10 item 10: on main, approve-above on ops.hook let /hook run unasked."""
+    said = await run.say("/policy ops.hook approve-above 500 EUR")
+    assert "ops.hook has no amount, so approve-above 500 EUR would always ask" in said
+    assert "Nothing was changed" in said
+    assert "approve" in await run.say("/policy ops.hook")
+    unknown = await run.say("/policy crm.post auto")
+    assert "There is no agent 'crm'" in unknown and "the agents: notes, ops" in unknown
+    assert "declared policies: ops.hook" in unknown
+    typo = await run.say("/policy ops.hok")
+    assert "ops declares no action 'hok'; its declared ones: ops.hook" in typo
+    assert await run.say("/policy ops.hook auto") == (
+        "ops.hook: auto. It runs without approval; no thresholds remain.\n"
+    )
+    first = await run.say("/policy ops.hook first-runs 2")
+    assert "these still ask for approval: the first 2 runs" in first
+    await run.say("/hook crm still asks")
+    assert provider.requests == []  # the first runs still ask
+    refused = await run.runtime.events.query(kind="task.refused")
+    assert len(refused) == 2
 
 
 async def test_transient_failures_retry_with_backoff_and_succeed(
@@ -220,27 +263,46 @@ async def test_attempts_exhausted_dead_letters(run: Run, provider: Provider) -> 
 async def test_breaker_opens_and_recovers(
     tmp_path: Path, provider: Provider, embedder: SentenceTransformerEmbedder
 ) -> None:
+    # Time is a ManualClock: the retries and the cool-down come due only when the test
+    # advances it, so CPU load cannot change what happens.
+    clock = ManualClock(datetime(2025, 3, 3, 9, 0, tzinfo=UTC))
     settings = make_settings(
         tmp_path,
         provider,
-        breaker=BreakerSettings(threshold=2, cooldown_s=0.3),
-        actions=ActionSettings(retry_base_s=0.01, retry_max_s=0.02, max_attempts=10),
+        breaker=BreakerSettings(threshold=2, cooldown_s=30),
+        actions=ActionSettings(retry_base_s=1, retry_max_s=2, max_attempts=10),
     )
     out = io.StringIO()
-    async with open_runtime(settings, [ConsoleSender(out)], embedder=embedder) as runtime:
+    async with open_runtime(
+        settings, [ConsoleSender(out)], embedder=embedder, clock=clock
+    ) as runtime:
         run = Run(Chat(runtime, out))
+
+        async def advance(seconds: float) -> None:
+            clock.advance(seconds)
+            runtime.coordinator.wake()
+            await runtime.settle()
+
+        async def attempts() -> int:
+            return len(await runtime.events.query(kind="action.started"))
+
         await run.say("/policy ops.hook auto")
         provider.fail_next(2, status=500)
         await run.say("/hook crm through the storm")
+        assert await attempts() == 1
+        await advance(3)  # past the first retry's backoff: the second attempt fails too
+        assert await attempts() == 2
         assert "webhook open" in await run.say("/status")
         [opened] = await runtime.events.query(kind="breaker.opened")
         assert opened.subject == "connector:webhook"
-        await run.settle()
+        # While open, the next attempt waits for the cool-down instead of hammering.
+        await advance(10)
+        assert await attempts() == 2
+        assert "webhook open" in await run.say("/status")
+        await advance(25)  # the cool-down is over: one probe goes through, and succeeds
+        assert await attempts() == 3
         action = await run.action()
         assert action.state is ActionState.SUCCEEDED
-        # While open, the third attempt waited for the cool-down instead of hammering.
-        started = [e.ts for e in await runtime.events.query(kind="action.started")]
-        assert started[2] - started[1] >= timedelta(seconds=0.25)
         assert "webhook closed" in await run.say("/status")
 
 

@@ -17,7 +17,9 @@ from agents.policy import (
     PolicyError,
     Rule,
     effective_rule,
+    explain,
     gate_decision,
+    inapplicable,
     load_rules,
     parse_change,
 )
@@ -63,6 +65,14 @@ AUTO = Rule(mode=Mode.AUTO)
             0,
             Mode.APPROVE,
             "threshold is in EUR",
+        ),
+        # Issue 10 item 10: no amount to compare (a hook) asks; main let it through.
+        (
+            Rule(Mode.AUTO, approve_above=Decimal(500), currency="EUR"),
+            Risk(),
+            0,
+            Mode.APPROVE,
+            "has no amount to compare with the 500 EUR threshold",
         ),
     ],
 )
@@ -138,3 +148,32 @@ def test_retry_schedule_backs_off_with_jitter_and_respects_retry_after() -> None
     assert all(policy.delay(n, None, rng=rng) <= 60 for n in range(1, 30))
     assert delays[5] >= 30  # 2 * 2^5 = 64, capped at 60, at least half of it
     assert policy.delay(1, 45.0, rng=rng) == 45.0
+
+
+def test_a_threshold_that_cannot_apply_is_named() -> None:
+    above = Rule(Mode.AUTO, approve_above=Decimal(500), currency="EUR")
+    assert inapplicable("ops.hook", above, frozenset()) == (
+        "ops.hook has no amount, so approve-above 500 EUR would always ask;"
+        " use /policy ops.hook approve or /policy ops.hook auto"
+    )
+    assert inapplicable("invoices.send", above, frozenset({"amount"})) is None
+    assert inapplicable("x.y", above, None) is None  # nobody declared: the gate still asks
+    new = Rule(Mode.AUTO, approve_new_recipient=True)
+    assert "has no recipient" in (inapplicable("ops.hook", new, frozenset()) or "")
+    assert inapplicable("ops.hook", Rule(Mode.APPROVE), frozenset()) is None
+
+
+def test_explain_says_which_thresholds_remain() -> None:
+    assert explain("ops.hook", Rule(Mode.AUTO)) == (
+        "ops.hook: auto. It runs without approval; no thresholds remain."
+    )
+    kept = Rule(Mode.AUTO, approve_above=Decimal(500), currency="EUR", approve_first_runs=3)
+    assert explain("x.y", kept) == (
+        "x.y: auto, but these still ask for approval: amounts above 500 EUR,"
+        " the first 3 runs. /policy x.y reset goes back to the default."
+    )
+    assert "Every one asks" in explain("x.y", Rule())
+    assert "DEMOTED" in explain("x.y", Rule(Mode.AUTO, demoted=True))
+    # approve / deny drop thresholds, so a later "auto" carries none along silently.
+    _, strict = parse_change(["x.y", "approve"], kept)
+    assert strict == Rule(Mode.APPROVE)

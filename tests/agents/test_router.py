@@ -6,7 +6,13 @@ import pytest
 
 from agents.feature import Phrasings
 from agents.registry import build_registry
-from agents.router import RouterAgent, choose_route, command_for, looks_like_question
+from agents.router import (
+    RouterAgent,
+    choose_route,
+    command_for,
+    looks_like_question,
+    strip_lead_in,
+)
 from memory.embedder import SentenceTransformerEmbedder
 from memory.events import EventLog
 
@@ -84,3 +90,22 @@ async def test_real_model_routes_by_meaning(
     scores = await router.scores(text)
     decision = choose_route(scores, threshold=0.5, margin=0.05, question=looks_like_question(text))
     assert decision.chosen == chosen
+
+
+@pytest.mark.parametrize(
+    ("text", "note"),
+    [
+        ("remember that the door code is 4411", "the door code is 4411"),
+        ("Remember to call Jane on Monday", "call Jane on Monday"),
+        ("note that Acme pays on the 1st", "Acme pays on the 1st"),
+        ("note: Bob's number is 555 0101", "Bob's number is 555 0101"),
+        ("save this: the wifi key is on the fridge", "the wifi key is on the fridge"),
+        ("don't forget the domain renews in March", "the domain renews in March"),
+        ("keep in mind that the office is closed", "the office is closed"),
+        ("Globex signs next week", "Globex signs next week"),
+        ("remember that", "remember that"),  # nothing would be left: keep it whole
+    ],
+)
+def test_strip_lead_in_keeps_only_the_note(text: str, note: str) -> None:
+    """Issue 10 item 16: on main the whole "remember that X" was stored."""
+    assert strip_lead_in(text) == note

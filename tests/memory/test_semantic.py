@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -288,3 +289,54 @@ async def test_without_a_model_recall_falls_back_to_keywords(tmp_path: Path) -> 
         recall = await notes.search("Acme invoices")
     assert not recall.semantic
     assert [h.memory_id for h in recall.hits] == [note.id]
+
+
+async def test_a_write_failure_while_preparing_is_retried_not_keyword_search_for_good(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """Issue 10 item 7: fails on the old main (one failed preparation meant keyword
+    search until restart)."""
+    async with opened(tmp_path, embedder) as memory:
+        acme_id = await _fill(memory)
+    async with Store.open(tmp_path / "soloops.db") as store:
+        # Rows without vectors (as after a model change), and the write of their vectors
+        # fails (a real SQLite error from a trigger, as a full disk would raise one).
+        async with store.write() as tx:
+            await tx.execute("UPDATE memories SET embedding = NULL, model_id = NULL")
+            await tx.execute(
+                "CREATE TRIGGER fail_embedding BEFORE UPDATE OF embedding ON memories"
+                " BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END"
+            )
+        (tmp_path / "memory.faiss").unlink(missing_ok=True)
+        seen: list[tuple[float, str, bool, list[int | None]]] = []
+
+        async def sleep(seconds: float) -> None:
+            # Between attempts: /status says so and recall still answers, by keywords.
+            recall = await memory.space("notes").search("Acme invoices")
+            seen.append(
+                (
+                    seconds,
+                    memory.state.describe(),
+                    recall.semantic,
+                    [hit.memory_id for hit in recall.hits],
+                )
+            )
+            async with store.write() as tx:  # the disk has room again
+                await tx.execute("DROP TRIGGER IF EXISTS fail_embedding")
+
+        memory = SemanticMemory(
+            store, EventLog(store), embedder, tmp_path / "memory.faiss", sleep=sleep
+        )
+        await memory.start()
+        try:
+            state = await asyncio.wait_for(memory.wait_state(["ready", "keyword"]), 300)
+            assert state.phase == "ready" and state.attempt == 2
+            [(delay, said, semantic, ids)] = seen
+            assert delay == 1.0
+            assert "preparing again after a write failure (attempt 2)" in said
+            assert semantic is False and ids[0] == acme_id
+            recall = await memory.space("notes").search("when does Acme want to be billed?")
+            assert recall.semantic and recall.hits[0].memory_id == acme_id
+            assert memory.state.describe() == "memory index: ready"
+        finally:
+            await memory.close()
