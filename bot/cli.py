@@ -10,7 +10,8 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -19,8 +20,10 @@ from bot.console import ConsoleSender, ConsoleSession
 from bot.doctor import run_checks
 from bot.frontends import FrontEnd, configured_front_ends
 from bot.home import HomeBusyError, HomeLock
+from bot.http import HttpServer
 from bot.logs import configure_logging
-from bot.runtime import open_runtime
+from bot.runtime import Runtime, open_runtime
+from bot.serve import http_wanted, serve_http
 from config import ConfigError, Settings, load_settings
 from memory.backup import BackupError, backup_database
 from memory.errors import CorruptDatabaseError, HistoryLostError
@@ -61,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--kind", help="only this kind, or a dotted prefix: task, task.failed")
     events.add_argument("--limit", type=int, default=None, help="only the newest N")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
-    sub.add_parser("doctor", help="check settings, data directory, database and model")
+    doctor = sub.add_parser(
+        "doctor", help="check settings, data directory, database, model and connectors"
+    )
+    doctor.add_argument(
+        "--online", action="store_true", help="also connect to each configured connector"
+    )
     export = sub.add_parser("export", help="write every table as JSON Lines, with a manifest")
     export.add_argument("dir", help="an empty directory to write into")
     export.add_argument("--force", action="store_true", help="write into a non-empty directory")
@@ -81,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything soloops creates (database, WAL, logs, index, anchor) is the owner's only.
     os.umask(0o077)
     if command == "doctor":
-        return _doctor()
+        return _doctor(online=args.online)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -127,8 +135,10 @@ def _start(settings: Settings, command: str) -> int:
     configure_logging(
         settings.log_path, settings.log_level, Redactor(settings.secret_values()), to_stderr=False
     )
+    # One HTTP server per process, shared by everything that comes in over HTTP.
+    server = HttpServer(settings.http) if command == "run" and http_wanted(settings) else None
     if command == "run":
-        front_ends = configured_front_ends(settings)
+        front_ends = configured_front_ends(settings, server)
         if front_ends:
             configure_logging(
                 settings.log_path,
@@ -137,28 +147,33 @@ def _start(settings: Settings, command: str) -> int:
                 to_stderr=True,
             )
             try:
-                return asyncio.run(_serve(settings, front_ends))
+                return asyncio.run(_serve(settings, front_ends, server))
             except ConfigError as exc:  # found at start: a refused token, a busy port
                 print(f"soloops: {exc}", file=sys.stderr)
                 return 2
     try:
-        return asyncio.run(_chat(settings, mode=command))
+        return asyncio.run(_chat(settings, mode=command, server=server))
     except ConfigError as exc:  # found at start: features wired wrongly
         print(f"soloops: {exc}", file=sys.stderr)
         return 2
 
 
-async def _serve(settings: Settings, front_ends: list[FrontEnd]) -> int:
-    """Run the platform front ends until SIGINT or SIGTERM."""
+async def _serve(
+    settings: Settings, front_ends: list[FrontEnd], server: HttpServer | None = None
+) -> int:
+    """Run the platform front ends (and the HTTP server) until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(
-        settings,
-        [front_end.sender for front_end in front_ends],
-        operators={front_end.platform: front_end.operators for front_end in front_ends},
-    ) as runtime:
+    async with (
+        open_runtime(
+            settings,
+            [front_end.sender for front_end in front_ends],
+            operators={front_end.platform: front_end.operators for front_end in front_ends},
+        ) as runtime,
+        _http(server, runtime, front_ends),
+    ):
         started: list[FrontEnd] = []
         try:
             for front_end in front_ends:
@@ -172,7 +187,19 @@ async def _serve(settings: Settings, front_ends: list[FrontEnd]) -> int:
     return 0
 
 
-async def _chat(settings: Settings, *, mode: str) -> int:
+@asynccontextmanager
+async def _http(
+    server: HttpServer | None, runtime: Runtime, parts: Sequence[object]
+) -> AsyncIterator[None]:
+    """Serve HTTP (if this process does) while the runtime is open."""
+    if server is None:
+        yield
+        return
+    async with serve_http(server, runtime, parts):
+        yield
+
+
+async def _chat(settings: Settings, *, mode: str, server: HttpServer | None = None) -> int:
     interactive = sys.stdin.isatty()
     session = ConsoleSession(sys.stdin.buffer, sys.stdout, interactive=interactive)
     sender = ConsoleSender(sys.stdout, interactive=interactive)
@@ -180,7 +207,10 @@ async def _chat(settings: Settings, *, mode: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings, [sender], mode=mode) as runtime:
+    async with (
+        open_runtime(settings, [sender], mode=mode) as runtime,
+        _http(server, runtime, [sender]),
+    ):
         session.banner(str(settings.data_dir))
         while not stop.is_set():
             reader = asyncio.ensure_future(session.read_line())
@@ -241,8 +271,8 @@ def _backup(settings: Settings, file: str, *, force: bool) -> int:
     return 0
 
 
-def _doctor() -> int:
-    checks = asyncio.run(run_checks())
+def _doctor(*, online: bool = False) -> int:
+    checks = asyncio.run(run_checks(online=online))
     for check in checks:
         print(check.render())
     failed = [c for c in checks if c.level == "fail"]
