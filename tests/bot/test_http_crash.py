@@ -142,9 +142,11 @@ async def test_a_hook_answered_202_runs_after_the_process_is_killed(tmp_path: Pa
         assert db.execute("SELECT COUNT(*) FROM memories").fetchone() == (0,)
     async with soloops_run(env) as second:
         await _until_serving(url, second)
-        async with aiohttp.ClientSession() as http:  # the sender retries: a duplicate
-            async with http.post(f"{url}/hooks/site", data=body, headers=headers) as answer:
-                assert answer.status == 200
+        async with (  # the sender retries: a duplicate
+            aiohttp.ClientSession() as http,
+            http.post(f"{url}/hooks/site", data=body, headers=headers) as answer,
+        ):
+            assert answer.status == 200
         await _say(second, "/resume notes")
         await _line_with(second, "Remembered #1.")
         assert second.stdin is not None
@@ -200,7 +202,10 @@ async def test_webhook_mode_loses_nothing_and_repeats_nothing_under_sigkill(
         async with soloops_run(env) as proc:
             webhooks = len(api.calls_of("setWebhook"))
             await api.wait_for(
-                lambda: len(api.calls_of("setWebhook")) > webhooks or proc.returncode is not None,
+                lambda n=webhooks, p=proc: (
+                    len(api.calls_of("setWebhook")) > n  # type: ignore[misc]  # defaults bind the loop's values
+                    or p.returncode is not None
+                ),
                 within_s=60,
                 what="soloops to set its webhook",
             )
