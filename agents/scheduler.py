@@ -239,6 +239,11 @@ class Scheduler:
         self._started = False
 
     @property
+    def running(self) -> bool:
+        """Whether the scheduler is started (for ``/healthz``)."""
+        return self._started
+
+    @property
     def repo(self) -> JobRepo:
         """The jobs' repository (read access for digests, exports, /schedule)."""
         return self._repo

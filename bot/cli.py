@@ -18,7 +18,8 @@ import signal
 import sys
 import traceback
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -26,8 +27,10 @@ from pathlib import Path
 from bot.console import ConsoleSender, ConsoleSession
 from bot.frontends import FrontEnd, configured_front_ends
 from bot.home import HomeBusyError, HomeLock
+from bot.http import HttpServer
 from bot.logs import configure_logging
-from bot.runtime import open_runtime
+from bot.runtime import Runtime, open_runtime
+from bot.serve import http_wanted, serve_http
 from config import ConfigError, Settings, load_settings
 from memory.backup import BackupError, backup_database
 from memory.errors import CorruptDatabaseError, HistoryLostError
@@ -144,11 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--kind", help="only this kind, or a dotted prefix: task, task.failed")
     events.add_argument("--limit", type=int, default=None, help="only the newest N")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
-    sub.add_parser(
+    doctor = sub.add_parser(
         "doctor",
-        help="check settings, data directory, database and model",
+        help="check settings, data directory, database, model and connectors",
         epilog=ENVIRONMENT_HELP,
         formatter_class=described,
+    )
+    doctor.add_argument(
+        "--online", action="store_true", help="also connect to each configured connector"
     )
     export = sub.add_parser("export", help="write every table as JSON Lines, with a manifest")
     export.add_argument("dir", help="an empty directory to write into")
@@ -170,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything soloops creates (database, WAL, logs, index, anchor) is the owner's only.
     os.umask(0o077)
     if command == "doctor":
-        return _doctor()
+        return _doctor(online=args.online)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -218,8 +224,10 @@ def _start(settings: Settings, command: str) -> int:
     configure_logging(
         settings.log_path, settings.log_level, Redactor(settings.secret_values()), to_stderr=False
     )
+    # One HTTP server per process, shared by everything that comes in over HTTP.
+    server = HttpServer(settings.http) if command == "run" and http_wanted(settings) else None
     if command == "run":
-        front_ends = configured_front_ends(settings)
+        front_ends = configured_front_ends(settings, server)
         if front_ends:
             configure_logging(
                 settings.log_path,
@@ -228,28 +236,33 @@ def _start(settings: Settings, command: str) -> int:
                 to_stderr=True,
             )
             try:
-                return asyncio.run(_serve(settings, front_ends))
+                return asyncio.run(_serve(settings, front_ends, server))
             except ConfigError as exc:  # found at start: a refused token, a busy port
                 _error(str(exc), settings)
                 return 2
     try:
-        return asyncio.run(_chat(settings, mode=command))
+        return asyncio.run(_chat(settings, mode=command, server=server))
     except ConfigError as exc:  # found at start: features wired wrongly
         _error(str(exc), settings)
         return 2
 
 
-async def _serve(settings: Settings, front_ends: list[FrontEnd]) -> int:
-    """Run the platform front ends until SIGINT or SIGTERM."""
+async def _serve(
+    settings: Settings, front_ends: list[FrontEnd], server: HttpServer | None = None
+) -> int:
+    """Run the platform front ends (and the HTTP server) until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(
-        settings,
-        [front_end.sender for front_end in front_ends],
-        operators={front_end.platform: front_end.operators for front_end in front_ends},
-    ) as runtime:
+    async with (
+        open_runtime(
+            settings,
+            [front_end.sender for front_end in front_ends],
+            operators={front_end.platform: front_end.operators for front_end in front_ends},
+        ) as runtime,
+        _http(server, runtime, front_ends),
+    ):
         started: list[FrontEnd] = []
         try:
             for front_end in front_ends:
@@ -263,7 +276,19 @@ async def _serve(settings: Settings, front_ends: list[FrontEnd]) -> int:
     return 0
 
 
-async def _chat(settings: Settings, *, mode: str) -> int:
+@asynccontextmanager
+async def _http(
+    server: HttpServer | None, runtime: Runtime, parts: Sequence[object]
+) -> AsyncIterator[None]:
+    """Serve HTTP (if this process does) while the runtime is open."""
+    if server is None:
+        yield
+        return
+    async with serve_http(server, runtime, parts):
+        yield
+
+
+async def _chat(settings: Settings, *, mode: str, server: HttpServer | None = None) -> int:
     interactive = sys.stdin.isatty()
     history = settings.data_dir / "console_history"  # terminal only; see bot.console
     session = ConsoleSession(sys.stdin.buffer, sys.stdout, interactive=interactive, history=history)
@@ -272,7 +297,10 @@ async def _chat(settings: Settings, *, mode: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings, [sender], mode=mode) as runtime:
+    async with (
+        open_runtime(settings, [sender], mode=mode) as runtime,
+        _http(server, runtime, [sender]),
+    ):
         session.open()
         session.banner(str(settings.data_dir))
         while not stop.is_set():
@@ -363,10 +391,10 @@ def _quiet_pipe(command: Callable[[], int]) -> int:
     return status
 
 
-def _doctor() -> int:
+def _doctor(*, online: bool = False) -> int:
     from bot.doctor import run_checks  # lazily: it imports faiss and numpy
 
-    checks = asyncio.run(run_checks())
+    checks = asyncio.run(run_checks(online=online))
     redactor = _redactor()
     for check in checks:
         print(redactor.text(check.render()))

@@ -1,4 +1,11 @@
-"""``soloops doctor``: check what soloops needs and say what to fix."""
+"""``soloops doctor``: check what soloops needs and say what to fix.
+
+Without network by default: settings, data directory, database, model, each front end
+and each configured connector's settings (email, model server, transcription, outbound
+and inbound hooks, the HTTP server). ``--online`` also connects to each configured
+connector (SMTP login, the model server's model list, a short transcription) and says
+what failed.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +45,8 @@ class Check:
         return f"{line}\n       fix: {self.fix}" if self.fix else line
 
 
-async def run_checks() -> list[Check]:
-    """Every check, in the order a person would fix them."""
+async def run_checks(*, online: bool = False) -> list[Check]:
+    """Every check, in the order a person would fix them (``online``: connect too)."""
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -59,6 +66,151 @@ async def run_checks() -> list[Check]:
         checks.append(
             Check("ok", "slack", "not configured (set SOLOOPS_SLACK__BOT_TOKEN to run on Slack)")
         )
+    checks.extend(connector_checks(settings))
+    if online:
+        checks.extend(await online_checks(settings))
+    return checks
+
+
+def _problems(name: str, problems: list[str], fine: str, fix: str) -> Check:
+    if problems:
+        return Check("fail", name, "; ".join(problems), fix)
+    return Check("ok", name, fine)
+
+
+def connector_checks(settings: Settings) -> list[Check]:
+    """Each configured connector's settings, read only (no network)."""
+    from connectors import email, llm, transcribe
+
+    checks = []
+    mail = settings.email
+    checks.append(
+        _problems(
+            "email",
+            email.check_settings(mail),
+            f"SMTP {mail.host}:{mail.effective_port} ({mail.security}) as {mail.from_address}"
+            if mail.configured
+            else "not configured (set SOLOOPS_EMAIL__HOST and __FROM_ADDRESS to send email)",
+            "correct the SOLOOPS_EMAIL__* settings named above",
+        )
+    )
+    model = settings.llm
+    checks.append(
+        _problems(
+            "language model",
+            llm.check_settings(model),
+            f"{model.model} at {model.base_url}"
+            if model.configured
+            else "not configured: features use templates (set SOLOOPS_LLM__BASE_URL, __MODEL)",
+            "correct the SOLOOPS_LLM__* settings named above",
+        )
+    )
+    speech = settings.transcribe
+    checks.append(
+        _problems(
+            "transcription",
+            transcribe.check_settings(speech),
+            f"{speech.model} at {speech.base_url}"
+            if speech.configured
+            else "not configured: voice notes get a how-to (set SOLOOPS_TRANSCRIBE__BASE_URL)",
+            "correct the SOLOOPS_TRANSCRIBE__* settings named above",
+        )
+    )
+    for name, hook in sorted(settings.hooks.items()):
+        plain = hook.url.startswith("http://") and not _loopback(hook.url)
+        checks.append(
+            Check(
+                "warn" if plain else "ok",
+                f"hook {name}",
+                f"POST {hook.url}"
+                + (" (plain http: payloads cross the network in clear)" if plain else ""),
+                "use an https:// URL" if plain else "",
+            )
+        )
+    checks.extend(_inbound(settings))
+    return checks
+
+
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+def _inbound(settings: Settings) -> list[Check]:
+    """Each inbound hook names an intent soloops takes, and the server that serves it."""
+    if not settings.inbound:
+        return []
+    from agents.errors import ConfigurationError
+    from agents.registry import build_registry
+    from bot.runtime import load_features
+
+    try:
+        registry = build_registry(load_features(settings))
+    except (ConfigError, ConfigurationError) as exc:
+        return [Check("fail", "inbound hooks", f"the features do not load: {exc}", "see above")]
+    where = f"http://{settings.http.host}:{settings.http.port}/hooks/"
+    checks = []
+    for name, hook in sorted(settings.inbound.items()):
+        how = "signed" if hook.secret is not None else "bearer token"
+        if registry.feature_for(hook.intent) is None or hook.intent in registry.control_kinds:
+            checks.append(
+                Check(
+                    "fail",
+                    f"inbound {name}",
+                    f"intent {hook.intent!r} is not one soloops takes from a hook",
+                    f"set intent in [inbound.{name}] to one of: "
+                    + ", ".join(
+                        sorted(
+                            k
+                            for f in registry.features
+                            for k in f.kinds
+                            if k not in registry.control_kinds
+                        )
+                    ),
+                )
+            )
+        else:
+            checks.append(
+                Check("ok", f"inbound {name}", f"POST {where}{name} ({how}) -> {hook.intent}")
+            )
+    return checks
+
+
+async def online_checks(settings: Settings) -> list[Check]:
+    """Connect to each configured connector and say what failed (``doctor --online``)."""
+    from connectors import email, llm, transcribe
+
+    checks = []
+    if settings.email.configured:
+        checks.append(
+            _problems(
+                "email (online)",
+                await email.probe(settings.email),
+                "the SMTP server answered and took the login",
+                "check the SMTP server, port, security and login named above",
+            )
+        )
+    if settings.llm.configured:
+        checks.append(
+            _problems(
+                "language model (online)",
+                await llm.probe(settings.llm),
+                "the model server answered and lists the model",
+                "check SOLOOPS_LLM__BASE_URL, __MODEL and __API_KEY",
+            )
+        )
+    if settings.transcribe.configured:
+        checks.append(
+            _problems(
+                "transcription (online)",
+                await transcribe.probe(settings.transcribe),
+                "the transcription server took a test clip",
+                "check SOLOOPS_TRANSCRIBE__BASE_URL, __MODEL and __API_KEY",
+            )
+        )
+    if not checks:
+        checks.append(Check("ok", "online", "no connector is configured to try"))
     return checks
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from config import Settings
 
 if TYPE_CHECKING:
+    from bot.http import HttpServer
     from bot.outbox import Sender
     from bot.runtime import Runtime
 
@@ -40,15 +41,19 @@ class FrontEnd(Protocol):
         ...
 
 
-def configured_front_ends(settings: Settings) -> list[FrontEnd]:
-    """The front ends whose settings are present (none: the console runs instead)."""
+def configured_front_ends(settings: Settings, server: HttpServer | None = None) -> list[FrontEnd]:
+    """The front ends whose settings are present (none: the console runs instead).
+
+    Those that take requests over HTTP (Slack HTTP mode, Telegram webhook mode) put
+    their routes on ``server``, the process's one HTTP server, when given.
+    """
     front_ends: list[FrontEnd] = []
     if settings.telegram.configured:
         from bot.telegram import TelegramFrontEnd  # PTB loads only when Telegram runs
 
-        front_ends.append(TelegramFrontEnd(settings.telegram))
+        front_ends.append(TelegramFrontEnd(settings.telegram, server))
     if settings.slack.bot_token is not None:
         from bot.slack import SlackFrontEnd  # slack-bolt loads only when Slack is configured
 
-        front_ends.append(SlackFrontEnd(settings))
+        front_ends.append(SlackFrontEnd(settings, server))
     return front_ends

@@ -15,17 +15,23 @@ anything already stored.
 
 from __future__ import annotations
 
+import json
 import logging
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
 
 from agents.approvals import DecisionStatus
 from agents.coordinator import Coordinator
 from agents.delivery import queue_reply
+from agents.intents import Conversation, Intent
 from agents.ops import DecideIntent
+from agents.registry import Registry
 from agents.replies import Reply, error, pick_option
 from bot.grammar import Rejection, parse
 from bot.inbound import Inbound
@@ -40,6 +46,8 @@ PREVIEW = 200
 STORE_LIMIT = 1_000_000  # characters of one message kept in the inbound log
 # A numbered answer counts only this soon after the options were offered.
 CHOICE_TTL = timedelta(minutes=15)
+# Fields of an intent that soloops sets; a hook's payload may not.
+RESERVED_FIELDS = frozenset({"kind", "conversation", "idempotency_key", "scheduled"})
 
 
 class Outcome(StrEnum):
@@ -91,6 +99,60 @@ def input_problem(text: str, max_chars: int) -> Rejection | None:
             "UTF-8). Nothing was run. Send plain text.",
         )
     return None
+
+
+def hook_intent(
+    registry: Registry,
+    hook: str,
+    kind: str,
+    delivery_id: str,
+    payload: Mapping[str, Any],
+    home: Conversation | None,
+) -> Intent | Rejection:
+    """The intent an inbound hook's payload stands for, or why it stands for none.
+
+    The intent answers in the operator's home conversation (as the operator: the hook
+    acts on their behalf, so approvals stay theirs) and is keyed by hook and delivery id.
+    """
+    feature = registry.feature_for(kind)
+    if feature is None or kind in registry.control_kinds:
+        known = sorted(
+            k for f in registry.features for k in f.kinds if k not in registry.control_kinds
+        )
+        return Rejection(
+            "unknown_kind",
+            f"hook '{hook}' is set to intent '{kind}', which soloops does not take from a hook"
+            f" (known: {', '.join(known)}); fix intent in [inbound.{hook}]",
+        )
+    reserved = sorted(RESERVED_FIELDS & set(payload))
+    if reserved:
+        return Rejection(
+            "reserved_field", f"field '{reserved[0]}' is set by soloops; leave it out of the body"
+        )
+    if home is None:
+        return Rejection(
+            "no_home",
+            "soloops has no home conversation to report to; the operator sets "
+            "SOLOOPS_DIGEST__TO or runs a chat front end",
+        )
+    conversation = Conversation(
+        platform=home.platform, chat_id=home.chat_id, user_id=home.user_id, thread_id=home.thread_id
+    )
+    try:
+        return registry.intent(kind, conversation, f"hook:{hook}:{delivery_id}", **payload)
+    except ValidationError as exc:
+        return Rejection("invalid_payload", payload_problem(kind, exc))
+
+
+def payload_problem(kind: str, exc: ValidationError) -> str:
+    """One short line naming the fields of a payload that do not fit intent ``kind``."""
+    parts = []
+    for item in exc.errors(include_url=False)[:3]:
+        where = ".".join(str(p) for p in item["loc"] if p != kind) or "the body"
+        parts.append(f"field '{where}': {item['msg']}")
+    more = len(exc.errors()) - len(parts)
+    extra = f" (and {more} more)" if more > 0 else ""
+    return f"the payload does not fit intent '{kind}': {'; '.join(parts)}{extra}"
 
 
 class Gateway:
@@ -185,6 +247,81 @@ class Gateway:
             self._coordinator.wake()
         self._on_reply()
         return handled
+
+    async def handle_hook(
+        self,
+        hook: str,
+        kind: str,
+        delivery_id: str,
+        payload: Mapping[str, Any],
+        home: Conversation | None,
+        received_at: datetime,
+    ) -> Handled:
+        """Take one verified inbound-hook request as a message: store it, then queue its
+        task (answering in ``home``) or explain why there is none, in one transaction.
+
+        The request goes in the inbound log as platform ``hook:<name>`` with the delivery
+        id as its message id, so a repeat is a duplicate and runs nothing. An unknown
+        intent or a payload that does not fit it is rejected (``notice`` says why) with
+        a ``hook.invalid`` event, and nothing is stored or run.
+        """
+        platform = f"hook:{hook}"
+        subject = f"message:{platform}:{delivery_id}"
+        built = hook_intent(self._coordinator.registry, hook, kind, delivery_id, payload, home)
+        async with self._store.write() as tx:
+            if await self._inbound.seen(tx, platform, delivery_id):
+                seq = await self._events.append(
+                    tx, "message.duplicate", actor=platform, subject=subject, payload={}
+                )
+                return Handled(Outcome.DUPLICATE, seq)
+            if isinstance(built, Rejection):
+                seq = await self._events.append(
+                    tx,
+                    "hook.invalid",
+                    actor=platform,
+                    subject=subject,
+                    payload={"intent": kind, "reason": built.reason, "message": built.message},
+                )
+                return Handled(Outcome.REJECTED, seq, notice=built.message)
+            text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+            conversation = built.conversation
+            seq = await self._events.append(
+                tx,
+                "message.received",
+                actor=platform,
+                subject=subject,
+                payload={
+                    "chat": conversation.chat_id,
+                    "intent": kind,
+                    "fields": sorted(payload),
+                    "chars": len(text),
+                    "text": text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…",
+                },
+            )
+            await self._inbound.record(
+                tx,
+                platform=platform,
+                message_id=delivery_id,
+                chat_id=conversation.chat_id,
+                thread_id=conversation.thread_id,
+                user_id=platform,
+                text=text[:STORE_LIMIT],
+                received_at=received_at,
+                event_seq=seq,
+            )
+            # Said before the task's own answer, in the same transaction: the operator
+            # sees where the work came from even if soloops stops before it runs.
+            await queue_reply(
+                self._outbox,
+                tx,
+                conversation,
+                Reply(text=f"From hook '{hook}': a {kind} request came in; working on it."),
+                now=received_at,
+            )
+            task, _ = await self._coordinator.enqueue(tx, built)
+        self._coordinator.wake()
+        self._on_reply()
+        return Handled(Outcome.QUEUED, seq, task.id)
 
     async def _choice(self, tx: Transaction, inbound: Inbound, actor: str, subject: str) -> str:
         """A bare number answering the conversation's last reply's options means that

@@ -13,7 +13,7 @@ import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 
 from agents.base import Agent
@@ -63,6 +63,8 @@ class Runtime:
     registry: Registry
     scheduler: Scheduler
     homes: tuple[Conversation, ...] = ()
+    clock: Clock = field(default_factory=SystemClock)
+    embedder: Embedder | None = None
 
     async def settle(self) -> None:
         """Wait until queued work has run and its replies are delivered."""
@@ -367,6 +369,8 @@ async def open_runtime(
             registry,
             scheduler,
             homes,
+            clock,
+            embedder,
         )
         expiry = asyncio.create_task(_expire_approvals(runtime, clock), name="approval-expiry")
         try:

@@ -48,6 +48,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.gateway import Handled, Outcome
 from bot.http import HttpServer
 from bot.inbound import Inbound
+from bot.refusals import RefusalBudget
 from bot.slack_blocks import ACTION_PREFIX
 from bot.slack_inbound import (
     PLATFORM,
@@ -102,29 +103,6 @@ def signature_problem(
     if expected is None or not hmac.compare_digest(expected, signature):
         return "bad_signature"
     return None
-
-
-class RefusalBudget:
-    """At most ``limit`` refused-request events per ``window_s``, so a flood of forged
-    requests cannot swamp the event log; the next recorded one counts the skipped."""
-
-    def __init__(self, limit: int = 30, window_s: float = 60.0) -> None:
-        self._limit = limit
-        self._window_s = window_s
-        self._started = float("-inf")
-        self._used = 0
-        self._skipped = 0
-
-    def admit(self, now: float) -> int | None:
-        """None: do not record this one; else record it, with this many skipped before it."""
-        if now - self._started >= self._window_s:
-            self._started, self._used = now, 0
-        if self._used >= self._limit:
-            self._skipped += 1
-            return None
-        self._used += 1
-        skipped, self._skipped = self._skipped, 0
-        return skipped
 
 
 class SlackFrontEnd:

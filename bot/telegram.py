@@ -6,8 +6,11 @@
 Polling is our own small loop over getUpdates rather than PTB's Updater: the offset
 that confirms an update to Telegram only moves past it once the gateway has stored
 it, so a crash between fetching and storing loses nothing (Telegram delivers it
-again, and the gateway drops the copy by update id). Webhook mode uses PTB's Updater,
-whose server checks ``X-Telegram-Bot-Api-Secret-Token``.
+again, and the gateway drops the copy by update id). Webhook mode is served from
+soloops's own HTTP server (not PTB's Updater, which answers 200 before anything is
+stored): the route checks ``X-Telegram-Bot-Api-Secret-Token`` (403 otherwise), stores
+the update through the gateway and only then answers 200; a failure to store answers
+503, so Telegram delivers the update again.
 
 What can go wrong with one update, and what the loop does:
 
@@ -37,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import json
 import logging
 import sqlite3
 import warnings
@@ -45,6 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from telegram import BotCommand, ReplyParameters, Update
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -58,11 +64,12 @@ from telegram.error import (
     TelegramError,
     TimedOut,
 )
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
 from agents.backoff import Backoff
 from bot.gateway import Outcome
+from bot.http import HttpServer, read_body
 from bot.intents import CATALOG
 from bot.outbox import Delivery, DeliveryError
 from bot.telegram_render import (
@@ -76,7 +83,7 @@ from bot.telegram_render import (
     to_inbound,
 )
 from bot.telegram_updates import confirmable_id, preview, update_problem
-from config import ConfigError, TelegramSettings
+from config import ConfigError, HttpSettings, TelegramSettings
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -122,6 +129,13 @@ HOLD = _Hold()
 REFUSED_MEMORY = 10_000  # strangers remembered so each gets one refusal per run
 CONNECT_ATTEMPTS = 5  # getMe tries at start, 1+2+4+8 s apart
 RATE_LIMIT_RETRIES = 1  # in-process retries of a 429; the outbox is the durable retry
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+MAX_UPDATE_BYTES = 1024 * 1024
+
+
+def webhook_route(settings: TelegramSettings) -> str:
+    """The path the webhook is served at on soloops's HTTP server (``/telegram``)."""
+    return "/" + settings.webhook_path.strip("/")
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -241,7 +255,16 @@ class TelegramFrontEnd:
 
     platform = PLATFORM
 
-    def __init__(self, settings: TelegramSettings, *, backoff: Backoff = POLL_BACKOFF) -> None:
+    def __init__(
+        self,
+        settings: TelegramSettings,
+        server: HttpServer | None = None,
+        *,
+        backoff: Backoff = POLL_BACKOFF,
+    ) -> None:
+        """Set up Telegram; in webhook mode its route goes on ``server`` (shared, started
+        and stopped by its owner) or, without one, on a server of its own on
+        ``webhook_listen:webhook_port``."""
         if settings.token is None:
             raise ConfigError("Telegram needs a bot token: set SOLOOPS_TELEGRAM__TOKEN.")
         self._settings = settings
@@ -252,12 +275,9 @@ class TelegramFrontEnd:
             .base_file_url(settings.base_file_url)
             .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
             .job_queue(None)  # soloops schedules its own work; no second scheduler
+            .updater(None)  # polling is our own loop; the webhook is our own route
         )
-        if settings.mode == "polling":
-            builder = builder.updater(None)
         self._app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
-        self._app.add_handler(TypeHandler(Update, self._on_webhook_update))
-        self._app.add_error_handler(self._on_error)
         self._sender = TelegramSender(self._app)
         self._operators = frozenset(str(user) for user in settings.operators)
         self._runtime: Runtime | None = None
@@ -268,11 +288,33 @@ class TelegramFrontEnd:
         self._backoff = backoff
         self._health = Health()
         self._seen_malformed: set[str] = set()
+        self._server: HttpServer | None = None
+        self._owns_server = False
+        if settings.mode == "webhook":
+            self._owns_server = server is None
+            self._server = server or HttpServer(
+                HttpSettings(host=settings.webhook_listen, port=settings.webhook_port),
+                label="Telegram webhook mode",
+            )
+            self._server.add_route("POST", webhook_route(settings), self._serve_webhook)
 
     @property
     def health(self) -> Health:
         """Healthy, or what keeps updates from being stored (a later /healthz reads it)."""
         return self._health
+
+    def health_state(self) -> tuple[bool, str]:
+        """``(ok, detail)`` for ``/healthz``: the mode when healthy, else the problem."""
+        if not self._health.healthy:
+            return False, self._health.problem
+        if self._settings.mode == "webhook":
+            return True, f"webhook at {webhook_route(self._settings)}"
+        return True, "polling"
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where webhook mode listens, once its server has started (None when polling)."""
+        return self._server.address if self._server is not None else None
 
     @property
     def sender(self) -> TelegramSender:
@@ -308,10 +350,12 @@ class TelegramFrontEnd:
         await self._set_commands()
         if self._settings.mode == "webhook":
             await self._start_webhook()
+            self._health = Health()
         else:
             await self._app.bot.delete_webhook()
             self._stopping.clear()
             self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
+            self._health = Health()
         self._sender.open()
 
     async def _connect(self) -> None:
@@ -346,27 +390,63 @@ class TelegramFrontEnd:
         if self._poller is not None:
             await self._poller
             self._poller = None
-        if self._app.updater is not None and self._app.updater.running:
-            await self._app.updater.stop()
+        if self._owns_server and self._server is not None:
+            await self._server.stop()
         if self._started:
             await self._app.stop()
             self._started = False
         await self._app.shutdown()
 
     async def _start_webhook(self) -> None:
+        """Listen (our own server, when not shared), then tell Telegram where to post."""
         settings = self._settings
         secret = settings.webhook_secret
         assert secret is not None  # the settings model insists on it in webhook mode
-        updater = self._app.updater
-        assert updater is not None
-        await updater.start_webhook(
-            listen=settings.webhook_listen,
-            port=settings.webhook_port,
-            url_path=settings.webhook_path,
-            webhook_url=settings.webhook_url,
+        if self._owns_server and self._server is not None:
+            await self._server.start()  # a busy port: ConfigError naming the port
+        await self._app.bot.set_webhook(
+            url=settings.webhook_url,
             secret_token=secret.get_secret_value(),
             allowed_updates=ALLOWED_UPDATES,
         )
+        log.info("Telegram: webhook set to %s", settings.webhook_url)
+
+    async def _serve_webhook(self, request: web.Request) -> web.Response:
+        """One update from Telegram: check the secret, store it, then answer 200."""
+        if self._runtime is None or not self._started:  # a shared server can start first
+            return web.Response(status=503, text="soloops is starting; Telegram will retry")
+        secret = self._settings.webhook_secret
+        given = request.headers.get(SECRET_HEADER, "")
+        if secret is None or not hmac.compare_digest(
+            given.encode(), secret.get_secret_value().encode()
+        ):
+            log.warning("Telegram webhook: a request without the right secret token (403)")
+            return web.Response(status=403, text="wrong or missing secret token")
+        try:
+            data = json.loads(await read_body(request, MAX_UPDATE_BYTES))
+            update = Update.de_json(data, self._app.bot)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("Telegram webhook: an unreadable update (%s)", type(exc).__name__)
+            return web.Response(status=400, text="not a Telegram update")
+        try:
+            await self._process(update)
+        except Exception as exc:  # not stored: 5xx, and Telegram delivers it again
+            held = self._health
+            self._health = Health(
+                False,
+                f"could not store an update ({type(exc).__name__})",
+                held.since or datetime.now(UTC),
+                held.attempts + 1,
+            )
+            log.error(
+                "Telegram: could not store update %d (%s); Telegram will retry",
+                update.update_id,
+                type(exc).__name__,
+            )
+            return web.Response(status=503, text="not stored; retry")
+        if not self._health.healthy:
+            self._health = Health()
+        return web.Response(status=200)
 
     async def _set_commands(self) -> None:
         """Fill Telegram's command menu from the catalog (best effort)."""
@@ -583,13 +663,6 @@ class TelegramFrontEnd:
         runtime = self._runtime
         assert runtime is not None, "start() first"
         return runtime
-
-    async def _on_webhook_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if isinstance(update, Update):
-            await self._process(update)
-
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("Telegram: handling an update failed", exc_info=context.error)
 
     async def _process(self, update: Update) -> None:
         """One update through the gateway, then the answers Telegram expects at once."""

@@ -297,7 +297,7 @@ async def test_doctor_has_a_slack_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_refused_requests_are_recorded_within_a_budget() -> None:
-    from bot.slack import RefusalBudget
+    from bot.refusals import RefusalBudget
 
     budget = RefusalBudget(limit=2, window_s=60)
     assert [budget.admit(t) for t in (0, 1, 2, 3)] == [0, 0, None, None]

@@ -3,8 +3,6 @@ real SQLite, the real gateway, coordinator and outbox."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -12,7 +10,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import aiohttp
 import pytest
 
 from agents.replies import CALLBACK_DATA_MAX, Reply
@@ -274,53 +271,67 @@ async def test_long_replies_are_split_on_lines(bot: Running) -> None:
     assert [p.reply_to for p in parts] == [5, None, None]
 
 
-async def test_webhook_mode_checks_the_secret(
-    settings: Settings, telegram_api: TelegramEmulator
-) -> None:
+WEBHOOK_SECRET = "s3cret-token_ok"
+
+
+@asynccontextmanager
+async def webhook_bot(settings: Settings, api: TelegramEmulator) -> AsyncIterator[Running]:
+    """soloops in webhook mode, on a server of its own (the CLI shares one instead)."""
     port = _free_port()
     async with running(
         settings,
-        telegram_api,
+        api,
         mode="webhook",
-        webhook_url="https://bot.example.com/telegram",
+        webhook_url=f"http://127.0.0.1:{port}/telegram",
         webhook_listen="127.0.0.1",
         webhook_port=port,
         webhook_path="telegram",
-        webhook_secret="s3cret-token_ok",
+        webhook_secret=WEBHOOK_SECRET,
     ) as bot:
+        yield bot
+
+
+async def test_webhook_mode_stores_then_answers_200_and_checks_the_secret(
+    settings: Settings, telegram_api: TelegramEmulator
+) -> None:
+    async with webhook_bot(settings, telegram_api) as bot:
         assert telegram_api.webhook is not None
-        assert telegram_api.webhook["secret_token"] == "s3cret-token_ok"
-        assert telegram_api.webhook["url"] == "https://bot.example.com/telegram"
-        url = f"http://127.0.0.1:{port}/telegram"
-        message = {
-            "message_id": 1,
-            "date": int(time.time()),
-            "chat": {"id": OP, "type": "private"},
-            "from": telegram_api.user(OP),
-            "text": "/remember via webhook",
-            "entities": [{"type": "bot_command", "offset": 0, "length": 9}],
-        }
-        body = json.dumps({"update_id": 1, "message": message})
-        async with aiohttp.ClientSession() as http:
-            for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
-                async with http.post(
-                    url, data=body, headers={"Content-Type": "application/json", **headers}
-                ) as response:
-                    assert response.status == 403
-            await asyncio.sleep(0.2)
-            assert await bot.count("SELECT COUNT(*) FROM inbound") == 0
-            async with http.post(
-                url,
-                data=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Telegram-Bot-Api-Secret-Token": "s3cret-token_ok",
-                },
-            ) as response:
-                assert response.status == 200
-        await telegram_api.wait_for(lambda: telegram_api.sent(OP), what="the reply")
+        assert telegram_api.webhook["secret_token"] == WEBHOOK_SECRET
+        update = telegram_api.send_text(OP, "/remember via webhook")
+        assert telegram_api.pending_updates() == 0  # Telegram posts it; nobody polls
+        for forged in ("", "wrong"):
+            assert await telegram_api.post_webhook(update, secret=forged) == 403
+        assert await bot.count("SELECT COUNT(*) FROM inbound") == 0
+        assert await telegram_api.post_webhook(update) == 200
+        # Stored when answered: the 200 came after the message and its task were written.
+        assert await bot.count("SELECT COUNT(*) FROM inbound") == 1
+        assert await bot.count("SELECT COUNT(*) FROM tasks") == 1
+        assert await telegram_api.post_webhook(update) == 200  # a redelivery: a duplicate
+        await bot.runtime.settle()
+        (reply,) = telegram_api.sent(OP)
+        assert reply.text.startswith("Remembered #1")
         assert await bot.count("SELECT COUNT(*) FROM memories") == 1
+        assert await bot.count("SELECT COUNT(*) FROM tasks") == 1
         assert telegram_api.calls_of("getUpdates") == []
+        assert bot.front_end.health_state() == (True, "webhook at /telegram")
+
+
+async def test_webhook_mode_answers_5xx_when_it_cannot_store_so_telegram_retries(
+    settings: Settings, telegram_api: TelegramEmulator
+) -> None:
+    async with webhook_bot(settings, telegram_api) as bot:
+        update = telegram_api.send_text(OP, "/remember kept despite a bad disk")
+        writer = bot.runtime.store._writer  # the disk turning read-only under soloops
+        assert writer is not None
+        writer.execute("PRAGMA query_only = 1")
+        assert await telegram_api.post_webhook(update) == 503
+        ok, detail = bot.front_end.health_state()
+        assert (ok, detail) == (False, "could not store an update (OperationalError)")
+        writer.execute("PRAGMA query_only = 0")
+        assert await telegram_api.post_webhook(update) == 200  # Telegram's retry
+        await bot.runtime.settle()
+        assert await bot.count("SELECT COUNT(*) FROM memories") == 1
+        assert bot.front_end.health_state()[0] is True
 
 
 def _free_port() -> int:

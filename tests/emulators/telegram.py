@@ -7,6 +7,10 @@ or ``{"ok": false, "error_code": N, "description": ...}``). Tests inject updates
 next calls of a method fail with 429 ``retry_after``, a 5xx, a 400 or a hang.
 :meth:`TelegramEmulator.push_raw` serves any JSON value as an update (no
 ``update_id``, a string one, a list...), as a broken Bot API server or proxy might.
+
+In webhook mode the emulator plays Telegram's side too: :meth:`TelegramEmulator.post_webhook`
+POSTs an update to the URL the bot set with ``setWebhook``, with its secret token, as
+JSON, and returns the HTTP status (Telegram redelivers anything not answered 2xx).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 BOT_ID = 777000111
@@ -175,9 +180,14 @@ class TelegramEmulator:
         return self.push({"callback_query": query})
 
     def push(self, body: JSON, *, update_id: int | None = None) -> JSON:
-        """Queue an update (a fresh id unless given: Telegram redelivers with the same id)."""
+        """Queue an update (a fresh id unless given: Telegram redelivers with the same id).
+
+        In webhook mode the update is not queued for getUpdates: post it with
+        :meth:`post_webhook`.
+        """
         update = {"update_id": update_id or next(self._update_ids), **body}
-        self.updates.append(update)
+        if self.webhook is None:
+            self.updates.append(update)
         self._new_update.set()
         return update
 
@@ -228,6 +238,30 @@ class TelegramEmulator:
             int(call.params.get("offset") or 0) > update["update_id"]
             for call in self.calls_of("getUpdates")
         )
+
+    async def post_webhook(
+        self, update: JSON, *, secret: str | None = None, timeout_s: float = 30.0
+    ) -> int:
+        """POST ``update`` to the webhook the bot set, as Telegram does; the HTTP status.
+
+        ``secret`` replaces the token the bot registered (a forger's guess).
+        """
+        hook = self.webhook
+        assert hook is not None, "the bot has not set a webhook"
+        token = hook.get("secret_token", "") if secret is None else secret
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http,
+            http.post(
+                hook["url"],
+                data=json.dumps(update),
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Telegram-Bot-Api-Secret-Token": token,
+                },
+            ) as answer,
+        ):
+            await answer.read()
+            return answer.status
 
     def pending_updates(self) -> int:
         return len(self.updates)
