@@ -92,6 +92,12 @@ class Feature:
     ``jobs`` declares the feature's standing scheduled jobs (the daily digest), from the
     settings and the operator's home conversations; they are (re)declared at every
     start, which never duplicates one (the scheduler keeps them by id).
+    ``optional_connectors`` are connectors its capabilities name that may be left
+    unconfigured (email): soloops starts without them and the feature says in chat what
+    to set when it needs one.
+    ``shared_memory`` are namespaces of its own that /recall searches too (read only:
+    only the declaring feature writes or deletes there), so what it remembers about a
+    contact answers "what did Jane want?".
     """
 
     name: str
@@ -106,6 +112,8 @@ class Feature:
     control_kinds: frozenset[str] = frozenset()
     operator_controls: bool = False
     jobs: JobsFactory | None = None
+    optional_connectors: frozenset[str] = frozenset()
+    shared_memory: frozenset[str] = frozenset()
 
     @property
     def kinds(self) -> frozenset[str]:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from agents import notes, ops, router
+from agents import followups, leads, notes, ops, router
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Feature, Phrasings
 from agents.intents import Conversation, Intent, kind_of
@@ -73,6 +73,11 @@ class Registry:
                     f" feature {owner[1].name!r}"
                 )
             self._commands[command.name] = (command, feature)
+        if not feature.shared_memory <= feature.namespaces:
+            raise ConfigurationError(
+                f"feature {feature.name!r} shares memory namespaces it does not declare:"
+                f" {', '.join(sorted(feature.shared_memory - feature.namespaces))}"
+            )
         for kind in [*feature.phrasings, *feature.control_kinds]:
             if kind not in feature.kinds:
                 raise ConfigurationError(
@@ -99,6 +104,8 @@ class Registry:
         for feature in self._features.values():
             for connector, operation in sorted(feature.capabilities):
                 operations = offered.get(connector)
+                if operations is None and connector in feature.optional_connectors:
+                    continue  # the feature refuses in chat, naming the settings to set
                 if operations is None:
                     known = ", ".join(sorted(offered)) or "none"
                     raise ConfigurationError(
@@ -149,6 +156,11 @@ class Registry:
         }
 
     @property
+    def shared_memory(self) -> tuple[str, ...]:
+        """Namespaces features share with /recall (read only), in registration order."""
+        return tuple(ns for f in self._features.values() for ns in sorted(f.shared_memory))
+
+    @property
     def hints(self) -> dict[tuple[str, str], str]:
         """Runbook hints per (connector, failure kind)."""
         return {key: text for f in self._features.values() for key, text in f.hints.items()}
@@ -175,7 +187,13 @@ class Registry:
 
 def default_features() -> list[Feature]:
     """The features every soloops runs: ops, notes and the free-text router."""
-    return [ops.FEATURE, notes.FEATURE, router.FEATURE]
+    return [
+        ops.FEATURE,
+        notes.FEATURE,
+        router.FEATURE,
+        leads.FEATURE,
+        followups.FEATURE,
+    ]
 
 
 def build_registry(extra: Iterable[Feature] = (), *, defaults: bool = True) -> Registry:

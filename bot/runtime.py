@@ -35,6 +35,7 @@ from connectors.llm import LanguageModel
 from connectors.webhook import WebhookConnector
 from memory.anchor import AnchorKeeper, anchor_path
 from memory.clock import Clock, SystemClock
+from memory.contacts import ContactRepo
 from memory.embedder import Embedder, build_embedder
 from memory.events import EventLog
 from memory.files import FileStore
@@ -194,7 +195,7 @@ def ports_for(
         phrasings=registry.phrasings,
         embedder=embedder,
         make_intent=registry.intent,
-        schedules=FeatureSchedules(services.scheduler, feature.name),
+        schedules=FeatureSchedules(services.scheduler, feature.name, feature.kinds),
         model=ModelPort(
             services.model,
             feature.name,
@@ -207,6 +208,8 @@ def ports_for(
         homes=services.homes,
         recent_turns=memory.ephemeral,
         control=control,
+        contacts=ContactRepo(store, events),
+        shared_memory=registry.shared_memory,
     )
 
 

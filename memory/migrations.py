@@ -370,6 +370,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
     END;
     """,
+    # 8 (issue 15, /edit): an action may name the one parameter the operator can replace
+    # before approving (the text of an email); NULL for every action before this.
+    """
+    ALTER TABLE actions ADD COLUMN editable TEXT;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
