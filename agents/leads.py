@@ -254,7 +254,7 @@ class LeadsAgent(Agent):
         )
         due = await self._schedule_followup(lead, intent.conversation)
         lines = [f"Lead #{lead.id} saved: {lead_line(lead)[len(f'#{lead.id} ') :]}"]
-        if known is not None and known.created_at < lead.created_at:
+        if known is not None:
             lines.append(f"{known.name} <{known.email}> is a contact already; added to them.")
         lines.append(
             f"Follow-up draft due {due.astimezone(self._tz):%a %d %b %H:%M %Z}"
