@@ -109,7 +109,7 @@ def lead_of(job: Job) -> int | None:
 def template_draft(lead: Lead, sender: str) -> FollowupDraft:
     """The email without a model: short, and about what the lead asked for."""
     first = lead.name.split()[0] if lead.name.split() else lead.name
-    about = f" about {lead.note.rstrip('.')}" if lead.note else ""
+    about = f" regarding your request ({lead.note.rstrip('.')})" if lead.note else ""
     body = (
         f"Hi {first},\n\n"
         f"Thanks again for getting in touch{about}. I wanted to follow up and see whether"

@@ -18,12 +18,15 @@ from agents.approvals import DecisionStatus
 from agents.intents import Conversation
 from bot.console import ConsoleSender
 from bot.runtime import open_runtime
+from bot.telegram import TelegramFrontEnd
 from config import Settings
 from memory.clock import ManualClock
 from memory.embedder import SentenceTransformerEmbedder
+from tests.bot.test_telegram import OP, Running, telegram_settings
 from tests.conftest import Chat
 from tests.emulators.llm import LlmServer
 from tests.emulators.smtp import SmtpSink
+from tests.emulators.telegram import TelegramEmulator
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 NEW_LEAD = "/lead Jane Doe jane@acme.com wants a new site"
@@ -315,3 +318,62 @@ async def test_a_website_form_lead_through_the_lead_intent(
         assert "Source: website" in lead
         with pytest.raises(ValueError, match="not an email address"):
             registry.intent("lead", where, "hook:site:2", name="Ana", email="ana@studio")
+
+
+async def test_on_telegram_lead_followup_card_press_sends_once(
+    tmp_path: Path,
+    clock: ManualClock,
+    embedder: SentenceTransformerEmbedder,
+    telegram_api: TelegramEmulator,
+) -> None:
+    telegram = telegram_settings(telegram_api)
+    front_end = TelegramFrontEnd(telegram)
+    async with SmtpSink() as sink:
+        settings = Settings(
+            home=tmp_path / "home",
+            telegram=telegram,
+            email=sink.settings(),
+            followups={"after": "20s"},
+        )
+        async with open_runtime(
+            settings,
+            [front_end.sender],
+            operators={front_end.platform: front_end.operators},
+            clock=clock,
+            embedder=embedder,
+        ) as runtime:
+            await front_end.start(runtime)
+            try:
+                bot = Running(runtime, front_end, telegram_api)
+                await bot.say(NEW_LEAD)
+                assert "Lead #1 saved" in telegram_api.sent(OP)[-1].text
+                clock.advance(20)
+                await runtime.scheduler.run_due()
+                await runtime.settle()
+                card = bot.card()
+                assert "Send the follow-up email to Jane Doe &lt;jane@acme.com&gt;" in card.text
+                assert sink.messages == []
+                approve = card.buttons[0]
+                assert await bot.press(approve["callback_data"], card) == "Approved."
+                await telegram_api.wait_for(lambda: card.edits == 1, what="card edited")
+                assert len(sink.messages) == 1
+                assert sink.messages[0].rcpt_tos == ["jane@acme.com"]
+                assert "Sent the follow-up to Jane Doe" in telegram_api.sent(OP)[-1].text
+                again = await bot.press(approve["callback_data"], card)
+                assert again.startswith("Already approved")
+                assert len(sink.messages) == 1
+            finally:
+                await front_end.stop()
+
+
+async def test_without_email_the_due_followup_shows_the_draft_and_the_settings(
+    tmp_path: Path, clock: ManualClock, embedder: SentenceTransformerEmbedder
+) -> None:
+    async with soloops(tmp_path, clock, embedder) as chat:
+        await chat.say(NEW_LEAD)
+        said = await run_due(chat, clock, timedelta(days=2))
+        assert (
+            "email is not set up: set SOLOOPS_EMAIL__HOST and SOLOOPS_EMAIL__FROM_ADDRESS" in said
+        )
+        assert "Send the follow-up email to Jane Doe <jane@acme.com>" in said
+        assert await count(chat, "SELECT COUNT(*) FROM actions") == 0
