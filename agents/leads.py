@@ -95,16 +95,10 @@ class LeadIntent(Intent):
 
 
 class LeadChatIntent(Intent):
-    """``/lead ...`` or a plain "new lead: ..." message, read by the lead grammar."""
+    """``/lead ...``, or a plain "new lead: ..." message the router took for a lead,
+    read by the lead grammar (a routed one only ever adds a lead: it says nothing else)."""
 
     kind: Literal["lead_chat"] = "lead_chat"
-    text: str = Field(min_length=1, max_length=4000)
-
-
-class LeadTextIntent(Intent):
-    """A plain message the router took for a new lead ("new lead: Jane from Acme, ...")."""
-
-    kind: Literal["lead_text"] = "lead_text"
     text: str = Field(min_length=1, max_length=4000)
 
 
@@ -196,16 +190,10 @@ class LeadsAgent(Agent):
                     new, intent, ctx, source=intent.source, value=intent.value,
                     currency=intent.currency,
                 )  # fmt: skip
-            case LeadTextIntent(text=text):
-                free = parse_free_lead(_LEAD_PREFIX.sub("new lead: ", text, count=1))
-                said = parse_lead(text) if free is None else free
-                if not isinstance(said, NewLead):
-                    # A routed message only ever adds a lead; showing or moving one is /lead.
-                    why = said.message if isinstance(said, GrammarRefusal) else ""
-                    raise Refusal(f"{why} Or use /lead <id> to see a lead.".strip())
-                return await self._new(said, intent, ctx, source="chat")
             case LeadChatIntent(text=text):
-                parsed = parse_lead(text)
+                # "new lead: ..." (also "got a new lead ...") first, then the /lead forms.
+                free = parse_free_lead(_LEAD_PREFIX.sub("new lead: ", text, count=1))
+                parsed = parse_lead(text) if free is None else free
                 if isinstance(parsed, GrammarRefusal):
                     raise Refusal(parsed.message)
                 if isinstance(parsed, NewLead):
@@ -345,7 +333,7 @@ def build(ports: Ports) -> LeadsAgent:
 FEATURE = Feature(
     name="leads",
     build=build,
-    intents=(LeadIntent, LeadChatIntent, LeadTextIntent, LeadsIntent),
+    intents=(LeadIntent, LeadChatIntent, LeadsIntent),
     commands=(
         CommandSpec(
             "lead",
@@ -367,12 +355,12 @@ FEATURE = Feature(
         ),
     ),
     phrasings={
-        "lead_text": Phrasings(
+        "lead_chat": Phrasings(
             "Record it as a new lead",
             (
-                "new lead: Jane from Acme, jane@acme.com, wants a site",
-                "new lead: Bob Smith bob@globex.com needs a logo",
-                "lead: Maria from Initech, maria@initech.io, asks for a quote on an audit",
+                "new lead: Jane, jane@example.com, wants a website",
+                "new lead: Bob Smith bob@example.net needs a logo",
+                "lead: Maria, maria@example.io, asks for a quote on an audit",
                 "new lead Tom tom@example.org wants help with his shop",
                 "got a new lead: Ana ana@studio.pt would like a brochure",
                 "add a lead: Lee lee@corp.com interested in a retainer",

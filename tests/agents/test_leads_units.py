@@ -71,7 +71,9 @@ def test_command_arguments() -> None:
 
 def test_template_and_card_summary() -> None:
     draft = template_draft(_lead(), "Ana Lima")
-    assert draft.text.startswith("Hi Jane,\n\nThanks again for getting in touch regarding your request (wants")
+    assert draft.text.startswith(
+        "Hi Jane,\n\nThanks again for getting in touch regarding your request (wants"
+    )
     assert draft.text.endswith("Best regards,\nAna Lima")
     summary = email_summary("Jane Doe", "jane@acme.com", draft.subject, draft.text)
     assert summary.startswith("Send the follow-up email to Jane Doe <jane@acme.com>\nSubject: ")
