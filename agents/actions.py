@@ -48,7 +48,9 @@ class Action:
 
     ``name`` is what policies call it (``<agent>.<name>``, e.g. ``ops.hook``);
     ``summary`` is what the operator reads on a card (who, what, how much);
-    ``compensation`` is the action that undoes this one, if there is one.
+    ``compensation`` is the action that undoes this one, if there is one;
+    ``editable`` names the one parameter (a string, such as an email's ``text``) the
+    operator may replace with ``/edit CODE new text`` before approving.
     """
 
     name: str
@@ -58,6 +60,11 @@ class Action:
     summary: str
     risk: Risk = field(default_factory=Risk)
     compensation: Action | None = None
+    editable: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.editable is not None and not isinstance(self.params.get(self.editable), str):
+            raise ValueError(f"editable names {self.editable!r}, which is not a text parameter")
 
     def spec(self) -> dict[str, Any]:
         """The exact content an approval binds (its fingerprint covers all of it)."""
@@ -79,6 +86,8 @@ class Action:
         data["summary"] = self.summary
         if self.compensation is not None:
             data["compensation"] = self.compensation.as_json()
+        if self.editable is not None:
+            data["editable"] = self.editable
         return data
 
     @classmethod
@@ -92,6 +101,7 @@ class Action:
             summary=data["summary"],
             risk=Risk.from_json(data.get("risk", {})),
             compensation=None if comp is None else cls.from_json(comp),
+            editable=data.get("editable"),
         )
 
 

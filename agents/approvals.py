@@ -6,6 +6,11 @@ A card has a purpose — ``action`` (an agent asks before acting), ``dead_letter
 unguessable tokens (``b:<22 url-safe chars>``, well inside Telegram's 64 bytes); a
 short code allows ``/approve CODE`` / ``/reject CODE`` where buttons are missing.
 
+``/edit CODE new text`` replaces the editable text of a pending action card (an action
+declares which parameter, ``Action(editable="text")``): in one transaction the stored
+action takes the new text, the old card is voided (its buttons answer "Already
+voided") and a new card, bound to the new fingerprint, takes its place.
+
 A decision is one transaction: a conditional UPDATE of the approval (pending and
 unexpired, so two presses at once apply once), the purpose's handler (for an action:
 the waiting task back in the queue), an event, and the card's edit queued in the
@@ -28,19 +33,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from agents.actions import action_spec
 from agents.base import ApprovalDecision, NeedsApproval
 from agents.delivery import queue_reply
 from agents.fingerprint import fingerprint
 from agents.intents import Conversation
 from agents.replies import Attachment, Button, Reply
 from agents.transitions import Mover
+from memory.actions import ActionRepo
 from memory.approvals import ApprovalRepo, ApprovalRow, ApprovalState
 from memory.clock import Clock, SystemClock
 from memory.events import EventLog
 from memory.files import FileStore
 from memory.outbox import OutboxRepo
 from memory.store import Store, Transaction
-from memory.tasks import TaskState
+from memory.tasks import TaskRepo, TaskState
 
 BUTTON_PREFIX = "b:"
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no 0/O, 1/I/L, U
@@ -70,6 +77,7 @@ class DecisionStatus(StrEnum):
     ALREADY = "already_decided"
     EXPIRED = "expired"
     UNKNOWN = "unknown"
+    NOT_EDITABLE = "not_editable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +160,13 @@ def decision_of(row: ApprovalRow) -> ApprovalDecision | None:
         by=row.decided_by or "",
         fingerprint=row.fingerprint,
     )
+
+
+def edited_summary(summary: str, old: str, new: str) -> str:
+    """A card's summary with the edited text in place of the old one (or added)."""
+    if old and old in summary:
+        return summary.replace(old, new)
+    return f"{summary}\nEdited text:\n{new}"
 
 
 class ApprovalDesk:
@@ -264,6 +279,108 @@ class ApprovalDesk:
                     DecisionStatus.UNKNOWN, f"No card has the code {code!r}. /pending lists them."
                 )
             return await self._decide(tx, row, decision, actor)
+
+    async def edit(self, code: str, text: str, actor: str) -> DecisionResult:
+        """Replace the editable text of the pending action card ``code`` (``/edit``).
+
+        The old card is voided and a new one raised for the changed action; the result's
+        ``approval_id`` is the new card's. Nothing changes when the card is not pending,
+        not an action, or its action has nothing editable.
+        """
+        async with self._store.write() as tx:
+            row = await self._repo.by_code(tx, code.strip().upper())
+            refusal = await self._edit_refusal(tx, row, code, actor)
+            if refusal is not None:
+                return refusal
+            assert row is not None  # _edit_refusal answers for a missing card
+            actions = ActionRepo(self._store)
+            action = await actions.waiting_for_approval(tx, row.task_id)
+            if action is None or action.editable is None:
+                await self._events.append(
+                    tx,
+                    "approval.edit_refused",
+                    actor=actor,
+                    subject=f"approval:{row.id}",
+                    payload={"reason": "not_editable"},
+                )
+                return DecisionResult(
+                    DecisionStatus.NOT_EDITABLE,
+                    "This card has no text to edit: approve or reject it as it is.",
+                    row.id,
+                )
+            old_text = str(action.params.get(action.editable, ""))
+            params = {**action.params, action.editable: text}
+            summary = edited_summary(row.summary, old_text, text)
+            spec = {**action_spec(action), "params": params}
+            await actions.replace_params(
+                tx,
+                action.id,
+                params=params,
+                summary=summary,
+                fingerprint=fingerprint(action.agent, spec),
+                now=self._clock.now(),
+            )
+            await self.void(tx, row, f"edited by {actor}")
+            conversation = Conversation.model_validate_json(row.conversation)
+            new = await self.request(
+                tx,
+                task_id=row.task_id,
+                agent=row.agent,
+                need=NeedsApproval(summary=summary, action=spec),
+                conversation=conversation,
+            )
+            await TaskRepo(self._store).set_checkpoint(
+                tx, row.task_id, json.dumps({"action": action.id, "approval": new.id})
+            )
+            await self._events.append(
+                tx,
+                "approval.edited",
+                actor=actor,
+                subject=f"approval:{row.id}",
+                payload={
+                    "action": action.id,
+                    "replaced_by": new.id,
+                    "param": action.editable,
+                    "chars": len(text),
+                },
+            )
+        return DecisionResult(
+            DecisionStatus.APPLIED, f"Edited: the new card is {new.code}.", new.id
+        )
+
+    async def _edit_refusal(
+        self, tx: Transaction, row: ApprovalRow | None, code: str, actor: str
+    ) -> DecisionResult | None:
+        if row is None:
+            await self._events.append(
+                tx,
+                "approval.unknown_code",
+                actor=actor,
+                subject="approval",
+                payload={"code": code[:16]},
+            )
+            return DecisionResult(
+                DecisionStatus.UNKNOWN, f"No card has the code {code!r}. /pending lists them."
+            )
+        reason = None
+        decided = row.state is not ApprovalState.PENDING
+        if decided:
+            reason = f"It is already {row.state.value}; only a waiting card can be edited."
+        elif row.expires_at <= self._clock.now():
+            reason = "It has expired; only a waiting card can be edited."
+        elif row.purpose != "action":
+            reason = "It is not an action: approve or reject it as it is."
+        if reason is None:
+            return None
+        await self._events.append(
+            tx,
+            "approval.edit_refused",
+            actor=actor,
+            subject=f"approval:{row.id}",
+            payload={"reason": row.state.value if decided else row.purpose},
+        )
+        status = DecisionStatus.ALREADY if decided else DecisionStatus.NOT_EDITABLE
+        return DecisionResult(status, f"{row.code}: {reason}", row.id)
 
     async def expire_due(self) -> int:
         """Expire every pending card whose time is up; return how many."""

@@ -175,6 +175,7 @@ class Executor:
             state=_GATE_STATE[gate.mode],
             now=self._clock.now(),
             undo_of=proposal.undo_of,
+            editable=action.editable,
         )
         await self._events.append(
             tx,

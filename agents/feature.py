@@ -95,6 +95,9 @@ class Feature:
     ``optional_connectors`` are connectors its capabilities name that may be left
     unconfigured (email): soloops starts without them and the feature says in chat what
     to set when it needs one.
+    ``shared_memory`` are namespaces of its own that /recall searches too (read only:
+    only the declaring feature writes or deletes there), so what it remembers about a
+    contact answers "what did Jane want?".
     """
 
     name: str
@@ -110,6 +113,7 @@ class Feature:
     operator_controls: bool = False
     jobs: JobsFactory | None = None
     optional_connectors: frozenset[str] = frozenset()
+    shared_memory: frozenset[str] = frozenset()
 
     @property
     def kinds(self) -> frozenset[str]:

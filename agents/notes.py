@@ -2,7 +2,9 @@
 
 Its namespace in memory is ``notes``. /remember stores a durable memory keyed by the
 task's idempotency key, so a rerun after a crash never stores it twice. /recall
-searches by meaning (and the conversation's recent turns); while the model is still
+searches by meaning (and the conversation's recent turns, and the namespaces other
+features share with it, such as what the leads feature keeps about contacts: read
+only, /forget deletes only notes); while the model is still
 loading it waits, and if the model cannot load at all it falls back to keywords and
 says so.
 """
@@ -98,9 +100,12 @@ class NotesAgent(Agent):
 
     name = "notes"
 
-    def __init__(self, space: MemorySpace, *, note_after_s: float = 2.0) -> None:
+    def __init__(
+        self, space: MemorySpace, *, note_after_s: float = 2.0, also: Sequence[str] = ()
+    ) -> None:
         self._space = space
         self._note_after_s = note_after_s
+        self._also = tuple(also)
 
     async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
         actor = intent.conversation.actor
@@ -113,7 +118,7 @@ class NotesAgent(Agent):
                 return [Reply(text=f"Remembered #{memory.id}.")]
             case RecallIntent(query=query, limit=limit):
                 recall = await self._space.search(
-                    query, limit=limit, conversation=intent.conversation.lane
+                    query, also=self._also, limit=limit, conversation=intent.conversation.lane
                 )
                 return [Reply(text=render_recall(query, recall, self._note_after_s))]
             case ForgetIntent(note_id=note_id):
@@ -137,7 +142,11 @@ class NotesAgent(Agent):
 
 def build(ports: Ports) -> NotesAgent:
     """The notes agent over its own memory namespace."""
-    return NotesAgent(ports.memory(NAMESPACE), note_after_s=ports.settings.memory.load_note_after_s)
+    return NotesAgent(
+        ports.memory(NAMESPACE),
+        note_after_s=ports.settings.memory.load_note_after_s,
+        also=ports.shared_memory,
+    )
 
 
 FEATURE = Feature(

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from agents import ops_controls as controls
 from agents.actions import Action, Propose
+from agents.approvals import DecisionStatus
 from agents.base import Agent, AgentResult, NeedsApproval, TaskContext
 from agents.errors import Refusal
 from agents.feature import CommandSpec, Feature, Phrasings, limit_arg
@@ -68,6 +69,14 @@ class DecideIntent(Intent):
     kind: Literal["decide"] = "decide"
     code: str = Field(min_length=4, max_length=16)
     decision: Literal["approve", "reject"]
+
+
+class EditIntent(Intent):
+    """Replace the editable text of a pending card's action: ``/edit CODE new text``."""
+
+    kind: Literal["edit"] = "edit"
+    code: str = Field(min_length=4, max_length=16)
+    text: str = Field(min_length=1, max_length=20000)
 
 
 class HookIntent(Intent):
@@ -165,6 +174,11 @@ class OpsAgent(Agent):
                 return await self._confirm(text, ctx)
             case PendingIntent():
                 return [await controls.pending(self._approvals, intent.conversation)]
+            case EditIntent(code=code, text=text):
+                edited = await self._approvals.edit(code, text, actor)
+                if edited.status is not DecisionStatus.APPLIED:
+                    raise Refusal(edited.message)
+                return [Reply(text=edited.message)]
             case HookIntent(name=name, text=text):
                 return self._hook(name, text, actor)
             case PolicyIntent(words=words):
@@ -258,6 +272,13 @@ def _decide(decision: str) -> Callable[[list[str]], dict[str, Any]]:
     return build_fields
 
 
+def _edit_args(rest: str) -> dict[str, Any]:
+    code, _, text = rest.strip().partition(" ")
+    if not code or not text.strip():
+        raise ValueError("takes the card's code and the new text")
+    return {"code": code.upper(), "text": text.strip()}
+
+
 def _hook_args(rest: str) -> dict[str, Any]:
     if not rest:
         return {}
@@ -319,6 +340,15 @@ COMMANDS = (
         _decide("reject"),
     ),
     C(
+        "edit",
+        "edit",
+        "edit <code> <new text>",
+        "replace the text of a card's email or draft; a new card asks again",
+        "/edit K7Q2MX Hi Jane, just checking in about the new site.",
+        "text",
+        _edit_args,
+    ),
+    C(
         "hook",
         "hook",
         "hook <name> <text>",
@@ -377,6 +407,7 @@ FEATURE = Feature(
         ConfirmIntent,
         PendingIntent,
         DecideIntent,
+        EditIntent,
         HookIntent,
         PolicyIntent,
         AgentsIntent,
@@ -422,7 +453,18 @@ FEATURE = Feature(
         ),
     },
     control_kinds=frozenset(
-        {"help", "status", "events", "agents", "pause", "resume", "pending", "failed", "policy"}
+        {
+            "help",
+            "status",
+            "events",
+            "agents",
+            "pause",
+            "resume",
+            "pending",
+            "failed",
+            "policy",
+            "edit",
+        }
     ),
     operator_controls=True,
 )

@@ -4,6 +4,7 @@ An agent never holds the coordinator, the store or another agent. Its factory ge
 :class:`Ports` and keeps what it needs:
 
 - ``memory(namespace)``: a memory space, only for namespaces the feature declared;
+  ``shared_memory``: the namespaces features share with /recall (read only);
 - ``clock``; ``settings`` (read-only);
 - ``approvals``: an :class:`ApprovalsView` (cards waiting, shown again);
 - ``reports``: a :class:`Reports` view of tasks, deliveries, actions and events, and
@@ -19,6 +20,8 @@ An agent never holds the coordinator, the store or another agent. Its factory ge
   (:class:`agents.schedule_port.FeatureSchedules`): a job later submits an intent;
 - ``model``: the language model within the agent's spend budget
   (:class:`agents.model_port.ModelPort`);
+- ``contacts``: contacts, leads and their history (:class:`memory.contacts.ContactRepo`),
+  for the features that work with clients (leads, follow-ups, invoices);
 - ``files``: where a reply's files (a chart, an invoice PDF) are kept before the reply
   is queued; ``homes``: the operator's home conversations (``SOLOOPS_DIGEST__TO``), for
   work that starts without a message to answer (a scheduled run, an inbound hook).
@@ -32,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from agents.approvals import ApprovalDesk
+from agents.approvals import ApprovalDesk, DecisionResult
 from agents.breaker import BreakerState
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Phrasings
@@ -119,6 +122,10 @@ class ApprovalsView:
             return await self._desk.repo.pending()
         return [row for p in purposes for row in await self._desk.repo.pending_for(p)]
 
+    async def edit(self, code: str, text: str, actor: str) -> DecisionResult:
+        """Replace the editable text of a pending card's action (``/edit CODE text``)."""
+        return await self._desk.edit(code, text, actor)
+
     async def show_again(self, rows: Sequence[ApprovalRow], conversation: Conversation) -> None:
         """Queue ``rows``' cards again in ``conversation`` (the new copy becomes the card)."""
         async with self._store.write() as tx:
@@ -197,6 +204,13 @@ class Ports:
     control: LifecycleControl | None = None
     invoices: InvoiceRepo | None = None
     contacts: ContactRepo | None = None
+    shared_memory: tuple[str, ...] = ()
+
+    def require_contacts(self) -> ContactRepo:
+        """The contacts and leads repository (the runtime always provides it)."""
+        if self.contacts is None:
+            raise ConfigurationError(f"feature {self.name!r} was built without the contacts port")
+        return self.contacts
 
     def require_control(self) -> LifecycleControl:
         """The control port; only features declaring ``operator_controls`` have it."""

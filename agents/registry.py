@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from agents import drafts, invoices, notes, ops, reminders, router
+from agents import drafts, followups, invoices, leads, notes, ops, reminders, router
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Feature, Phrasings
 from agents.intents import Conversation, Intent, kind_of
@@ -73,6 +73,11 @@ class Registry:
                     f" feature {owner[1].name!r}"
                 )
             self._commands[command.name] = (command, feature)
+        if not feature.shared_memory <= feature.namespaces:
+            raise ConfigurationError(
+                f"feature {feature.name!r} shares memory namespaces it does not declare:"
+                f" {', '.join(sorted(feature.shared_memory - feature.namespaces))}"
+            )
         for kind in [*feature.phrasings, *feature.control_kinds]:
             if kind not in feature.kinds:
                 raise ConfigurationError(
@@ -151,6 +156,11 @@ class Registry:
         }
 
     @property
+    def shared_memory(self) -> tuple[str, ...]:
+        """Namespaces features share with /recall (read only), in registration order."""
+        return tuple(ns for f in self._features.values() for ns in sorted(f.shared_memory))
+
+    @property
     def hints(self) -> dict[tuple[str, str], str]:
         """Runbook hints per (connector, failure kind)."""
         return {key: text for f in self._features.values() for key, text in f.hints.items()}
@@ -184,6 +194,8 @@ def default_features() -> list[Feature]:
         invoices.FEATURE,
         reminders.FEATURE,
         drafts.FEATURE,
+        leads.FEATURE,
+        followups.FEATURE,
     ]
 
 

@@ -3,23 +3,28 @@
 A feature schedules work that later comes back to it as an intent (a reminder, a
 follow-up, the daily digest). It never holds the scheduler: this port adds, pauses,
 resumes, cancels and lists jobs owned by that feature, and refuses to touch another's.
+It may also see (never change) the jobs of any owner that will arrive as one of its
+own intent kinds: a lead's follow-up is the leads feature's job, and the follow-ups
+feature lists it in ``/followups``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from agents.errors import Refusal
 from agents.scheduler import JobSpec, Schedules
-from memory.jobs import Job
+from memory.jobs import Job, JobState
 
 
 class FeatureSchedules:
     """The scheduler, limited to the jobs one feature owns."""
 
-    def __init__(self, scheduler: Schedules, owner: str) -> None:
+    def __init__(self, scheduler: Schedules, owner: str, kinds: Iterable[str] = ()) -> None:
         self._scheduler = scheduler
         self._owner = owner
+        self._kinds = frozenset(kinds)
 
     @property
     def owner(self) -> str:
@@ -37,6 +42,14 @@ class FeatureSchedules:
     async def mine(self) -> list[Job]:
         """Every job of this feature."""
         return await self._scheduler.list_for(self._owner)
+
+    async def incoming(self) -> list[Job]:
+        """Active jobs of any owner whose runs arrive as this feature's intents (read only)."""
+        return [
+            job
+            for job in await self._scheduler.list_all()
+            if job.intent_kind in self._kinds and job.state is JobState.ACTIVE
+        ]
 
     async def cancel(self, job_id: str, *, actor: str = "operator") -> Job:
         await self._own(job_id)

@@ -156,6 +156,10 @@ class Schedules(Protocol):
         """The jobs one feature owns."""
         ...
 
+    async def list_all(self) -> list[Job]:
+        """Every job (read only: a feature lists the jobs that will come to it)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class DueReport:
@@ -374,6 +378,10 @@ class Scheduler:
 
     async def list(self) -> builtins.list[Job]:
         """Every job, by id."""
+        return await self._repo.list()
+
+    async def list_all(self) -> builtins.list[Job]:
+        """Every job, by id (the :class:`Schedules` port's name for :meth:`list`)."""
         return await self._repo.list()
 
     async def list_for(self, owner: str) -> builtins.list[Job]:

@@ -198,7 +198,7 @@ def ports_for(
         phrasings=registry.phrasings,
         embedder=embedder,
         make_intent=registry.intent,
-        schedules=FeatureSchedules(services.scheduler, feature.name),
+        schedules=FeatureSchedules(services.scheduler, feature.name, feature.kinds),
         model=ModelPort(
             services.model,
             feature.name,
@@ -213,6 +213,7 @@ def ports_for(
         control=control,
         invoices=InvoiceRepo(store, events),
         contacts=ContactRepo(store, events),
+        shared_memory=registry.shared_memory,
     )
 
 

@@ -57,6 +57,7 @@ class ActionRow:
     undo_of: int | None
     created_at: datetime
     updated_at: datetime
+    editable: str | None = None  # the parameter /edit may replace, if any
 
     @property
     def policy_key(self) -> str:
@@ -86,6 +87,7 @@ def _row(row: Any) -> ActionRow:
         undo_of=row["undo_of"],
         created_at=from_iso(row["created_at"]),
         updated_at=from_iso(row["updated_at"]),
+        editable=row["editable"],
     )
 
 
@@ -118,13 +120,15 @@ class ActionRepo:
         state: ActionState,
         now: datetime,
         undo_of: int | None = None,
+        editable: str | None = None,
     ) -> ActionRow:
         """Record an intended action."""
         stamp = to_iso(now)
         action_id = await tx.execute(
             "INSERT INTO actions (task_id, agent, name, connector, operation, params, summary,"
             " risk, compensation, idempotency_key, fingerprint, gate, state, undo_of,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, updated_at, editable)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task_id,
                 agent,
@@ -142,11 +146,45 @@ class ActionRepo:
                 undo_of,
                 stamp,
                 stamp,
+                editable,
             ),
         )
         row = await tx.fetchone("SELECT * FROM actions WHERE id = ?", (action_id,))
         assert row is not None
         return _row(row)
+
+    async def waiting_for_approval(self, tx: Transaction, task_id: int) -> ActionRow | None:
+        """The task's action that waits for the operator's approval, if any."""
+        row = await tx.fetchone(
+            "SELECT * FROM actions WHERE task_id = ? AND state = ? ORDER BY id DESC LIMIT 1",
+            (task_id, ActionState.PENDING_APPROVAL),
+        )
+        return None if row is None else _row(row)
+
+    async def replace_params(
+        self,
+        tx: Transaction,
+        action_id: int,
+        *,
+        params: dict[str, Any],
+        summary: str,
+        fingerprint: str,
+        now: datetime,
+    ) -> bool:
+        """Change a pending action's parameters (an operator's edit); False if not pending."""
+        changed = await tx.execute(
+            "UPDATE actions SET params = ?, summary = ?, fingerprint = ?, updated_at = ?"
+            " WHERE id = ? AND state = ?",
+            (
+                _dump(params),
+                summary,
+                fingerprint,
+                to_iso(now),
+                action_id,
+                ActionState.PENDING_APPROVAL,
+            ),
+        )
+        return changed == 1
 
     async def get(self, action_id: int, tx: Transaction | None = None) -> ActionRow | None:
         """One action (read inside ``tx`` when given)."""

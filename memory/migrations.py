@@ -411,6 +411,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         UPDATE state_counts SET n = n - 1 WHERE tbl = 'outbox' AND state = old.state;
     END;
     """,
+    # 9 (issue 15, /edit): an action may name the one parameter the operator can replace
+    # before approving (the text of an email); NULL for every action before this.
+    """
+    ALTER TABLE actions ADD COLUMN editable TEXT;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
