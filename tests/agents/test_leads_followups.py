@@ -258,7 +258,7 @@ async def test_bad_input_gets_clear_replies_and_stores_nothing(
         assert await count(chat, "SELECT COUNT(*) FROM leads") == 1
         assert await count(chat, "SELECT COUNT(*) FROM contacts") == 1
         assert await count(chat, "SELECT COUNT(*) FROM lead_history") == 1
-        assert await count(chat, "SELECT COUNT(*) FROM jobs") == 1
+        assert await count(chat, "SELECT COUNT(*) FROM jobs WHERE owner = 'leads'") == 1
         assert await count(chat, "SELECT COUNT(*) FROM memories WHERE namespace = 'leads'") == 1
         refused = await count(chat, "SELECT COUNT(*) FROM events WHERE kind = 'task.refused'")
         assert refused >= 3
