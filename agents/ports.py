@@ -22,6 +22,10 @@ An agent never holds the coordinator, the store or another agent. Its factory ge
 - ``files``: where a reply's files (a chart, an invoice PDF) are kept before the reply
   is queued; ``homes``: the operator's home conversations (``SOLOOPS_DIGEST__TO``), for
   work that starts without a message to answer (a scheduled run, an inbound hook).
+- ``digest``: the digest's read (:class:`agents.digest_port.DigestSource`): the store's
+  facts in one snapshot plus every agent's due items;
+- ``jobs``: every feature's jobs (:class:`agents.schedule_port.JobControl`), only for a
+  feature that declares ``scheduler_controls`` (``/schedule``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from datetime import datetime
 
 from agents.approvals import ApprovalDesk
 from agents.breaker import BreakerState
+from agents.digest_port import DigestSource
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Phrasings
 from agents.intents import Conversation, Intent
@@ -39,7 +44,7 @@ from agents.lifecycle import AgentState, BudgetUse, Lifecycle
 from agents.model_port import ModelPort
 from agents.policy import Rule
 from agents.policybook import PolicyBook
-from agents.schedule_port import FeatureSchedules
+from agents.schedule_port import FeatureSchedules, JobControl
 from config import Settings
 from memory.actions import ActionRepo, ActionRow
 from memory.approvals import ApprovalRow
@@ -191,6 +196,8 @@ class Ports:
     homes: tuple[Conversation, ...] = ()
     recent_turns: EphemeralMemory | None = None
     control: LifecycleControl | None = None
+    digest: DigestSource | None = None
+    jobs: JobControl | None = None
 
     def require_control(self) -> LifecycleControl:
         """The control port; only features declaring ``operator_controls`` have it."""
@@ -200,6 +207,20 @@ class Ports:
                 " (declare operator_controls=True)"
             )
         return self.control
+
+    def require_digest(self) -> DigestSource:
+        """The digest's read port (the runtime always gives one)."""
+        if self.digest is None:
+            raise ConfigurationError(f"feature {self.name!r} was built without the digest port")
+        return self.digest
+
+    def require_jobs(self) -> JobControl:
+        """Every feature's jobs; only features declaring ``scheduler_controls`` have it."""
+        if self.jobs is None:
+            raise ConfigurationError(
+                f"feature {self.name!r} has no job control port (declare scheduler_controls=True)"
+            )
+        return self.jobs
 
 
 def scoped_memory(

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from agents import notes, ops, router
+from agents import digest, notes, ops, router, schedule_cmd
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Feature, Phrasings
 from agents.intents import Conversation, Intent, kind_of
@@ -174,8 +174,14 @@ class Registry:
 
 
 def default_features() -> list[Feature]:
-    """The features every soloops runs: ops, notes and the free-text router."""
-    return [ops.FEATURE, notes.FEATURE, router.FEATURE]
+    """The features every soloops runs: ops, notes, the digest, /schedule and the router."""
+    return [
+        ops.FEATURE,
+        notes.FEATURE,
+        digest.FEATURE,
+        schedule_cmd.FEATURE,
+        router.FEATURE,
+    ]
 
 
 def build_registry(extra: Iterable[Feature] = (), *, defaults: bool = True) -> Registry:
