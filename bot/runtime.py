@@ -19,13 +19,13 @@ from importlib.metadata import version
 
 from agents.base import Agent
 from agents.coordinator import Coordinator
+from agents.digest_port import DigestSource, DueItems
 from agents.errors import ConfigurationError
 from agents.feature import Feature
 from agents.intents import Conversation, Scheduled
 from agents.model_port import ModelPort
 from agents.ports import ApprovalsView, LifecycleControl, Ports, Reports, scoped_memory
 from agents.registry import Registry, build_registry
-from agents.digest_port import DigestSource, DueItems
 from agents.schedule_port import FeatureSchedules, JobControl
 from agents.scheduler import JobRun, Scheduler
 from bot.gateway import Gateway, OperatorCheck
@@ -37,9 +37,9 @@ from connectors.llm import LanguageModel
 from connectors.webhook import WebhookConnector
 from memory.anchor import AnchorKeeper, anchor_path
 from memory.clock import Clock, SystemClock
+from memory.digest_facts import DigestFacts
 from memory.embedder import Embedder, build_embedder
 from memory.events import EventLog
-from memory.digest_facts import DigestFacts
 from memory.files import FileStore
 from memory.redact import Redactor
 from memory.reports import gather_digest_facts
