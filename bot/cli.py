@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from bot.console import ConsoleSender, ConsoleSession
 from bot.doctor import run_checks
 from bot.frontends import FrontEnd, configured_front_ends
 from bot.home import HomeBusyError, HomeLock
 from bot.logs import configure_logging
+from bot.readers import print_digest, print_events
 from bot.runtime import open_runtime
 from config import ConfigError, Settings, load_settings
 from memory.backup import BackupError, backup_database
 from memory.errors import CorruptDatabaseError, HistoryLostError
-from memory.events import EventLog
 from memory.redact import Redactor
-from memory.store import Store
 
 log = logging.getLogger("soloops")
 
@@ -61,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--kind", help="only this kind, or a dotted prefix: task, task.failed")
     events.add_argument("--limit", type=int, default=None, help="only the newest N")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
+    events.add_argument("--subject", help="only events about this subject, e.g. task:12")
+    events.add_argument(
+        "--follow", action="store_true", help="keep printing new events (until Ctrl-C)"
+    )
+    digest = sub.add_parser("digest", help="print today's digest (read only, beside a running one)")
+    digest.add_argument("--print", action="store_true", help="print the text and the chart path")
     sub.add_parser("doctor", help="check settings, data directory, database and model")
     export = sub.add_parser("export", help="write every table as JSON Lines, with a manifest")
     export.add_argument("dir", help="an empty directory to write into")
@@ -95,7 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
         if args.limit is not None and args.limit < 1:
             parser.error("--limit must be at least 1")
-        return asyncio.run(_events(settings, since, args.kind, args.limit, as_json=args.json))
+        return _run_reader(
+            print_events(
+                settings,
+                since=since,
+                kind=args.kind,
+                subject=args.subject,
+                limit=args.limit,
+                as_json=args.json,
+                follow=args.follow,
+            )
+        )
+    if command == "digest":
+        if not args.print:
+            parser.error("use soloops digest --print (in chat, /digest sends it)")
+        return _run_reader(print_digest(settings))
     if command == "export":
         from bot.export import run_export  # imported here: other commands never need it
 
@@ -200,32 +219,11 @@ async def _chat(settings: Settings, *, mode: str) -> int:
     return 0
 
 
-async def _events(
-    settings: Settings,
-    since: datetime | None,
-    kind: str | None,
-    limit: int | None,
-    *,
-    as_json: bool,
-) -> int:
-    if not settings.database_path.exists():
-        print(
-            f"soloops: no database yet at {settings.database_path}; start soloops first",
-            file=sys.stderr,
-        )
-        return 1
-    async with Store.open(settings.database_path) as store:
-        found = await EventLog(store).query(since=since, kind=kind, limit=limit)
-    for event in found:
-        if as_json:
-            print(json.dumps(event.as_json(), ensure_ascii=False, sort_keys=True))
-        else:
-            payload = json.dumps(event.payload, ensure_ascii=False)
-            print(
-                f"#{event.seq}\t{event.ts:%Y-%m-%d %H:%M:%S}\t{event.kind}\t{event.actor}\t"
-                f"{event.subject}\t{payload}"
-            )
-    return 0
+def _run_reader(work: Coroutine[Any, Any, int]) -> int:
+    try:
+        return asyncio.run(work)
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were set
+        return 0
 
 
 def _backup(settings: Settings, file: str, *, force: bool) -> int:
