@@ -223,7 +223,7 @@ async def test_breaker_opens_and_recovers(
     settings = make_settings(
         tmp_path,
         provider,
-        breaker=BreakerSettings(threshold=2, cooldown_s=0.3),
+        breaker=BreakerSettings(threshold=2, cooldown_s=1.0),
         actions=ActionSettings(retry_base_s=0.01, retry_max_s=0.02, max_attempts=10),
     )
     out = io.StringIO()
@@ -232,6 +232,12 @@ async def test_breaker_opens_and_recovers(
         await run.say("/policy ops.hook auto")
         provider.fail_next(2, status=500)
         await run.say("/hook crm through the storm")
+        # The second attempt is a retry a few ms later: wait for it to open the breaker.
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await runtime.events.query(kind="breaker.opened"):
+            assert asyncio.get_running_loop().time() < deadline, "the breaker never opened"
+            await runtime.settle()
+            await asyncio.sleep(0.005)
         assert "webhook open" in await run.say("/status")
         [opened] = await runtime.events.query(kind="breaker.opened")
         assert opened.subject == "connector:webhook"
