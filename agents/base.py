@@ -11,13 +11,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from agents.actions import Propose
 from agents.fingerprint import fingerprint
 from agents.intents import Intent
 from agents.replies import Reply
+from memory.digest_facts import Section
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +116,14 @@ class Agent(ABC):
     ) -> list[Reply]:
         """Adjust the replies of an intent this agent rerouted (the router adds notes)."""
         return replies
+
+    async def due(self, now: datetime, horizon: datetime) -> Section | None:
+        """What of this feature's falls due before ``horizon`` (the digest and /today ask).
+
+        Return a :class:`~memory.digest_facts.Section` (a title and ready-made lines, e.g.
+        "Invoices unpaid (2)" / "• #12 Acme 1,200.00 EUR, due tomorrow") or None when
+        nothing is due. ``now`` and ``horizon`` are aware instants; the digest asks up to
+        the end of tomorrow (local), /today up to the end of today. Read only: this must
+        change nothing, and it should answer quickly (one query).
+        """
+        return None

@@ -89,6 +89,8 @@ class Feature:
     ``hints`` say what to do about a failure, per (connector, failure kind).
     ``control_kinds`` are never held by pause, degradation or budgets.
     ``operator_controls`` gives the agent the lifecycle control port (the ops feature).
+    ``scheduler_controls`` gives the agent control over every feature's jobs
+    (``/schedule``).
     ``jobs`` declares the feature's standing scheduled jobs (the daily digest), from the
     settings and the operator's home conversations; they are (re)declared at every
     start, which never duplicates one (the scheduler keeps them by id).
@@ -114,6 +116,7 @@ class Feature:
     jobs: JobsFactory | None = None
     optional_connectors: frozenset[str] = frozenset()
     shared_memory: frozenset[str] = frozenset()
+    scheduler_controls: bool = False
 
     @property
     def kinds(self) -> frozenset[str]:

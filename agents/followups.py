@@ -45,6 +45,7 @@ from connectors.base import PermanentError, TransientError
 from connectors.llm import outside_text, system, user
 from memory.clock import Clock
 from memory.contacts import OPEN_STAGES, ContactRepo, Lead, LeadStage
+from memory.digest_facts import Section
 from memory.errors import EmbedderUnavailable
 from memory.jobs import Job
 from memory.semantic import MemorySpace
@@ -180,7 +181,12 @@ class FollowupsAgent(Agent):
                 return [Reply(text=await self._list())]
         raise AssertionError(f"followups got an intent it does not handle: {intent.kind}")
 
-    async def due(self, now: datetime, horizon: timedelta) -> list[str]:
+    async def due(self, now: datetime, horizon: datetime) -> Section | None:
+        """This feature's section of the digest and ``/today`` (None when empty)."""
+        lines = await self.due_lines(now, horizon - now)
+        return Section("Follow-ups", tuple(lines)) if lines else None
+
+    async def due_lines(self, now: datetime, horizon: timedelta) -> list[str]:
         """Due-items lines for the digest and ``/today``: follow-ups within ``horizon``."""
         lines = []
         for job in await self._upcoming():

@@ -60,6 +60,7 @@ from agents.scheduler import JobSpec
 from agents.schedules import ScheduleError
 from config import Settings
 from memory.contacts import ContactRepo
+from memory.digest_facts import Section
 from memory.errors import NotFoundError
 from memory.invoices import OPEN_STATES, Invoice, InvoiceMoveError, InvoiceRepo, InvoiceState
 
@@ -206,7 +207,12 @@ class InvoicesAgent(Agent):
             )
         ]
 
-    async def due(self, now: datetime, horizon: timedelta) -> list[str]:
+    async def due(self, now: datetime, horizon: datetime) -> Section | None:
+        """This feature's section of the digest and ``/today`` (None when empty)."""
+        lines = await self.due_lines(now, horizon - now)
+        return Section("Invoices", tuple(lines)) if lines else None
+
+    async def due_lines(self, now: datetime, horizon: timedelta) -> list[str]:
         """Unpaid invoices for the digest and ``/today``: overdue ones, then those due
         within ``horizon``."""
         today = local_today(now, self._ports.settings.timezone)

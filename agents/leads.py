@@ -51,6 +51,7 @@ from agents.schedule_port import FeatureSchedules
 from agents.scheduler import JobSpec
 from memory.clock import Clock
 from memory.contacts import ContactRepo, HistoryEntry, Lead, LeadStage
+from memory.digest_facts import Section
 from memory.errors import NotFoundError
 from memory.semantic import MemorySpace
 
@@ -205,7 +206,12 @@ class LeadsAgent(Agent):
                 return [Reply(text=await self._list(stage))]
         raise AssertionError(f"leads got an intent it does not handle: {intent.kind}")
 
-    async def due(self, now: datetime, horizon: timedelta) -> list[str]:
+    async def due(self, now: datetime, horizon: datetime) -> Section | None:
+        """This feature's section of the digest and ``/today`` (None when empty)."""
+        lines = await self.due_lines(now, horizon - now)
+        return Section("Leads", tuple(lines)) if lines else None
+
+    async def due_lines(self, now: datetime, horizon: timedelta) -> list[str]:
         """Due-items lines for the digest and ``/today``: new leads nobody contacted yet."""
         waiting = [
             lead

@@ -27,6 +27,10 @@ An agent never holds the coordinator, the store or another agent. Its factory ge
   work that starts without a message to answer (a scheduled run, an inbound hook).
 - ``invoices`` and ``contacts``: the business records (``memory/invoices.py``,
   ``memory/contacts.py``), for the features that keep invoices and leads.
+- ``digest``: the digest's read (:class:`agents.digest_port.DigestSource`): the store's
+  facts in one snapshot plus every agent's due items;
+- ``jobs``: every feature's jobs (:class:`agents.schedule_port.JobControl`), only for a
+  feature that declares ``scheduler_controls`` (``/schedule``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from datetime import datetime
 
 from agents.approvals import ApprovalDesk, DecisionResult
 from agents.breaker import BreakerState
+from agents.digest_port import DigestSource
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Phrasings
 from agents.intents import Conversation, Intent
@@ -44,7 +49,7 @@ from agents.lifecycle import AgentState, BudgetUse, Lifecycle
 from agents.model_port import ModelPort
 from agents.policy import Rule
 from agents.policybook import PolicyBook
-from agents.schedule_port import FeatureSchedules
+from agents.schedule_port import FeatureSchedules, JobControl
 from config import Settings
 from memory.actions import ActionRepo, ActionRow
 from memory.approvals import ApprovalRow
@@ -212,6 +217,9 @@ class Ports:
             raise ConfigurationError(f"feature {self.name!r} was built without the contacts port")
         return self.contacts
 
+    digest: DigestSource | None = None
+    jobs: JobControl | None = None
+
     def require_control(self) -> LifecycleControl:
         """The control port; only features declaring ``operator_controls`` have it."""
         if self.control is None:
@@ -220,6 +228,20 @@ class Ports:
                 " (declare operator_controls=True)"
             )
         return self.control
+
+    def require_digest(self) -> DigestSource:
+        """The digest's read port (the runtime always gives one)."""
+        if self.digest is None:
+            raise ConfigurationError(f"feature {self.name!r} was built without the digest port")
+        return self.digest
+
+    def require_jobs(self) -> JobControl:
+        """Every feature's jobs; only features declaring ``scheduler_controls`` have it."""
+        if self.jobs is None:
+            raise ConfigurationError(
+                f"feature {self.name!r} has no job control port (declare scheduler_controls=True)"
+            )
+        return self.jobs
 
 
 def scoped_memory(

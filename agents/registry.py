@@ -18,7 +18,18 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from agents import drafts, followups, invoices, leads, notes, ops, reminders, router
+from agents import (
+    digest,
+    drafts,
+    followups,
+    invoices,
+    leads,
+    notes,
+    ops,
+    reminders,
+    router,
+    schedule_cmd,
+)
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Feature, Phrasings
 from agents.intents import Conversation, Intent, kind_of
@@ -190,12 +201,14 @@ def default_features() -> list[Feature]:
     return [
         ops.FEATURE,
         notes.FEATURE,
-        router.FEATURE,
+        digest.FEATURE,
+        schedule_cmd.FEATURE,
         invoices.FEATURE,
         reminders.FEATURE,
         drafts.FEATURE,
         leads.FEATURE,
         followups.FEATURE,
+        router.FEATURE,
     ]
 
 

@@ -44,6 +44,7 @@ from agents.when import (
 )
 from config.durations import DurationError, parse_duration
 from memory.clock import Clock
+from memory.digest_facts import Section
 from memory.jobs import Job, JobState
 
 NAME = "reminders"
@@ -355,7 +356,12 @@ class RemindersAgent(Agent):
             lines.append(f"#{reminder_number(job.id)} {how}{self._local(at)}{mark}: {what}")
         return "\n".join(lines)
 
-    async def due(self, now: datetime, horizon: timedelta) -> list[str]:
+    async def due(self, now: datetime, horizon: datetime) -> Section | None:
+        """This feature's section of the digest and ``/today`` (None when empty)."""
+        lines = await self.due_lines(now, horizon - now)
+        return Section("Reminders", tuple(lines)) if lines else None
+
+    async def due_lines(self, now: datetime, horizon: timedelta) -> list[str]:
         """Reminders going off in ``(now, now + horizon]``, one line each, soonest first
         (for the digest and /today)."""
         found: list[tuple[datetime, str]] = []

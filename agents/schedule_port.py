@@ -10,11 +10,12 @@ feature lists it in ``/followups``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
 from agents.errors import Refusal
 from agents.scheduler import JobSpec, Schedules
+from agents.schedules import JobLine, ScheduleError
 from memory.jobs import Job, JobState
 
 
@@ -66,3 +67,33 @@ class FeatureSchedules:
     async def _own(self, job_id: str) -> None:
         if await self.get(job_id) is None:
             raise Refusal(f"There is no job {job_id!r} of {self._owner}.")
+
+
+class JobControl:
+    """The operator's control over every feature's jobs (``/schedule``): list them,
+    pause, resume and cancel one. Unknown ids and finished jobs are refusals."""
+
+    def __init__(
+        self, scheduler: Schedules, overview: Callable[[], Awaitable[list[JobLine]]]
+    ) -> None:
+        self._scheduler = scheduler
+        self._overview = overview
+
+    async def overview(self) -> list[JobLine]:
+        """Live jobs (not cancelled), with next and last run, by id."""
+        return await self._overview()
+
+    async def pause(self, job_id: str, *, actor: str) -> Job:
+        return await self._move(self._scheduler.pause, job_id, actor)
+
+    async def resume(self, job_id: str, *, actor: str) -> Job:
+        return await self._move(self._scheduler.resume, job_id, actor)
+
+    async def cancel(self, job_id: str, *, actor: str) -> Job:
+        return await self._move(self._scheduler.cancel, job_id, actor)
+
+    async def _move(self, move: Callable[..., Awaitable[Job]], job_id: str, actor: str) -> Job:
+        try:
+            return await move(job_id, actor=actor)
+        except ScheduleError as exc:  # UnknownJob too: the message names what to do
+            raise Refusal(str(exc)) from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import re
@@ -18,30 +17,29 @@ import signal
 import sys
 import traceback
 import types
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from bot.console import ConsoleSender, ConsoleSession
 from bot.frontends import FrontEnd, configured_front_ends
 from bot.home import HomeBusyError, HomeLock
 from bot.http import HttpServer
 from bot.logs import configure_logging
+from bot.readers import EXIT_PIPE_CLOSED, print_digest, print_events
 from bot.runtime import Runtime, open_runtime
 from bot.serve import http_wanted, serve_http
 from config import ConfigError, Settings, load_settings
 from memory.backup import BackupError, backup_database
 from memory.errors import CorruptDatabaseError, HistoryLostError
-from memory.events import EventLog
 from memory.redact import Redactor
-from memory.store import Store
 
 log = logging.getLogger("soloops")
 
 # Exit status of a command whose reader went away: 128 + SIGPIPE, as shells report.
-EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE
 _SECRET_ENV = re.compile(r"secret|token|passw|api_?key|secert|secrt|tokn|sign", re.IGNORECASE)
 
 ENVIRONMENT_HELP = """\
@@ -147,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--kind", help="only this kind, or a dotted prefix: task, task.failed")
     events.add_argument("--limit", type=int, default=None, help="only the newest N")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
+    events.add_argument("--subject", help="only events about this subject, e.g. task:12")
+    events.add_argument(
+        "--follow", action="store_true", help="keep printing new events (until Ctrl-C)"
+    )
+    digest = sub.add_parser("digest", help="print today's digest (read only, beside a running one)")
+    digest.add_argument("--print", action="store_true", help="print the text and the chart path")
     doctor = sub.add_parser(
         "doctor",
         help="check settings, data directory, database, model and connectors",
@@ -190,9 +194,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
         if args.limit is not None and args.limit < 1:
             parser.error("--limit must be at least 1")
-        return _quiet_pipe(
-            lambda: asyncio.run(_events(settings, since, args.kind, args.limit, as_json=args.json))
+        return _run_reader(
+            print_events(
+                settings,
+                since=since,
+                kind=args.kind,
+                subject=args.subject,
+                limit=args.limit,
+                as_json=args.json,
+                follow=args.follow,
+                redact=_redactor(settings).text,
+                error=lambda message: _error(message, settings),
+            )
         )
+    if command == "digest":
+        if not args.print:
+            parser.error("use soloops digest --print (in chat, /digest sends it)")
+        return _run_reader(print_digest(settings))
     if command == "export":
         from bot.export import run_export  # imported here: other commands never need it
 
@@ -322,46 +340,11 @@ async def _chat(settings: Settings, *, mode: str, server: HttpServer | None = No
     return 0
 
 
-async def _events(
-    settings: Settings,
-    since: datetime | None,
-    kind: str | None,
-    limit: int | None,
-    *,
-    as_json: bool,
-) -> int:
-    if not settings.database_path.exists():
-        print(
-            f"soloops: no database yet at {settings.database_path}; start soloops first",
-            file=sys.stderr,
-        )
-        return 1
-    async with Store.open(settings.database_path) as store:
-        log_ = EventLog(store)
-        found = await log_.query(since=since, kind=kind, limit=limit)
-        known = await log_.kinds() if kind and not found else []
-    if kind and not found and not any(k == kind or k.startswith(kind + ".") for k in known):
-        prefixes = sorted({k.split(".", 1)[0] for k in known})
-        _error(
-            f"no event of kind {kind!r} in the log. Use a kind or a dotted prefix of one: "
-            + (", ".join(prefixes) if prefixes else "(the log is empty)")
-            + ". `soloops events` lists them all.",
-            settings,
-        )
-        return 2
-    redactor = _redactor(settings)
-    for event in found:
-        if as_json:
-            print(redactor.text(json.dumps(event.as_json(), ensure_ascii=False, sort_keys=True)))
-        else:
-            payload = json.dumps(event.payload, ensure_ascii=False)
-            print(
-                redactor.text(
-                    f"#{event.seq}\t{event.ts:%Y-%m-%d %H:%M:%S}\t{event.kind}\t{event.actor}\t"
-                    f"{event.subject}\t{payload}"
-                )
-            )
-    return 0
+def _run_reader(work: Coroutine[Any, Any, int]) -> int:
+    try:
+        return asyncio.run(work)
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were set
+        return 0
 
 
 def _backup(settings: Settings, file: str, *, force: bool) -> int:
@@ -375,20 +358,6 @@ def _backup(settings: Settings, file: str, *, force: bool) -> int:
         f" {result.events} events); its chain anchor is {result.anchor_path}."
     )
     return 0
-
-
-def _quiet_pipe(command: Callable[[], int]) -> int:
-    """Run ``command``; if stdout's reader goes away, stop quietly (see the docstring)."""
-    try:
-        status = command()
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Python would complain again flushing stdout at exit; point it at /dev/null.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return EXIT_PIPE_CLOSED
-    return status
 
 
 def _doctor(*, online: bool = False) -> int:

@@ -14,17 +14,19 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from importlib.metadata import version
 
 from agents.base import Agent
 from agents.coordinator import Coordinator
+from agents.digest_port import DigestSource, DueItems
 from agents.errors import ConfigurationError
 from agents.feature import Feature
 from agents.intents import Conversation, Scheduled
 from agents.model_port import ModelPort
 from agents.ports import ApprovalsView, LifecycleControl, Ports, Reports, scoped_memory
 from agents.registry import Registry, build_registry
-from agents.schedule_port import FeatureSchedules
+from agents.schedule_port import FeatureSchedules, JobControl
 from agents.scheduler import JobRun, Scheduler
 from bot.gateway import Gateway, OperatorCheck
 from bot.home import prepare_home, secure_home
@@ -36,11 +38,13 @@ from connectors.webhook import WebhookConnector
 from memory.anchor import AnchorKeeper, anchor_path
 from memory.clock import Clock, SystemClock
 from memory.contacts import ContactRepo
+from memory.digest_facts import DigestFacts
 from memory.embedder import Embedder, build_embedder
 from memory.events import EventLog
 from memory.files import FileStore
 from memory.invoices import InvoiceRepo
 from memory.redact import Redactor
+from memory.reports import gather_digest_facts
 from memory.semantic import SemanticMemory
 from memory.store import Store
 
@@ -164,6 +168,7 @@ class Services:
     model: LanguageModel
     files: FileStore
     homes: tuple[Conversation, ...]
+    due: DueItems
 
 
 def ports_for(
@@ -214,6 +219,12 @@ def ports_for(
         invoices=InvoiceRepo(store, events),
         contacts=ContactRepo(store, events),
         shared_memory=registry.shared_memory,
+        digest=digest_source(settings, services.due),
+        jobs=(
+            JobControl(services.scheduler, services.scheduler.overview)
+            if feature.scheduler_controls
+            else None
+        ),
     )
 
 
@@ -232,6 +243,20 @@ def build_agents(
         )
         for feature in coordinator.registry.features
     }
+
+
+def digest_source(settings: Settings, due: DueItems) -> DigestSource:
+    """The digest's read: a snapshot of the database file, plus ``due``'s sections."""
+
+    async def read(now: datetime) -> DigestFacts:
+        return await gather_digest_facts(
+            settings.database_path,
+            now=now,
+            timezone=settings.timezone,
+            budget_for=settings.budget_for,
+        )
+
+    return DigestSource(read, due, settings.timezone)
 
 
 async def declare_jobs(
@@ -332,8 +357,10 @@ async def open_runtime(
             timezone=settings.timezone,
         )
         model = LanguageModel(settings.llm)
-        services = Services(scheduler, model, FileStore(settings.files_dir), homes)
-        coordinator.install(build_agents(coordinator, memory, embedder, settings, clock, services))
+        services = Services(scheduler, model, FileStore(settings.files_dir), homes, DueItems())
+        agents = build_agents(coordinator, memory, embedder, settings, clock, services)
+        services.due.bind(agents)
+        coordinator.install(agents)
         gateway = Gateway(
             store,
             events,

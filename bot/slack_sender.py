@@ -2,6 +2,9 @@
 
 - A new reply is ``chat.postMessage`` in its channel, in its thread when it has one; the
   returned ref is ``"<channel>:<ts>"``.
+- A reply's files (a chart, an invoice PDF) follow it in the same conversation or
+  thread, each uploaded with ``files_upload_v2`` (``files.getUploadURLExternal``, the
+  upload POST, ``files.completeUploadExternal``), read from the home at every attempt.
 - A reply that edits a card (``Delivery.replaces_ref``) is ``chat.update`` of that
   message with blocks that have no buttons.
 - A reply to a slash command (thread :data:`~bot.slack_inbound.OPENS_THREAD`) first
@@ -22,9 +25,10 @@ import logging
 from typing import TYPE_CHECKING
 
 import aiohttp
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.attachments import read_attachment
 from bot.outbox import Delivery, DeliveryError
 from bot.slack_blocks import render, thread_opener
 from bot.slack_inbound import OPENS_THREAD, PLATFORM
@@ -102,9 +106,24 @@ class SlackSender:
                 await self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
                 return delivery.replaces_ref
             thread_ts = await self._thread_ts(delivery.row)
+            # Read before posting: a file gone from the home fails the reply before any of it.
+            files = [
+                (attachment, await read_attachment(attachment))
+                for attachment in delivery.reply.attachments
+            ]
             response = await self._client.chat_postMessage(
                 channel=delivery.row.chat_id, thread_ts=thread_ts, text=text, blocks=blocks
             )
+            for attachment, content in files:
+                # files_upload_v2: files.getUploadURLExternal, the upload POST, then
+                # files.completeUploadExternal sharing it beside the text (same thread).
+                await self._client.files_upload_v2(
+                    channel=delivery.row.chat_id,
+                    thread_ts=thread_ts,
+                    file=content,
+                    filename=attachment.filename,
+                    title=attachment.filename,
+                )
             return f"{response['channel']}:{response['ts']}"
         except SlackApiError as exc:
             response = exc.response
@@ -113,6 +132,8 @@ class SlackSender:
                 response.get("error") if isinstance(response.data, dict) else None,
                 response.headers.get("Retry-After"),
             ) from exc
+        except SlackRequestError as exc:  # the upload POST itself was refused
+            raise DeliveryError(f"Slack refused the file upload: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError, SlackClientError) as exc:
             raise DeliveryError(f"could not reach Slack: {type(exc).__name__}: {exc}") from exc
 

@@ -1,7 +1,7 @@
 """The Telegram front end, on python-telegram-bot.
 
     getUpdates (long polling) | webhook  ->  to_inbound  ->  Gateway.handle
-    outbox  ->  TelegramSender  ->  sendMessage / editMessageText
+    outbox  ->  TelegramSender  ->  sendMessage / editMessageText / sendPhoto / sendDocument
 
 Polling is our own small loop over getUpdates rather than PTB's Updater: the offset
 that confirms an update to Telegram only moves past it once the gateway has stored
@@ -68,11 +68,14 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
 from agents.backoff import Backoff
+from agents.replies import Reply
+from bot.attachments import read_attachment
 from bot.gateway import Outcome
 from bot.http import HttpServer, read_body
 from bot.intents import CATALOG
 from bot.outbox import Delivery, DeliveryError
 from bot.telegram_render import (
+    CAPTION_LIMIT,
     PLATFORM,
     keyboard,
     message_ref,
@@ -81,6 +84,7 @@ from bot.telegram_render import (
     render,
     reply_target,
     to_inbound,
+    utf16_len,
 )
 from bot.telegram_updates import confirmable_id, preview, update_problem
 from config import ConfigError, HttpSettings, TelegramSettings
@@ -163,6 +167,16 @@ def delivery_error(exc: TelegramError) -> DeliveryError:
     return DeliveryError(f"Telegram error: {exc.message}")
 
 
+def fits_caption(chunks: list[str], reply: Reply) -> bool:
+    """Whether the reply's text goes as the caption of its first file (short, no buttons)."""
+    return (
+        bool(reply.attachments)
+        and not reply.buttons
+        and len(chunks) == 1
+        and utf16_len(chunks[0]) <= CAPTION_LIMIT
+    )
+
+
 class TelegramSender:
     """Puts outbox replies into Telegram chats, as replies to the message that asked."""
 
@@ -207,23 +221,51 @@ class TelegramSender:
         chat_id = int(row.chat_id)
         thread = int(row.thread_id) if row.thread_id else None
         target = reply_target(row.reply_to)
+        answering = ReplyParameters(target, allow_sending_without_reply=True) if target else None
         chunks = render(reply, headline=bool(reply.buttons) or delivery.replaces_ref is not None)
+        files = [
+            (attachment, await read_attachment(attachment)) for attachment in reply.attachments
+        ]
+        caption = chunks[0] if fits_caption(chunks, reply) else None
         ref = ""
-        for index, chunk in enumerate(chunks):
-            last = index == len(chunks) - 1
-            sent = await self._app.bot.send_message(
-                chat_id,
-                chunk,
-                parse_mode=ParseMode.HTML,
-                message_thread_id=thread,
-                reply_parameters=(
-                    ReplyParameters(target, allow_sending_without_reply=True)
-                    if target is not None and index == 0
-                    else None
-                ),
-                reply_markup=keyboard(reply.buttons) if last else None,
-            )
-            ref = message_ref(chat_id, sent.message_id)
+        if caption is None:
+            for index, chunk in enumerate(chunks):
+                last = index == len(chunks) - 1
+                sent = await self._app.bot.send_message(
+                    chat_id,
+                    chunk,
+                    parse_mode=ParseMode.HTML,
+                    message_thread_id=thread,
+                    reply_parameters=answering if index == 0 else None,
+                    reply_markup=keyboard(reply.buttons) if last else None,
+                )
+                ref = message_ref(chat_id, sent.message_id)
+                answering = None
+        for index, (attachment, content) in enumerate(files):
+            # A short text rides on the first file as its caption; a long one went before.
+            text = caption if index == 0 else None
+            if attachment.kind == "photo":
+                sent = await self._app.bot.send_photo(
+                    chat_id,
+                    content,
+                    caption=text,
+                    parse_mode=ParseMode.HTML if text else None,
+                    filename=attachment.filename,
+                    message_thread_id=thread,
+                    reply_parameters=answering,
+                )
+            else:
+                sent = await self._app.bot.send_document(
+                    chat_id,
+                    content,
+                    caption=text,
+                    parse_mode=ParseMode.HTML if text else None,
+                    filename=attachment.filename,
+                    message_thread_id=thread,
+                    reply_parameters=answering,
+                )
+            answering = None
+            ref = ref or message_ref(chat_id, sent.message_id)
         return ref
 
     async def _edit(self, delivery: Delivery, ref: str) -> str | None:

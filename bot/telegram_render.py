@@ -17,6 +17,7 @@ from bot.inbound import Inbound
 
 PLATFORM = "telegram"
 MESSAGE_LIMIT = 4096  # UTF-16 code units of visible text per message
+CAPTION_LIMIT = 1024  # the same, for a photo's or a document's caption
 ERROR_MARK = "⚠️ "
 USER_NAME_MAX = 256
 

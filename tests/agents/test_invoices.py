@@ -169,7 +169,7 @@ async def test_invoice_pdf_approve_email_reminders_paid(
             listed = await chat.say("/invoices overdue")
             assert "INV-2026-0001 · Acme GmbH · €1,785.00 · 4 days overdue" in listed
             agent = chat.runtime.coordinator._agents["invoices"]  # the digest's hook
-            lines = await agent.due(clock.now(), timedelta(days=7))  # type: ignore[attr-defined]  # the invoices agent's own method
+            lines = await agent.due_lines(clock.now(), timedelta(days=7))  # type: ignore[attr-defined]  # the invoices agent's own method
             assert lines == ["Invoice INV-2026-0001 (Acme GmbH, €1,785.00) is 4 days overdue"]
 
             paid = await chat.say("/invoice INV-2026-0001 paid 2026-11-20")

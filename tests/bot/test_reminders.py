@@ -241,7 +241,7 @@ async def test_due_lists_reminders_of_today_and_tomorrow(
         await chat.say("/remind next friday 9am far away")
         agent = runtime.coordinator.agent_for("reminders")
         assert isinstance(agent, RemindersAgent)
-        assert await agent.due(clock.now(), timedelta(days=2)) == [
+        assert await agent.due_lines(clock.now(), timedelta(days=2)) == [
             "Mon 23 Nov 18:00 CET · Reminder #2: close the till",
             "Tue 24 Nov 09:00 CET · Reminder #1: call Bob",
             "Tue 24 Nov 18:00 CET · Reminder #2: close the till",

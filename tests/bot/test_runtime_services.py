@@ -123,7 +123,8 @@ def clock() -> ManualClock:
 async def test_a_declared_job_runs_once_even_after_downtime_and_restarts(
     tmp_path: Path, clock: ManualClock, embedder: SentenceTransformerEmbedder
 ) -> None:
-    settings = Settings(home=tmp_path / "home", timezone="Europe/Berlin")
+    # The digest's own daily job at noon keeps its message out of the chime's output.
+    settings = Settings(home=tmp_path / "home", timezone="Europe/Berlin", digest={"at": "12:00"})
     async with _open(settings, clock, embedder) as (runtime, out):
         [job] = await runtime.scheduler.list_for("chimer")
         assert job.id == "chime.morning" and job.owner == "chimer"
@@ -152,7 +153,8 @@ async def _count_chimes(settings: Settings) -> int:
 async def test_a_late_run_says_it_is_late(
     tmp_path: Path, clock: ManualClock, embedder: SentenceTransformerEmbedder
 ) -> None:
-    settings = Settings(home=tmp_path / "home", timezone="Europe/Berlin")
+    # The digest's own daily job at noon keeps its message out of the chime's output.
+    settings = Settings(home=tmp_path / "home", timezone="Europe/Berlin", digest={"at": "12:00"})
     async with _open(settings, clock, embedder):
         pass  # the job is declared; its first run is at 08:00 Berlin
     clock.set(datetime(2026, 11, 23, 9, 30, tzinfo=UTC))  # down over 08:00 Berlin

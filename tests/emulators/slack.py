@@ -1,7 +1,9 @@
 """A loopback emulator of the Slack Web API, and a client for signed inbound requests.
 
 The emulator serves ``/api/<method>`` on 127.0.0.1 the way Slack answers the methods
-soloops calls (auth.test, chat.postMessage, chat.update, chat.postEphemeral), reading
+soloops calls (auth.test, chat.postMessage, chat.update, chat.postEphemeral, and the
+external file upload: files.getUploadURLExternal, the upload URL, then
+files.completeUploadExternal), reading
 JSON and form bodies alike, plus ``/response/<id>`` for ``response_url`` posts. It
 records every call, keeps the messages it holds (so ``chat.update`` of an unknown
 message fails as on Slack), and fails on demand: the next N calls of a method answer
@@ -52,7 +54,10 @@ class SlackEmulator:
     acks: list[dict[str, Any]] = field(default_factory=list)  # Socket Mode acks received
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _failures: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)  # by file id
+    shared: list[dict[str, Any]] = field(default_factory=list)  # completed uploads
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _file_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
     def api_url(self) -> str:
@@ -151,7 +156,62 @@ class SlackEmulator:
             return {"ok": True, "channel": channel, "ts": key[1], "text": args.get("text")}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._next_ts()}
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(args)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(args)
         return {"ok": False, "error": "unknown_method"}
+
+    def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename, length = str(args.get("filename") or ""), str(args.get("length") or "")
+        if not filename or not length.isdecimal() or int(length) <= 0:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._file_ids):08d}"
+        self.uploads[file_id] = {"filename": filename, "length": int(length), "content": None}
+        return {"ok": True, "upload_url": f"{self.base}/upload/{file_id}", "file_id": file_id}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: takes the file's bytes (raw or multipart), as long as announced."""
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None:
+            return web.Response(status=404, text="unknown upload")
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            [part] = [v for v in form.values() if isinstance(v, web.FileField)]
+            content = part.file.read()
+        else:
+            content = await request.read()
+        if len(content) != upload["length"]:
+            return web.Response(status=400, text="length mismatch")
+        upload["content"] = content
+        return web.Response(text=f"OK - {len(content)}")
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args.get("files")
+        channel = str(args.get("channel_id") or "")
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        if channel in MISSING_CHANNELS:
+            return {"ok": False, "error": "channel_not_found"}
+        done = []
+        for entry in files:
+            upload = self.uploads.get(str(entry.get("id")))
+            if upload is None or upload["content"] is None:
+                return {"ok": False, "error": "file_not_found"}
+            done.append(
+                {"id": entry["id"], "title": entry.get("title"), "name": upload["filename"]}
+            )
+            self.shared.append(
+                {
+                    **upload,
+                    "id": entry["id"],
+                    "title": entry.get("title"),
+                    "channel": channel,
+                    "thread_ts": args.get("thread_ts"),
+                    "initial_comment": args.get("initial_comment"),
+                }
+            )
+        return {"ok": True, "files": done}
 
     async def _response(self, request: web.Request) -> web.Response:
         self.responses.append({"name": request.match_info["name"], **await request.json()})
@@ -189,6 +249,19 @@ class SlackEmulator:
 
 
 async def _read_args(request: web.Request) -> dict[str, Any]:
+    # slack_sdk sends some methods' arguments as the query string (params=).
+    query = {key: _json_or_text(value) for key, value in request.query.items()}
+    return {**query, **await _read_body(request)}
+
+
+def _json_or_text(value: str) -> Any:
+    try:  # form fields carry JSON for structured values (blocks, files)
+        return json.loads(value) if value[:1] in "[{" else value
+    except ValueError:
+        return value
+
+
+async def _read_body(request: web.Request) -> dict[str, Any]:
     raw = await request.text()
     if not raw:
         return {}
@@ -197,10 +270,7 @@ async def _read_args(request: web.Request) -> dict[str, Any]:
         return loaded
     args: dict[str, Any] = {}
     for key, value in urllib.parse.parse_qsl(raw):
-        try:  # form fields carry JSON for structured values (blocks)
-            args[key] = json.loads(value) if value[:1] in "[{" else value
-        except ValueError:
-            args[key] = value
+        args[key] = _json_or_text(value)
     return args
 
 
@@ -211,6 +281,7 @@ async def slack_emulator() -> AsyncIterator[SlackEmulator]:
     app = web.Application()
     app.router.add_post("/api/{method}", emulator._api)
     app.router.add_post("/response/{name}", emulator._response)
+    app.router.add_post("/upload/{file_id}", emulator._upload)
     app.router.add_get("/link", emulator._link)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

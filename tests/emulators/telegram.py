@@ -29,6 +29,9 @@ from aiohttp import web
 
 BOT_ID = 777000111
 BOT_USERNAME = "soloops_test_bot"
+CAPTION_LIMIT = 1024
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
 
 JSON = dict[str, Any]
 RAW = "__raw__"  # key of a queued raw update: served as is, confirmed by its queue id
@@ -52,6 +55,19 @@ class Call:
     params: JSON
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file the bot uploaded (multipart), as received."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
+def _upload(field: web.FileField) -> Upload:
+    return Upload(field.filename, field.content_type, field.file.read())
+
+
 @dataclass
 class StoredMessage:
     """A message in a chat, as the bot sent or edited it."""
@@ -64,6 +80,8 @@ class StoredMessage:
     thread_id: int | None = None
     reply_markup: JSON | None = None
     edits: int = 0
+    photo: Upload | None = None
+    document: Upload | None = None
 
     @property
     def buttons(self) -> list[JSON]:
@@ -273,7 +291,10 @@ class TelegramEmulator:
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
         form = await request.post()
-        params: JSON = {key: str(value) for key, value in form.items()}
+        params: JSON = {
+            key: _upload(value) if isinstance(value, web.FileField) else str(value)
+            for key, value in form.items()
+        }
         self.calls.append(Call(method, params))
         try:
             queued = self.failures.get(method)
@@ -366,6 +387,39 @@ class TelegramEmulator:
         self.messages[(chat_id, stored.message_id)] = stored
         return self._message_json(stored)
 
+    async def _m_sendPhoto(self, params: JSON) -> JSON | web.Response:
+        return self._send_file(params, "photo")
+
+    async def _m_sendDocument(self, params: JSON) -> JSON | web.Response:
+        return self._send_file(params, "document")
+
+    def _send_file(self, params: JSON, kind: str) -> JSON | web.Response:
+        """sendPhoto / sendDocument with a multipart upload (a file id or URL is refused)."""
+        chat_id = int(params["chat_id"])
+        if chat_id in self.unknown_chats:
+            return _error(400, "Bad Request: chat not found")
+        upload = params.get(kind)
+        if not isinstance(upload, Upload) or not upload.content:
+            return _error(400, f"Bad Request: there is no {kind} in the request")
+        if kind == "photo" and not upload.content.startswith((PNG_MAGIC, JPEG_MAGIC)):
+            return _error(400, "Bad Request: IMAGE_PROCESS_FAILED")
+        caption = str(params.get("caption", ""))
+        if len(caption.encode("utf-16-le")) // 2 > CAPTION_LIMIT:
+            return _error(400, "Bad Request: message caption is too long")
+        reply = json.loads(params["reply_parameters"]) if "reply_parameters" in params else None
+        stored = StoredMessage(
+            chat_id=chat_id,
+            message_id=self._next_message_id(chat_id),
+            text=caption,
+            parse_mode=params.get("parse_mode"),
+            reply_to=reply["message_id"] if reply else None,
+            thread_id=int(params["message_thread_id"]) if "message_thread_id" in params else None,
+            photo=upload if kind == "photo" else None,
+            document=upload if kind == "document" else None,
+        )
+        self.messages[(chat_id, stored.message_id)] = stored
+        return self._message_json(stored)
+
     async def _m_editMessageText(self, params: JSON) -> JSON | web.Response:
         found = self._find(params)
         if isinstance(found, web.Response):
@@ -422,6 +476,22 @@ class TelegramEmulator:
         }
         if stored.reply_markup:
             message["reply_markup"] = stored.reply_markup
+        ident = f"file-{stored.chat_id}-{stored.message_id}"
+        if stored.photo is not None or stored.document is not None:
+            message.pop("text")
+            if stored.text:
+                message["caption"] = stored.text
+        if stored.photo is not None:
+            message["photo"] = [
+                {"file_id": ident, "file_unique_id": ident, "width": 1, "height": 1}
+            ]
+        if stored.document is not None:
+            message["document"] = {
+                "file_id": ident,
+                "file_unique_id": ident,
+                "file_name": stored.document.filename,
+                "mime_type": stored.document.content_type,
+            }
         if stored.thread_id is not None:
             message["message_thread_id"] = stored.thread_id
         return message

@@ -1,0 +1,53 @@
+"""A soloops process killed while it delivers the digest, for crash tests.
+
+Run as ``python -m tests.harness.digest_worker MARKER``: it sends ``/digest`` through
+the real gateway; the digest is composed and queued in the outbox as usual, and the
+console sender, handed the digest (the reply with the chart), writes MARKER with its
+outbox id and hangs before printing anything, until the test kills this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.inbound import Inbound
+from bot.outbox import Delivery
+from bot.runtime import open_runtime
+from config import load_settings
+
+
+class StuckConsole:
+    """The console's sender that never finishes delivering a reply with a file."""
+
+    platform = "console"
+
+    def __init__(self, marker: Path) -> None:
+        self._marker = marker
+
+    async def send(self, delivery: Delivery) -> str | None:
+        if delivery.reply.attachments:
+            self._marker.write_text(str(delivery.row.id))
+            await asyncio.Event().wait()  # until SIGKILL
+        return str(delivery.row.id)
+
+
+async def main(marker: Path) -> None:
+    async with open_runtime(load_settings(), [StuckConsole(marker)]) as runtime:
+        await runtime.gateway.handle(
+            Inbound(
+                platform="console",
+                message_id="digest-1",
+                chat_id="local",
+                user_id="op",
+                text="/digest",
+                received_at=datetime.now(UTC),
+            )
+        )
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1])))
