@@ -63,7 +63,10 @@ def job_id(home: Conversation) -> str:
 
 
 def digest_jobs(settings: Settings, homes: tuple[Conversation, ...]) -> list[JobSpec]:
-    """One daily job per home conversation, at ``SOLOOPS_DIGEST__AT`` local time."""
+    """One daily job per home conversation, at ``SOLOOPS_DIGEST__AT`` local time (none
+    when ``SOLOOPS_DIGEST__ENABLED`` is false; /digest still works on demand)."""
+    if not settings.digest.enabled:
+        return []
     return [
         JobSpec(
             id=job_id(home),
@@ -106,7 +109,10 @@ class DigestAgent(Agent):
         reports: Reports,
         clock: Clock,
         homes: Sequence[Conversation],
+        *,
+        daily: bool = True,
     ) -> None:
+        self._daily = daily
         self._source = source
         self._approvals = approvals
         self._files = files
@@ -145,6 +151,15 @@ class DigestAgent(Agent):
 
     async def _digest(self, intent: DigestIntent) -> Sequence[Reply]:
         conversation = intent.conversation
+        if intent.scheduled is not None and not self._daily:
+            # Switched off (SOLOOPS_DIGEST__ENABLED=false) after an earlier run declared it.
+            await self._reports.record(
+                "digest.skipped",
+                actor=NAME,
+                subject=f"job:{intent.scheduled.job_id}",
+                payload={"reason": "the daily digest is switched off"},
+            )
+            return []
         if intent.scheduled is not None and conversation.platform not in self._platforms:
             # A home of a front end this run does not have (declared by an earlier run):
             # nobody would read it, and its reply would wait in the outbox for ever.
@@ -200,6 +215,7 @@ def build(ports: Ports) -> DigestAgent:
         ports.reports,
         ports.clock,
         ports.homes,
+        daily=ports.settings.digest.enabled,
     )
 
 

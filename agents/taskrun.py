@@ -41,10 +41,18 @@ ROUTED_ACTS = (
 )
 
 
+# Our own messages (refusals, agent errors) say what to type instead and may list the
+# choices: they keep their lines. Anything else is one short line; the log has the rest.
+OWN_MESSAGE_LIMIT = 1500
+
+
 def short_reason(exc: BaseException, limit: int = 160) -> str:
-    """One line saying what went wrong, for chat; the traceback goes to the log."""
-    text = " ".join(str(exc).split()) or "no details"
-    reason = text if isinstance(exc, AgentError) else f"{type(exc).__name__}: {text}"
+    """What went wrong, for chat; the traceback goes to the log."""
+    if isinstance(exc, AgentError):
+        reason = str(exc).strip() or "no details"
+        limit = max(limit, OWN_MESSAGE_LIMIT)
+    else:
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split()) or 'no details'}"
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 

@@ -393,6 +393,7 @@ class DigestSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    enabled: bool = True  # false: no daily digest (/digest and /today still answer)
     at: str = "08:00"
     to: list[str] = Field(default_factory=list)
 

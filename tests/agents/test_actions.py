@@ -185,8 +185,11 @@ async def test_policy_refuses_what_cannot_apply_and_says_what_remains(
     assert "Nothing was changed" in said
     assert "approve" in await run.say("/policy ops.hook")
     unknown = await run.say("/policy crm.post auto")
-    assert "There is no agent 'crm'" in unknown and "the agents: notes, ops" in unknown
-    assert "declared policies: ops.hook" in unknown
+    assert (
+        "There is no agent 'crm'" in unknown
+        and "the agents: digest, drafts, followups, invoices, leads, notes, ops" in unknown
+    )
+    assert "declared policies: drafts.publish" in unknown and "ops.hook" in unknown
     typo = await run.say("/policy ops.hok")
     assert "ops declares no action 'hok'; its declared ones: ops.hook" in typo
     assert await run.say("/policy ops.hook auto") == (

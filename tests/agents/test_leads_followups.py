@@ -46,7 +46,11 @@ async def soloops(
     sink: SmtpSink | None = None,
     llm: LlmServer | None = None,
 ) -> AsyncIterator[Chat]:
-    fields: dict[str, Any] = {"home": tmp_path / "home", "followups": {"after": "2d"}}
+    fields: dict[str, Any] = {
+        "home": tmp_path / "home",
+        "followups": {"after": "2d"},
+        "digest": {"enabled": False},  # these tests read every line said
+    }
     if sink is not None:
         fields["email"] = sink.settings()
     if llm is not None:
@@ -334,6 +338,7 @@ async def test_on_telegram_lead_followup_card_press_sends_once(
             telegram=telegram,
             email=sink.settings(),
             followups={"after": "20s"},
+            digest={"enabled": False},
         )
         async with open_runtime(
             settings,

@@ -222,7 +222,7 @@ def test_a_crash_traceback_is_redacted(tmp_path: Path) -> None:
     token = "424242:AAcrash-token-0a9b8c7d6e"
     crash = (
         "import bot.cli as cli\n"
-        "def boom():\n"
+        "def boom(**_):\n"
         f"    raise RuntimeError('could not use {token}')\n"
         "cli._doctor = boom\n"
         "raise SystemExit(cli.main(['doctor']))\n"

@@ -294,9 +294,9 @@ async def test_schedule_lists_and_pauses_resumes_cancels_any_job(
         resumed = await chat.say(f"/schedule resume {JOB}")
         assert "active again; next run 2026-06-02 08:00 CEST (06:00 UTC)" in resumed
         assert "is cancelled" in await chat.say(f"/schedule cancel {JOB}")
-        assert await chat.say("/schedule") == (
-            "No scheduled jobs.\n\nChange one: /schedule [pause|resume|cancel <id>]\n"
-        )
+        remaining = await chat.say("/schedule")
+        assert JOB not in remaining  # a cancelled job is no longer listed
+        assert remaining.startswith("invoices.reminders")  # the other features' jobs stay
         unknown = await chat.say("/schedule pause nope")
         assert "no job 'nope'; /schedule lists the jobs" in unknown
         again = await chat.say(f"/schedule resume {JOB}")
@@ -309,10 +309,29 @@ async def test_schedule_refuses_bad_input_saying_what_to_type(chat: Chat) -> Non
     bad = await chat.say("/schedule stop it")
     assert bad == (
         "⚠ /schedule 'stop' is not pause, resume or cancel."
-        " Usage: /schedule [pause|resume|cancel <id>]\n"
+        " Usage: /schedule [pause|resume|cancel <id>], e.g. /schedule pause"
+        " digest.daily@console:local\n"
     )
     assert "pause takes one job id" in await chat.say("/schedule pause")
     [rejected] = await chat.runtime.events.query(kind="command.rejected", limit=1)
     assert rejected.payload["reason"] == "bad_arguments"
     [job] = await chat.runtime.scheduler.list_for("digest")
     assert str(job.state) == "active"  # nothing changed
+
+
+async def test_a_switched_off_digest_skips_its_job_and_still_answers_on_demand(
+    settings: Settings, embedder: SentenceTransformerEmbedder
+) -> None:
+    clock = ManualClock(berlin(2026, 6, 1, 7))
+    async with running(settings, clock, embedder):
+        pass  # an earlier run declared the daily job
+    off = settings.model_copy(
+        update={"digest": settings.digest.model_copy(update={"enabled": False})}
+    )
+    clock.set(berlin(2026, 6, 1, 9))  # past 08:00: the job is due
+    async with running(off, clock, embedder) as (runtime, out):
+        await runtime.settle()
+        assert digests(out.getvalue()) == 0
+        [skipped] = await runtime.events.query(kind="digest.skipped", limit=1)
+        assert skipped.payload["reason"] == "the daily digest is switched off"
+        assert digests(await Chat(runtime, out).say("/digest")) == 1

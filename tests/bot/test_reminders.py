@@ -56,7 +56,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def berlin(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", timezone=BERLIN)
+    return Settings(home=tmp_path / "home", timezone=BERLIN, digest={"enabled": False})
 
 
 async def test_a_reminder_states_its_local_time_and_arrives_once(
@@ -80,7 +80,7 @@ async def test_a_reminder_fires_at_local_time_across_the_dst_change(
 ) -> None:
     # Sat 24 Oct 2026, 12:00 CEST; clocks go back at 03:00 CEST on Sun 25 Oct.
     clock = ManualClock(datetime(2026, 10, 24, 10, 0, tzinfo=UTC))
-    settings = Settings(home=tmp_path / "home", timezone=BERLIN)
+    settings = Settings(home=tmp_path / "home", timezone=BERLIN, digest={"enabled": False})
     async with _open(settings, clock, embedder) as (runtime, chat):
         said = await chat.say("/remind tomorrow 9am water the plants")
         assert said == "Reminder #1 set for Sun 25 Oct 09:00 CET: water the plants\n"
