@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from agents import invoices, notes, ops, router
+from agents import invoices, notes, ops, router, voice
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Feature, Phrasings
 from agents.intents import Conversation, Intent, kind_of
@@ -176,8 +176,8 @@ class Registry:
 
 
 def default_features() -> list[Feature]:
-    """The features every soloops runs: ops, notes, invoices and the free-text router."""
-    return [ops.FEATURE, notes.FEATURE, router.FEATURE, invoices.FEATURE]
+    """The features every soloops runs: ops, notes, invoices, voice notes and the router."""
+    return [ops.FEATURE, notes.FEATURE, router.FEATURE, invoices.FEATURE, voice.FEATURE]
 
 
 def build_registry(extra: Iterable[Feature] = (), *, defaults: bool = True) -> Registry:

@@ -62,6 +62,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Contex
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
 from agents.backoff import Backoff
+from agents.voice_port import AudioRef, AudioUnavailable
 from bot.gateway import Outcome
 from bot.intents import CATALOG
 from bot.outbox import Delivery, DeliveryError
@@ -294,6 +295,7 @@ class TelegramFrontEnd:
             ConfigError: Telegram refused the token.
         """
         self._runtime = runtime
+        runtime.audio.register(PLATFORM, self.download_audio)
         await self._connect()
         await self._app.start()
         self._started = True
@@ -313,6 +315,16 @@ class TelegramFrontEnd:
             self._stopping.clear()
             self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
         self._sender.open()
+
+    async def download_audio(self, ref: AudioRef) -> bytes:
+        """A voice note's audio: getFile, then the download from ``base_file_url``."""
+        try:
+            file = await self._app.bot.get_file(ref.file_id)
+            return bytes(await file.download_as_bytearray())
+        except TelegramError as exc:
+            raise AudioUnavailable(
+                f"Telegram would not hand over the audio: {exc.message}"
+            ) from exc
 
     async def _connect(self) -> None:
         """getMe, retrying a short outage; a refused token or a lasting outage is fatal."""
