@@ -25,6 +25,8 @@ An agent never holds the coordinator, the store or another agent. Its factory ge
 - ``files``: where a reply's files (a chart, an invoice PDF) are kept before the reply
   is queued; ``homes``: the operator's home conversations (``SOLOOPS_DIGEST__TO``), for
   work that starts without a message to answer (a scheduled run, an inbound hook).
+- ``voice``: fetch a voice note's audio, transcribe it, read the words with the
+  command grammar (:class:`agents.voice_port.VoicePort`; the voice feature).
 - ``invoices`` and ``contacts``: the business records (``memory/invoices.py``,
   ``memory/contacts.py``), for the features that keep invoices and leads.
 - ``digest``: the digest's read (:class:`agents.digest_port.DigestSource`): the store's
@@ -50,6 +52,7 @@ from agents.model_port import ModelPort
 from agents.policy import Rule
 from agents.policybook import PolicyBook
 from agents.schedule_port import FeatureSchedules, JobControl
+from agents.voice_port import VoicePort
 from config import Settings
 from memory.actions import ActionRepo, ActionRow
 from memory.approvals import ApprovalRow
@@ -219,6 +222,7 @@ class Ports:
 
     digest: DigestSource | None = None
     jobs: JobControl | None = None
+    voice: VoicePort | None = None
 
     def require_control(self) -> LifecycleControl:
         """The control port; only features declaring ``operator_controls`` have it."""

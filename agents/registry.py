@@ -29,6 +29,7 @@ from agents import (
     reminders,
     router,
     schedule_cmd,
+    voice,
 )
 from agents.errors import ConfigurationError
 from agents.feature import CommandSpec, Feature, Phrasings
@@ -208,6 +209,7 @@ def default_features() -> list[Feature]:
         drafts.FEATURE,
         leads.FEATURE,
         followups.FEATURE,
+        voice.FEATURE,
         router.FEATURE,
     ]
 

@@ -128,9 +128,19 @@ class TaskRunner:
         return agent
 
     async def _reroute(
-        self, task: TaskRow, router: Agent, reroute: Reroute, ctx: TaskContext
+        self,
+        task: TaskRow,
+        router: Agent,
+        reroute: Reroute,
+        ctx: TaskContext,
+        outer: tuple[Agent, Reroute] | None = None,
     ) -> None:
-        """Run the router's choice in the same task, with the checks of a typed command."""
+        """Run the router's choice in the same task, with the checks of a typed command.
+
+        One more hop is allowed when the first target answers with a reroute of its own:
+        a voice note's words that are free text go to the free-text router, which picks
+        the intent; ``outer`` (the voice agent and its reroute) then adds its notes too.
+        """
         routed = reroute.intent
         target = self._agent_for(routed.kind)
         if routed.idempotency_key != task.idempotency_key:
@@ -161,9 +171,14 @@ class TaskRunner:
             self._on_reply()
             return
         outcome = await target.handle(routed, ctx)
+        if isinstance(outcome, Reroute) and outer is None:
+            await self._reroute(task, target, outcome, ctx, outer=(router, reroute))
+            return
         if isinstance(outcome, Reroute | Propose | NeedsApproval):
             raise Refusal(ROUTED_ACTS)
         replies = await router.after_reroute(routed, list(outcome), reroute.memo)
+        if outer is not None:
+            replies = await outer[0].after_reroute(outer[1].intent, replies, outer[1].memo)
         await self._finish(task, replies)
 
     async def _after_held_reroute(self, task: TaskRow, replies: list[Reply]) -> list[Reply]:

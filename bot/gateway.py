@@ -220,6 +220,10 @@ class Gateway:
                 result = problem or parse(
                     text, inbound.conversation, inbound.idempotency_key, self._coordinator.registry
                 )
+                if inbound.audio is not None:  # a voice note: the voice feature hears it
+                    result = self._coordinator.registry.intent(
+                        "voice", inbound.conversation, inbound.idempotency_key, audio=inbound.audio
+                    )
                 if isinstance(result, Rejection):
                     seq = await self._reject(tx, inbound, result, actor, subject)
                     handled = Handled(Outcome.REJECTED, seq)
@@ -383,4 +387,6 @@ def _describe(inbound: Inbound) -> dict[str, object]:
         described["thread"] = inbound.thread_id
     if inbound.callback_data:
         described["button"] = True
+    if inbound.audio is not None:
+        described["audio"] = inbound.audio.model_dump(exclude_none=True)
     return described

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.intents import Conversation
+from agents.voice_port import AudioRef
 
 
 class Inbound(BaseModel):
@@ -25,6 +26,7 @@ class Inbound(BaseModel):
     text: str = ""
     callback_data: str | None = Field(default=None, max_length=256, description="a button press")
     received_at: datetime
+    audio: AudioRef | None = Field(default=None, description="a voice note's file reference")
 
     @property
     def conversation(self) -> Conversation:

@@ -22,18 +22,21 @@ from agents.coordinator import Coordinator
 from agents.digest_port import DigestSource, DueItems
 from agents.errors import ConfigurationError
 from agents.feature import Feature
-from agents.intents import Conversation, Scheduled
+from agents.intents import Conversation, Intent, Scheduled
 from agents.model_port import ModelPort
 from agents.ports import ApprovalsView, LifecycleControl, Ports, Reports, scoped_memory
 from agents.registry import Registry, build_registry
 from agents.schedule_port import FeatureSchedules, JobControl
 from agents.scheduler import JobRun, Scheduler
+from agents.voice_port import AudioSources, Parse, VoicePort
 from bot.gateway import Gateway, OperatorCheck
+from bot.grammar import Rejection, parse
 from bot.home import prepare_home, secure_home
 from bot.outbox import OutboxDispatcher, Sender
 from config import ConfigError, Settings
 from connectors.base import Connector
 from connectors.llm import LanguageModel
+from connectors.transcribe import Transcriber
 from connectors.webhook import WebhookConnector
 from memory.anchor import AnchorKeeper, anchor_path
 from memory.clock import Clock, SystemClock
@@ -69,6 +72,7 @@ class Runtime:
     homes: tuple[Conversation, ...] = ()
     clock: Clock = field(default_factory=SystemClock)
     embedder: Embedder | None = None
+    audio: AudioSources = field(default_factory=AudioSources)  # front ends add fetchers
 
     async def settle(self) -> None:
         """Wait until queued work has run and its replies are delivered."""
@@ -169,6 +173,7 @@ class Services:
     files: FileStore
     homes: tuple[Conversation, ...]
     due: DueItems
+    voice: VoicePort | None = None
 
 
 def ports_for(
@@ -225,6 +230,7 @@ def ports_for(
             if feature.scheduler_controls
             else None
         ),
+        voice=services.voice if "voice" in feature.kinds else None,
     )
 
 
@@ -281,6 +287,16 @@ async def _maintain(memory: SemanticMemory, interval_s: float) -> None:
         else:
             if evicted:
                 log.info("evicted %d expired working memories", evicted)
+
+
+def _text_parser(registry: Registry) -> Parse:
+    """The command grammar for words that did not come typed (a voice note's)."""
+
+    def read(text: str, conversation: Conversation, key: str) -> Intent | str:
+        parsed = parse(text, conversation, key, registry)
+        return parsed.message if isinstance(parsed, Rejection) else parsed
+
+    return read
 
 
 @asynccontextmanager
@@ -357,7 +373,14 @@ async def open_runtime(
             timezone=settings.timezone,
         )
         model = LanguageModel(settings.llm)
-        services = Services(scheduler, model, FileStore(settings.files_dir), homes, DueItems())
+        audio = AudioSources()
+        transcriber = Transcriber(settings.transcribe) if settings.transcribe.configured else None
+        voice = VoicePort(
+            audio, transcriber.transcribe if transcriber else None, _text_parser(registry)
+        )
+        services = Services(
+            scheduler, model, FileStore(settings.files_dir), homes, DueItems(), voice
+        )
         agents = build_agents(coordinator, memory, embedder, settings, clock, services)
         services.due.bind(agents)
         coordinator.install(agents)
@@ -399,6 +422,7 @@ async def open_runtime(
             homes,
             clock,
             embedder,
+            audio,
         )
         expiry = asyncio.create_task(_expire_approvals(runtime, clock), name="approval-expiry")
         try:
@@ -411,6 +435,8 @@ async def open_runtime(
             await coordinator.stop(settings.coordinator.shutdown_grace_s)
             await coordinator.executor.aclose()
             await model.aclose()
+            if transcriber is not None:
+                await transcriber.aclose()
             await outbox.stop()
             await memory.close()
             await events.record("system.stopped", actor="soloops", payload={"mode": mode})

@@ -69,6 +69,7 @@ from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
 from agents.backoff import Backoff
 from agents.replies import Reply
+from agents.voice_port import AudioRef, AudioUnavailable
 from bot.attachments import read_attachment
 from bot.gateway import Outcome
 from bot.http import HttpServer, read_body
@@ -378,6 +379,7 @@ class TelegramFrontEnd:
             ConfigError: Telegram refused the token.
         """
         self._runtime = runtime
+        runtime.audio.register(PLATFORM, self.download_audio)
         await self._connect()
         await self._app.start()
         self._started = True
@@ -399,6 +401,16 @@ class TelegramFrontEnd:
             self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
             self._health = Health()
         self._sender.open()
+
+    async def download_audio(self, ref: AudioRef) -> bytes:
+        """A voice note's audio: getFile, then the download from ``base_file_url``."""
+        try:
+            file = await self._app.bot.get_file(ref.file_id)
+            return bytes(await file.download_as_bytearray())
+        except TelegramError as exc:
+            raise AudioUnavailable(
+                f"Telegram would not hand over the audio: {exc.message}"
+            ) from exc
 
     async def _connect(self) -> None:
         """getMe, retrying a short outage; a refused token or a lasting outage is fatal."""

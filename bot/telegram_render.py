@@ -10,9 +10,10 @@ from __future__ import annotations
 import html
 from datetime import datetime
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 
 from agents.replies import Button, Reply, body_text
+from agents.voice_port import AudioRef
 from bot.inbound import Inbound
 
 PLATFORM = "telegram"
@@ -159,6 +160,7 @@ def to_inbound(update: Update, bot_username: str | None, now: datetime) -> Inbou
         return None
     thread = message.message_thread_id if message.is_topic_message else None
     return Inbound(
+        audio=audio_ref(message),
         platform=PLATFORM,
         message_id=inbound_id(update.update_id, message.message_id),
         chat_id=str(message.chat.id),
@@ -168,6 +170,29 @@ def to_inbound(update: Update, bot_username: str | None, now: datetime) -> Inbou
         text=text,
         received_at=now,
     )
+
+
+def audio_ref(message: Message) -> AudioRef | None:
+    """A voice note's (or an audio file's) reference; None for other messages."""
+    if message.voice is not None:
+        voice = message.voice
+        mime = voice.mime_type or "audio/ogg"
+        return AudioRef(
+            platform=PLATFORM,
+            file_id=voice.file_id,
+            filename="voice.ogg",
+            mime=mime,
+        )
+    if message.audio is not None:
+        audio = message.audio
+        return AudioRef(
+            platform=PLATFORM,
+            file_id=audio.file_id,
+            filename=(audio.file_name or "audio.mp3")[:256],
+            mime=audio.mime_type or "audio/mpeg",
+            kind="audio",
+        )
+    return None
 
 
 def _name(full_name: str, username: str | None) -> str:

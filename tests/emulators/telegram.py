@@ -113,6 +113,8 @@ class TelegramEmulator:
         self._changed = asyncio.Event()
         self._forced: list[JSON] = []
         self._handed_out: dict[int, int] = {}
+        self.files: dict[str, bytes] = {}  # file_id -> content (voice notes)
+        self.file_downloads: list[str] = []
 
     # -- server --------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class TelegramEmulator:
         """Serve on an ephemeral port of 127.0.0.1."""
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -178,6 +181,49 @@ class TelegramEmulator:
             message["is_topic_message"] = True
             message["chat"]["is_forum"] = True
         return self.push({"message": message})
+
+    def send_voice(
+        self, user_id: int, audio: bytes, *, mime: str = "audio/ogg", duration: int = 2
+    ) -> JSON:
+        """Queue a voice note from a user (its audio served by getFile); return its update."""
+        file_id = f"voice-{len(self.files) + 1}"
+        self.files[file_id] = audio
+        message: JSON = {
+            "message_id": self._next_message_id(user_id),
+            "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private"},
+            "from": self.user(user_id),
+            "voice": {
+                "file_id": file_id,
+                "file_unique_id": f"u-{file_id}",
+                "duration": duration,
+                "mime_type": mime,
+                "file_size": len(audio),
+            },
+        }
+        return self.push({"message": message})
+
+    async def _m_getFile(self, params: JSON) -> JSON | web.Response:
+        file_id = params.get("file_id", "")
+        if file_id not in self.files:
+            return _error(400, "Bad Request: invalid file_id")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "file_size": len(self.files[file_id]),
+            "file_path": f"voice/{file_id}.oga",
+        }
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """GET /file/bot<token>/<file_path>: a file's bytes, as Telegram serves them."""
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        file_id = path.rsplit("/", 1)[-1].removesuffix(".oga")
+        self.file_downloads.append(file_id)
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id], content_type="audio/ogg")
 
     def press(self, user_id: int, data: str, card: StoredMessage, *, name: str = "Ada") -> JSON:
         """Queue a button press on ``card``; return its update."""
