@@ -182,6 +182,7 @@ class Coordinator:
     async def start(self) -> None:
         """Requeue work a crash interrupted, then start dispatching."""
         await self.lifecycle.load()
+        await self.executor.breakers.load()
         told = await self._events.query(kind="task.held")
         self._told_held = {int(e.subject.split(":", 1)[1]) for e in told}
         interrupted = await self._requeue_running("interrupted")

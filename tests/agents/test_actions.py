@@ -232,9 +232,9 @@ async def test_breaker_opens_and_recovers(
         await run.say("/policy ops.hook auto")
         provider.fail_next(2, status=500)
         await run.say("/hook crm through the storm")
-        assert "webhook open" in await run.say("/status")
+        assert "webhook:crm open" in await run.say("/status")
         [opened] = await runtime.events.query(kind="breaker.opened")
-        assert opened.subject == "connector:webhook"
+        assert opened.subject == "connector:webhook:crm"
         await run.settle()
         action = await run.action()
         assert action.state is ActionState.SUCCEEDED
