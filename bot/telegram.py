@@ -63,7 +63,7 @@ from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
 from agents.backoff import Backoff
 from bot.gateway import Outcome
-from bot.intents import CATALOG
+from bot.manifest import telegram_menu
 from bot.outbox import Delivery, DeliveryError
 from bot.telegram_render import (
     PLATFORM,
@@ -369,8 +369,9 @@ class TelegramFrontEnd:
         )
 
     async def _set_commands(self) -> None:
-        """Fill Telegram's command menu from the catalog (best effort)."""
-        commands = [BotCommand(info.name, info.summary[:256]) for info in CATALOG]
+        """Fill Telegram's command menu from the running registry (best effort)."""
+        menu = telegram_menu(self._runtime_or_fail().registry)
+        commands = [BotCommand(name, description) for name, description in menu]
         try:
             await self._app.bot.set_my_commands(commands)
         except TelegramError as exc:

@@ -77,6 +77,8 @@ class TelegramEmulator:
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[int, int], StoredMessage] = field(default_factory=dict)
     callback_answers: list[JSON] = field(default_factory=list)
+    # The command menu the bot set last (setMyCommands): [{"command", "description"}].
+    my_commands: list[JSON] = field(default_factory=list)
     webhook: JSON | None = None
     unknown_chats: set[int] = field(default_factory=set)
     failures: dict[str, list[Failure]] = field(default_factory=dict)
@@ -364,6 +366,8 @@ class TelegramEmulator:
         return True
 
     async def _m_setMyCommands(self, params: JSON) -> bool:
+        commands = params.get("commands", [])
+        self.my_commands = json.loads(commands) if isinstance(commands, str) else list(commands)
         return True
 
     # -- helpers -------------------------------------------------------------
