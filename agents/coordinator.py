@@ -83,6 +83,7 @@ class Coordinator:
             self._clock,
             default_ttl=timedelta(hours=actions.approval_ttl_hours),
             files=FileStore(settings.files_dir),
+            timezone=settings.timezone,
         )
         self.lifecycle = Lifecycle(
             store,

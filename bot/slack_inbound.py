@@ -82,6 +82,11 @@ class _Id(_Edge):
     id: str = Field(min_length=1)
 
 
+class _User(_Id):
+    username: str | None = None
+    name: str | None = None
+
+
 class _Message(_Edge):
     ts: str
     thread_ts: str | None = None
@@ -102,7 +107,7 @@ class BlockActions(_Edge):
     """The ``payload`` of a ``block_actions`` interaction."""
 
     type: str
-    user: _Id
+    user: _User
     channel: _Id | None = None
     message: _Message | None = None
     container: _Container = _Container()
@@ -207,6 +212,7 @@ def action_inbound(payload: BlockActions, now: datetime) -> Inbound | None:
         message_id=f"click:{payload.channel.id}:{message_ts}:{click}"[:128],
         chat_id=payload.channel.id,
         user_id=payload.user.id,
+        user_name=(payload.user.username or payload.user.name or None),
         thread_id=thread,
         callback_data=(action.value or "")[:CALLBACK_MAX] or "-",
         received_at=now,
