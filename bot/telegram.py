@@ -194,8 +194,12 @@ class TelegramSender:
         thread = int(row.thread_id) if row.thread_id else None
         target = reply_target(row.reply_to)
         chunks = render(reply, headline=bool(reply.buttons) or delivery.replaces_ref is not None)
-        ref = ""
+        # Pieces an earlier attempt delivered are not sent again (see Delivery.progress).
+        done = min(row.pieces_sent, len(chunks))
+        ref = row.sent_ref or ""
         for index, chunk in enumerate(chunks):
+            if index < done:
+                continue
             last = index == len(chunks) - 1
             sent = await self._app.bot.send_message(
                 chat_id,
@@ -210,6 +214,8 @@ class TelegramSender:
                 reply_markup=keyboard(reply.buttons) if last else None,
             )
             ref = message_ref(chat_id, sent.message_id)
+            if delivery.progress is not None and len(chunks) > 1:
+                await delivery.progress(index + 1, ref)
         return ref
 
     async def _edit(self, delivery: Delivery, ref: str) -> str | None:

@@ -125,7 +125,10 @@ class TelegramEmulator:
     # -- test controls -------------------------------------------------------
 
     def fail_next(self, method: str, *failures: Failure) -> None:
-        """Make the next ``len(failures)`` calls of ``method`` fail, in order."""
+        """Make the next ``len(failures)`` calls of ``method`` fail, in order.
+
+        A ``Failure(200)`` lets its call through, so a later call fails (the 3rd piece).
+        """
         self.failures.setdefault(method, []).extend(failures)
 
     def user(self, user_id: int, name: str = "Ada") -> JSON:
@@ -247,7 +250,9 @@ class TelegramEmulator:
             queued = self.failures.get(method)
             if queued:
                 failure = queued.pop(0)
-                if failure.hang_s is None:
+                if failure.status == 200:
+                    pass  # this call goes through; a later one fails
+                elif failure.hang_s is None:
                     body: JSON = {
                         "ok": False,
                         "error_code": failure.status,
@@ -256,7 +261,8 @@ class TelegramEmulator:
                     if failure.retry_after is not None:
                         body["parameters"] = {"retry_after": failure.retry_after}
                     return web.json_response(body, status=failure.status)
-                await asyncio.sleep(failure.hang_s)
+                else:
+                    await asyncio.sleep(failure.hang_s)
             handler = getattr(self, f"_m_{method}", None)
             if handler is None:
                 return _error(404, f"Not Found: method {method} is not emulated")
