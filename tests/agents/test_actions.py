@@ -232,10 +232,12 @@ async def test_breaker_opens_and_recovers(
         await run.say("/policy ops.hook auto")
         provider.fail_next(2, status=500)
         await run.say("/hook crm through the storm")
-        assert "webhook:crm open" in await run.say("/status")
+        # The second failure (which opens the breaker) is a delayed retry: settle runs it.
+        # Whether /status catches the short cool-down open is timing, so it is checked
+        # with a ManualClock in tests/agents/test_breakers.py.
+        await run.settle()
         [opened] = await runtime.events.query(kind="breaker.opened")
         assert opened.subject == "connector:webhook:crm"
-        await run.settle()
         action = await run.action()
         assert action.state is ActionState.SUCCEEDED
         # While open, the third attempt waited for the cool-down instead of hammering.
