@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from agents.actions import action_spec
 from agents.base import ApprovalDecision, NeedsApproval
@@ -110,8 +111,14 @@ def card_text(row: ApprovalRow, tz_label: str = "UTC") -> str:
     )
 
 
-def decided_text(row: ApprovalRow, state: ApprovalState, by: str, at: datetime) -> str:
-    """The text a card is edited to once it is decided (no buttons)."""
+def decided_text(
+    row: ApprovalRow, state: ApprovalState, by: str, at: datetime, zone: str = "UTC"
+) -> str:
+    """The text a card is edited to once it is decided (no buttons).
+
+    ``by`` is who decided as people know them ("Ana"); ``at`` is shown in the operator's
+    time zone ``zone``: "Approved by Ana at 15:13 CET on 2026-03-02".
+    """
     yes, no = row.labels
     if row.labels == APPROVE_REJECT:
         chosen = {ApprovalState.APPROVED: "Approved", ApprovalState.REJECTED: "Rejected"}
@@ -123,7 +130,8 @@ def decided_text(row: ApprovalRow, state: ApprovalState, by: str, at: datetime) 
         ApprovalState.VOIDED: "Voided (the action changed)",
     }[state]
     who = "" if state in (ApprovalState.EXPIRED, ApprovalState.VOIDED) else f" by {by}"
-    return f"{verb}{who} at {at:%Y-%m-%d %H:%M} UTC\n{row.summary}"
+    local = at.astimezone(ZoneInfo(zone))
+    return f"{verb}{who} at {local:%H:%M} {local.tzname()} on {local:%Y-%m-%d}\n{row.summary}"
 
 
 def card_files(action: str, files: FileStore | None) -> tuple[Attachment, ...]:
@@ -179,9 +187,11 @@ class ApprovalDesk:
         clock: Clock | None = None,
         default_ttl: timedelta = DEFAULT_TTL,
         files: FileStore | None = None,
+        timezone: str = "UTC",
     ) -> None:
         self._store = store
         self._files = files
+        self._zone = timezone
         self._events = events
         self._clock = clock or SystemClock()
         self._repo = ApprovalRepo(store)
@@ -247,23 +257,38 @@ class ApprovalDesk:
         """Show a pending card again (``/pending``, ``/failed``); the new copy becomes the card."""
         await self._show(tx, row, conversation)
 
-    async def decide_by_button(self, data: str, actor: str) -> DecisionResult:
-        """Apply the decision a button press carries."""
+    async def decide_by_button(
+        self, data: str, actor: str, name: str | None = None
+    ) -> DecisionResult:
+        """Apply the decision a button press carries (in a transaction of its own)."""
         async with self._store.write() as tx:
-            found = await self._repo.button(tx, data) if data.startswith(BUTTON_PREFIX) else None
-            if found is None:
-                await self._events.append(
-                    tx,
-                    "approval.unknown_button",
-                    actor=actor,
-                    subject="button",
-                    payload={"data_chars": len(data)},
-                )
-                return DecisionResult(DecisionStatus.UNKNOWN, "This button is not valid any more.")
-            row, decision = found
-            return await self._decide(tx, row, decision, actor)
+            return await self.decide_by_button_in(tx, data, actor, name)
 
-    async def decide_by_code(self, code: str, decision: str, actor: str) -> DecisionResult:
+    async def decide_by_button_in(
+        self, tx: Transaction, data: str, actor: str, name: str | None = None
+    ) -> DecisionResult:
+        """Apply a button press inside ``tx``: the caller's record of the press and the
+        decision commit together, or neither does.
+
+        ``actor`` is the platform id (``telegram:12345``, kept in the event log);
+        ``name`` the display name the platform gave with the press, shown on the card.
+        """
+        found = await self._repo.button(tx, data) if data.startswith(BUTTON_PREFIX) else None
+        if found is None:
+            await self._events.append(
+                tx,
+                "approval.unknown_button",
+                actor=actor,
+                subject="button",
+                payload={"data_chars": len(data)},
+            )
+            return DecisionResult(DecisionStatus.UNKNOWN, "This button is not valid any more.")
+        row, decision = found
+        return await self._decide(tx, row, decision, actor, name)
+
+    async def decide_by_code(
+        self, code: str, decision: str, actor: str, name: str | None = None
+    ) -> DecisionResult:
         """Apply ``/approve CODE`` or ``/reject CODE``."""
         async with self._store.write() as tx:
             row = await self._repo.by_code(tx, code.strip().upper())
@@ -278,7 +303,7 @@ class ApprovalDesk:
                 return DecisionResult(
                     DecisionStatus.UNKNOWN, f"No card has the code {code!r}. /pending lists them."
                 )
-            return await self._decide(tx, row, decision, actor)
+            return await self._decide(tx, row, decision, actor, name)
 
     async def edit(self, code: str, text: str, actor: str) -> DecisionResult:
         """Replace the editable text of the pending action card ``code`` (``/edit``).
@@ -408,14 +433,15 @@ class ApprovalDesk:
         await self._edit_card(tx, row, ApprovalState.VOIDED, "system", now)
 
     async def _decide(
-        self, tx: Transaction, row: ApprovalRow, decision: str, actor: str
+        self, tx: Transaction, row: ApprovalRow, decision: str, actor: str, name: str | None = None
     ) -> DecisionResult:
         now = self._clock.now()
         if row.state is not ApprovalState.PENDING:
-            when = f" at {row.decided_at:%H:%M} UTC" if row.decided_at else ""
-            who = (
-                f" by {row.decided_by}" if row.decided_by not in (None, "expiry", "system") else ""
-            )
+            when = ""
+            if row.decided_at:
+                local = row.decided_at.astimezone(ZoneInfo(self._zone))
+                when = f" at {local:%H:%M} {local.tzname()}"
+            who = f" by {row.decider}" if row.decided_by not in (None, "expiry", "system") else ""
             await self._events.append(
                 tx,
                 "approval.repeat",
@@ -448,11 +474,14 @@ class ApprovalDesk:
                 "purpose": row.purpose,
                 "task": row.task_id,
                 "code": row.code,
+                **({"by_name": name[:128]} if name else {}),
             },
         ):
             return DecisionResult(DecisionStatus.ALREADY, "Already decided.", row.id)
+        if name:
+            await self._repo.set_decided_name(tx, row.id, name)
         await self.handlers.get(row.purpose, self._resume_waiting_task)(tx, row, state)
-        await self._edit_card(tx, row, state, actor, now)
+        await self._edit_card(tx, row, state, name or actor, now)
         word = row.labels[0 if state is ApprovalState.APPROVED else 1]
         if row.labels == APPROVE_REJECT:
             word = state.value.title()
@@ -508,7 +537,7 @@ class ApprovalDesk:
         await self._queue(
             tx,
             conversation,
-            Reply(text=decided_text(row, state, by, at)),
+            Reply(text=decided_text(row, state, by, at, self._zone)),
             replaces=await self._card_outbox(tx, row.id),
         )
 

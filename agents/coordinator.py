@@ -84,6 +84,7 @@ class Coordinator:
             self._clock,
             default_ttl=timedelta(hours=actions.approval_ttl_hours),
             files=FileStore(settings.files_dir),
+            timezone=settings.timezone,
         )
         self.lifecycle = Lifecycle(
             store,
@@ -190,6 +191,7 @@ class Coordinator:
     async def start(self) -> None:
         """Requeue work a crash interrupted, then start dispatching."""
         await self.lifecycle.load()
+        await self.executor.breakers.load()
         told = await self._events.query(kind="task.held")
         self._told_held = {int(e.subject.split(":", 1)[1]) for e in told}
         interrupted = await self._requeue_running("interrupted")

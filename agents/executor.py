@@ -28,7 +28,8 @@ from typing import Any
 from agents.actions import Propose, action_spec
 from agents.approvals import ApprovalDesk
 from agents.base import ActionReport, Agent, AgentResult, NeedsApproval
-from agents.breaker import BreakerState, CircuitBreaker
+from agents.breaker import BreakerState
+from agents.breakers import BreakerBoard
 from agents.cards import register_card_handlers
 from agents.errors import AgentError, Refusal
 from agents.failures import PARKED, FailurePath, Parked, RetryPolicy
@@ -88,10 +89,13 @@ class Executor:
         self._tasks = TaskRepo(store)
         self._mover = Mover(store, events, clock)
         self._on_change = on_change
-        self.breakers = {
-            name: CircuitBreaker(threshold=breaker_threshold, cooldown=breaker_cooldown)
-            for name in self._connectors
-        }
+        self.breakers = BreakerBoard(
+            store,
+            clock,
+            self._connectors,
+            threshold=breaker_threshold,
+            cooldown=breaker_cooldown,
+        )
         self.failures = FailurePath(
             store,
             events,
@@ -113,8 +117,8 @@ class Executor:
             await connector.aclose()
 
     def breaker_states(self) -> dict[str, BreakerState]:
-        now = self._clock.now()
-        return {name: breaker.state(now) for name, breaker in self.breakers.items()}
+        """Each connector, and each endpoint whose breaker is not closed (``webhook:crm``)."""
+        return self.breakers.states()
 
     async def start(
         self, task: TaskRow, agent: Agent, intent: Intent, proposal: Propose
@@ -259,7 +263,8 @@ class Executor:
         over = (await self._lifecycle.budget_use(agent.name)).exceeded()
         if over is not None:
             return await self.failures.over_budget(task, conversation, agent.name, over)
-        breaker = self.breakers[row.connector]
+        endpoint = self.breakers.endpoint(row)
+        breaker = self.breakers.get(row.connector, endpoint)
         if not breaker.allow(now):
             return await self.failures.delay(task, breaker.retry_at(now), "breaker_open", row)
         async with self._store.write() as tx:
@@ -290,7 +295,8 @@ class Executor:
                 task, conversation, row, "the call timed out", None
             )
         except PermanentError as exc:
-            breaker.success()  # it answered: the service is up, the request is wrong
+            # It answered: the service is up, the request is wrong.
+            await self.breakers.success(row.connector, endpoint)
             return await self.failures.dead_letter(task, conversation, row, str(exc), "permanent")
         except asyncio.CancelledError:
             raise  # a stop: the action stays in flight and is reconciled at the next start
@@ -298,7 +304,7 @@ class Executor:
             log.exception("connector %s raised an unexpected error", row.connector)
             why = f"{type(exc).__name__}: {exc}"
             return await self.failures.uncertain(task, conversation, row, why)
-        breaker.success()
+        await self.breakers.success(row.connector, endpoint)
         async with self._store.write() as tx:
             await self._mover.move(
                 tx,

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from agents.approvals import ApprovalDesk
 from agents.backoff import Backoff
 from agents.base import NeedsApproval
-from agents.breaker import BreakerState, CircuitBreaker
+from agents.breaker import BreakerState
+from agents.breakers import BreakerBoard, label
 from agents.intents import Conversation
 from agents.lifecycle import AgentState, Lifecycle
 from agents.policy import Mode
@@ -63,7 +64,7 @@ class FailurePath:
         clock: Clock,
         *,
         retry: RetryPolicy,
-        breakers: Mapping[str, CircuitBreaker],
+        breakers: BreakerBoard,
         hints: Mapping[tuple[str, str], str],
         on_change: Callable[[], None],
     ) -> None:
@@ -89,14 +90,19 @@ class FailurePath:
     ) -> Parked:
         """Retry later (the shared backoff, the service's own wait, the breaker's)."""
         now = self._clock.now()
-        breaker = self._breakers[row.connector]
+        endpoint = self._breakers.endpoint(row)
+        breaker = self._breakers.get(row.connector, endpoint)
         was = breaker.state(now)
-        if breaker.failure(now):
+        if await self._breakers.failure(row.connector, endpoint):
             await self._events.record(
                 "breaker.opened",
                 actor=ACTOR,
-                subject=f"connector:{row.connector}",
-                payload={"failures": breaker.failures, "after": reason[:200]},
+                subject=f"connector:{label(row.connector, endpoint)}",
+                payload={
+                    "failures": breaker.failures,
+                    "endpoint": endpoint,
+                    "after": reason[:200],
+                },
             )
         attempt = row.attempts + 1
         if attempt >= self._retry.max_attempts:

@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backup.add_argument("file", help="where to write the copy, e.g. ~/backups/soloops-1.db")
     backup.add_argument("--force", action="store_true", help="replace the file if it exists")
+    manifest = sub.add_parser(
+        "manifest", help="write the Slack app manifest from the feature registry"
+    )
+    manifest.add_argument(
+        "file", nargs="?", default="slack-app-manifest.yml", help="default: %(default)s"
+    )
+    manifest.add_argument("--check", action="store_true", help="only say whether it is current")
     return parser
 
 
@@ -181,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)
     if command == "doctor":
         return _doctor(online=args.online)
+    if command == "manifest":  # needs no settings: the registry alone
+        from bot.manifest import run_manifest
+
+        return run_manifest(Path(args.file), check=args.check)
     try:
         settings = load_settings()
     except ConfigError as exc:

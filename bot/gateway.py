@@ -8,7 +8,8 @@ number, the message stands for that option's command (a console's numbered answe
 button press can use the same path).
 
 All of it happens in one write transaction: the message, its events and either its
-task or the short reply that explains why there is none commit together. A message
+task, its decision (a button press: the approval, the card's edit, the waiting task
+back in the queue) or the short reply that explains why there is none commit together. A message
 is therefore never acknowledged without being stored, and bad input never costs
 anything already stored.
 """
@@ -213,7 +214,12 @@ class Gateway:
                 )
                 return Handled(Outcome.REFUSED, seq, notice="Not allowed.")
             if press is not None:
-                handled = Handled(Outcome.DECIDED, seq)
+                # Recorded and applied in one transaction: a crash or failure between the
+                # two cannot leave a stored press with its card still pending.
+                verdict = await self._coordinator.approvals.decide_by_button_in(
+                    tx, press, actor, display_name(inbound)
+                )
+                handled = Handled(Outcome.DECIDED, seq, notice=verdict.message)
             else:
                 problem = input_problem(inbound.text, self._max_chars)
                 text = inbound.text if problem else await self._choice(tx, inbound, actor, subject)
@@ -233,13 +239,10 @@ class Gateway:
                 else:
                     task, _ = await self._coordinator.enqueue(tx, result)
                     handled = Handled(Outcome.QUEUED, seq, task.id)
-        # Decisions run after the message is committed: recorded first, applied once.
-        if press is not None:
-            verdict = await self._coordinator.approvals.decide_by_button(press, actor)
-            handled = Handled(Outcome.DECIDED, seq, notice=verdict.message)
-        elif decide is not None:
+        # A typed decision runs after the message is committed: recorded first, applied once.
+        if decide is not None:
             verdict = await self._coordinator.approvals.decide_by_code(
-                decide.code, decide.decision, actor
+                decide.code, decide.decision, actor, display_name(inbound)
             )
             reply = Reply(text=f"{decide.code.upper()}: {verdict.message}")
             if verdict.status is not DecisionStatus.APPLIED:
@@ -373,6 +376,16 @@ class Gateway:
 
     async def _queue(self, tx: Transaction, inbound: Inbound, reply: Reply) -> None:
         await queue_reply(self._outbox, tx, inbound.conversation, reply, now=inbound.received_at)
+
+
+def display_name(inbound: Inbound) -> str | None:
+    """The name the platform gave the sender, as a decided card shows it ("Ana").
+
+    Telegram's front end sends ``full name (@username)``: the full name is enough.
+    """
+    full, _, handle = (inbound.user_name or "").partition(" (@")
+    name = full.strip() or handle.rstrip(")").strip()
+    return name or None
 
 
 def _describe(inbound: Inbound) -> dict[str, object]:

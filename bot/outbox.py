@@ -23,7 +23,7 @@ import asyncio
 import heapq
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, cast
@@ -62,12 +62,15 @@ class Delivery:
     """One reply to put into a chat.
 
     ``replaces_ref`` is the platform's id of an earlier message this one edits (a card
-    after its decision); None means send a new message.
+    after its decision); None means send a new message. A sender that splits a reply
+    into pieces skips the first ``row.pieces_sent`` (delivered by an earlier attempt)
+    and awaits ``progress(pieces, ref)`` after each piece, which stores the count.
     """
 
     row: OutboxRow
     reply: Reply
     replaces_ref: str | None = None
+    progress: Callable[[int, str | None], Awaitable[None]] | None = None
 
 
 class Sender(Protocol):
@@ -237,7 +240,12 @@ class OutboxDispatcher:
                     raise DeliveryError("the message to edit is not delivered yet", retry_after=1.0)
                 replaces_ref = target.sent_ref if target is not None else None
             reply = Reply.from_json(row.body)
-            sent_ref = await sender.send(Delivery(row, reply, replaces_ref))
+
+            async def progress(pieces: int, ref: str | None) -> None:
+                async with self._store.write() as tx:
+                    await self._repo.mark_pieces_sent(tx, row.id, pieces, ref)
+
+            sent_ref = await sender.send(Delivery(row, reply, replaces_ref, progress))
         except DeliveryError as exc:
             attempt = row.attempts + 1
             reason = str(exc)[:300]

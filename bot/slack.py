@@ -132,7 +132,9 @@ class SlackFrontEnd:
             process_before_response=True,
             logger=logging.getLogger("bot.slack.bolt"),
         )
-        self._app.command(COMMAND)(self._on_command)
+        # /ops and the per-feature slash commands (bot/manifest.py); Slack sends only
+        # those the app's manifest declares.
+        self._app.command(re.compile(r"^/[a-z0-9_]+$"))(self._on_command)
         self._app.event("message")(self._on_event)
         self._app.event("app_mention")(self._on_event)
         self._app.action(re.compile(rf"^{re.escape(ACTION_PREFIX)}"))(self._on_action)
@@ -309,7 +311,9 @@ class SlackFrontEnd:
 
     async def _on_event(self, body: dict[str, Any]) -> None:
         try:
-            inbound = event_inbound(EventCallback.model_validate(body), self._bot_user_id, _now())
+            inbound = event_inbound(
+                EventCallback.model_validate(body), self._bot_user_id, _now(), self._names()
+            )
         except ValidationError:
             log.warning("a malformed Slack event was ignored")
             return
@@ -333,6 +337,10 @@ class SlackFrontEnd:
             self._spawn(self._notify_presser(payload, inbound, handled.notice))
 
     # --- helpers -------------------------------------------------------------
+
+    def _names(self) -> frozenset[str]:
+        """The running registry's command names (a DM's first word may name one)."""
+        return frozenset(spec.name for spec in self._runtime_or_fail().registry.catalog)
 
     async def _record(self, inbound: Inbound) -> Handled | None:
         """Hand one message to the gateway; None if that outlasts the ack budget."""

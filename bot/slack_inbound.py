@@ -2,10 +2,12 @@
 
 Three entry points become the same ``Inbound`` (platform ``slack``, chat = channel):
 
-- ``/ops remember x`` -> text ``/remember x``; the id is ``cmd:<trigger_id>``, unique per
-  invocation. Slack shows no one the command itself, so its replies go into a thread
-  the bot opens with an echo of the command: the thread is :data:`OPENS_THREAD` until
-  the sender has posted that echo (see :mod:`bot.slack_sender`).
+- ``/ops remember x`` -> text ``/remember x``; a per-feature slash command (``/invoice
+  Acme ...``, see :mod:`bot.manifest`) -> the same text typed (``/invoice Acme ...``).
+  The id is ``cmd:<trigger_id>``, unique per invocation. Slack shows no one the
+  command itself, so its replies go into a thread the bot opens with an echo of the
+  command: the thread is :data:`OPENS_THREAD` until the sender has posted that echo
+  (see :mod:`bot.slack_sender`).
 - a direct message -> its text; the id is the Events API ``event_id``, so a retried
   event is recorded once. Replies stay in the DM, in the message's thread if it had one.
 - a mention in a channel -> its text without ``<@BOT>``; replies go into the thread of
@@ -29,14 +31,13 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.inbound import Inbound
-from bot.intents import COMMANDS
 from bot.slack_blocks import ACTION_PREFIX
 
 PLATFORM = "slack"
 OPENS_THREAD = "+thread"  # the slash command's reply thread is not made yet
 CALLBACK_MAX = 256  # Inbound.callback_data's limit; longer values are not our tokens
 
-_COMMAND_NAMES = frozenset(command.name for command in COMMANDS)
+OPS = "/ops"
 _ANY_LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>[\s:,]*")
 
 
@@ -81,6 +82,11 @@ class _Id(_Edge):
     id: str = Field(min_length=1)
 
 
+class _User(_Id):
+    username: str | None = None
+    name: str | None = None
+
+
 class _Message(_Edge):
     ts: str
     thread_ts: str | None = None
@@ -101,7 +107,7 @@ class BlockActions(_Edge):
     """The ``payload`` of a ``block_actions`` interaction."""
 
     type: str
-    user: _Id
+    user: _User
     channel: _Id | None = None
     message: _Message | None = None
     container: _Container = _Container()
@@ -118,11 +124,12 @@ def strip_mention(text: str, bot_user_id: str | None) -> str:
     return text.strip()
 
 
-def as_command(text: str, *, always: bool) -> str:
+def as_command(text: str, *, always: bool, names: frozenset[str] = frozenset()) -> str:
     """Read ``text`` as a soloops command: ``remember x`` -> ``/remember x``.
 
     With ``always`` (the ``/ops`` text) every text is a command and an empty one asks
-    for help; otherwise only a text whose first word names a command is.
+    for help; otherwise only a text whose first word is one of ``names`` (the
+    registry's commands) is.
     """
     text = text.strip()
     if not text:
@@ -130,11 +137,18 @@ def as_command(text: str, *, always: bool) -> str:
     if text.startswith("/"):
         return text
     first = text.split(maxsplit=1)[0].lower()
-    return f"/{text}" if always or first in _COMMAND_NAMES else text
+    return f"/{text}" if always or first in names else text
+
+
+def slash_text(command: SlashCommand) -> str:
+    """What a slash command says: ``/ops x`` is ``/x``; ``/invoice x`` is ``/invoice x``."""
+    if command.command == OPS:
+        return as_command(command.text, always=True)
+    return f"{command.command} {command.text.strip()}".strip()
 
 
 def command_inbound(command: SlashCommand, now: datetime) -> Inbound:
-    """A ``/ops`` invocation as an inbound message."""
+    """A slash command invocation as an inbound message."""
     return Inbound(
         platform=PLATFORM,
         message_id=f"cmd:{command.trigger_id}"[:128],
@@ -142,13 +156,16 @@ def command_inbound(command: SlashCommand, now: datetime) -> Inbound:
         user_id=command.user_id,
         user_name=command.user_name,
         thread_id=OPENS_THREAD,
-        text=as_command(command.text, always=True),
+        text=slash_text(command),
         received_at=now,
     )
 
 
 def event_inbound(
-    callback: EventCallback, bot_user_id: str | None, now: datetime
+    callback: EventCallback,
+    bot_user_id: str | None,
+    now: datetime,
+    names: frozenset[str] = frozenset(),
 ) -> Inbound | None:
     """A DM or a mention as an inbound message; None for what soloops does not answer.
 
@@ -163,12 +180,12 @@ def event_inbound(
         if event.channel_type != "im":
             return None
         thread = event.thread_ts
-        text = as_command(strip_mention(event.text, bot_user_id), always=False)
+        text = as_command(strip_mention(event.text, bot_user_id), always=False, names=names)
     elif event.type == "app_mention":
         if event.channel.startswith("D"):
             return None
         thread = event.thread_ts or event.ts
-        text = as_command(strip_mention(event.text, bot_user_id), always=False)
+        text = as_command(strip_mention(event.text, bot_user_id), always=False, names=names)
     else:
         return None
     return Inbound(
@@ -195,6 +212,7 @@ def action_inbound(payload: BlockActions, now: datetime) -> Inbound | None:
         message_id=f"click:{payload.channel.id}:{message_ts}:{click}"[:128],
         chat_id=payload.channel.id,
         user_id=payload.user.id,
+        user_name=(payload.user.username or payload.user.name or None),
         thread_id=thread,
         callback_data=(action.value or "")[:CALLBACK_MAX] or "-",
         received_at=now,

@@ -73,7 +73,7 @@ from agents.voice_port import AudioRef, AudioUnavailable
 from bot.attachments import read_attachment
 from bot.gateway import Outcome
 from bot.http import HttpServer, read_body
-from bot.intents import CATALOG
+from bot.manifest import telegram_menu
 from bot.outbox import Delivery, DeliveryError
 from bot.telegram_render import (
     CAPTION_LIMIT,
@@ -228,9 +228,13 @@ class TelegramSender:
             (attachment, await read_attachment(attachment)) for attachment in reply.attachments
         ]
         caption = chunks[0] if fits_caption(chunks, reply) else None
-        ref = ""
+        # Pieces an earlier attempt delivered are not sent again (see Delivery.progress).
+        done = min(row.pieces_sent, len(chunks))
+        ref = row.sent_ref or ""
         if caption is None:
             for index, chunk in enumerate(chunks):
+                if index < done:
+                    continue
                 last = index == len(chunks) - 1
                 sent = await self._app.bot.send_message(
                     chat_id,
@@ -242,6 +246,8 @@ class TelegramSender:
                 )
                 ref = message_ref(chat_id, sent.message_id)
                 answering = None
+                if delivery.progress is not None and len(chunks) > 1:
+                    await delivery.progress(index + 1, ref)
         for index, (attachment, content) in enumerate(files):
             # A short text rides on the first file as its caption; a long one went before.
             text = caption if index == 0 else None
@@ -503,8 +509,9 @@ class TelegramFrontEnd:
         return web.Response(status=200)
 
     async def _set_commands(self) -> None:
-        """Fill Telegram's command menu from the catalog (best effort)."""
-        commands = [BotCommand(info.name, info.summary[:256]) for info in CATALOG]
+        """Fill Telegram's command menu from the running registry (best effort)."""
+        menu = telegram_menu(self._runtime_or_fail().registry)
+        commands = [BotCommand(name, description) for name, description in menu]
         try:
             await self._app.bot.set_my_commands(commands)
         except TelegramError as exc:

@@ -39,7 +39,7 @@ import binascii
 import hashlib
 import logging
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -315,6 +315,10 @@ class EmailConnector:
 
     async def aclose(self) -> None:
         """Nothing to release: each send opens and closes its own connection."""
+
+    def endpoint(self, operation: str, params: Mapping[str, Any]) -> str:
+        """The SMTP host every send goes through (its circuit breaker's key)."""
+        return self._settings.host.strip()
 
     async def execute(
         self, operation: str, params: dict[str, Any], idempotency_key: str

@@ -248,6 +248,11 @@ class WebhookConnector(OwnedClient):
             return Lookup(Known.NOT_DONE)
         return Lookup(Known.UNKNOWN)
 
+    def endpoint(self, operation: str, params: Mapping[str, Any]) -> str:
+        """The hook ``params`` name: each hook has its own circuit breaker."""
+        name = params.get("hook")
+        return name if isinstance(name, str) else ""
+
     def _hook(self, operation: str, params: Mapping[str, Any]) -> tuple[str, HookSettings]:
         if operation not in self.operations:
             raise PermanentError(

@@ -46,6 +46,12 @@ class ApprovalRow:
     card_outbox_id: int | None
     purpose: str
     labels: tuple[str, str]
+    decided_name: str | None = None  # who decided, as the platform names them ("Ana")
+
+    @property
+    def decider(self) -> str | None:
+        """Who decided, for people: the display name, else the platform id."""
+        return self.decided_name or self.decided_by
 
 
 def _row(row: Any) -> ApprovalRow:
@@ -66,6 +72,7 @@ def _row(row: Any) -> ApprovalRow:
         card_outbox_id=row["card_outbox_id"],
         purpose=row["purpose"],
         labels=(json.loads(row["labels"])[0], json.loads(row["labels"])[1]),
+        decided_name=row["decided_name"],
     )
 
 
@@ -138,6 +145,12 @@ class ApprovalRepo:
             (ApprovalState.PENDING, purpose),
         )
         return [_row(r) for r in rows]
+
+    async def set_decided_name(self, tx: Transaction, approval_id: int, name: str) -> None:
+        """Keep the display name of whoever decided (the platform's, with the press)."""
+        await tx.execute(
+            "UPDATE approvals SET decided_name = ? WHERE id = ?", (name[:128], approval_id)
+        )
 
     async def set_card(self, tx: Transaction, approval_id: int, outbox_id: int) -> None:
         """Remember which outbox message is the approval's card."""

@@ -416,6 +416,21 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE actions ADD COLUMN editable TEXT;
     """,
+    # 10 (issue 15): circuit breakers per (connector, endpoint) that survive a restart;
+    # how many pieces of a long reply went out (a retry sends only the rest); the
+    # display name of whoever decided a card.
+    """
+    CREATE TABLE breakers (
+        connector  TEXT    NOT NULL,
+        endpoint   TEXT    NOT NULL,
+        failures   INTEGER NOT NULL DEFAULT 0,
+        opened_at  TEXT,
+        updated_at TEXT    NOT NULL,
+        PRIMARY KEY (connector, endpoint)
+    );
+    ALTER TABLE outbox ADD COLUMN pieces_sent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE approvals ADD COLUMN decided_name TEXT;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)

@@ -49,6 +49,7 @@ class OutboxRow:
     sent_ref: str | None
     replaces_outbox_id: int | None
     created_at: datetime
+    pieces_sent: int = 0  # pieces of a split reply already delivered (a retry skips them)
 
 
 def _row(row: Any) -> OutboxRow:
@@ -67,6 +68,7 @@ def _row(row: Any) -> OutboxRow:
         sent_ref=row["sent_ref"],
         replaces_outbox_id=row["replaces_outbox_id"],
         created_at=from_iso(row["created_at"]),
+        pieces_sent=int(row["pieces_sent"]),
     )
 
 
@@ -175,6 +177,16 @@ class OutboxRepo:
             (DeliveryState.SENT, to_iso(now), sent_ref, outbox_id, DeliveryState.SENDING),
         )
         return changed == 1
+
+    async def mark_pieces_sent(
+        self, tx: Transaction, outbox_id: int, pieces: int, sent_ref: str | None
+    ) -> None:
+        """Record that the first ``pieces`` of a claimed split reply went out (and the
+        last one's platform id), so a retry after a failure or a crash sends the rest."""
+        await tx.execute(
+            "UPDATE outbox SET pieces_sent = ?, sent_ref = ? WHERE id = ? AND state = ?",
+            (pieces, sent_ref, outbox_id, DeliveryState.SENDING),
+        )
 
     async def mark_retry(
         self, tx: Transaction, outbox_id: int, error: str, next_at: datetime

@@ -295,13 +295,13 @@ async def test_breaker_opens_and_recovers(
         assert await attempts() == 1
         await advance(3)  # past the first retry's backoff: the second attempt fails too
         assert await attempts() == 2
-        assert "webhook open" in await run.say("/status")
+        assert "webhook:crm open" in await run.say("/status")
         [opened] = await runtime.events.query(kind="breaker.opened")
-        assert opened.subject == "connector:webhook"
+        assert opened.subject == "connector:webhook:crm"
         # While open, the next attempt waits for the cool-down instead of hammering.
         await advance(10)
         assert await attempts() == 2
-        assert "webhook open" in await run.say("/status")
+        assert "webhook:crm open" in await run.say("/status")
         await advance(25)  # the cool-down is over: one probe goes through, and succeeds
         assert await attempts() == 3
         action = await run.action()

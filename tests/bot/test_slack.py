@@ -201,7 +201,7 @@ async def test_approval_click_applies_once_and_updates_the_card(rig: Rig) -> Non
     assert status == 200
     update = (await rig.slack.wait_for(lambda: rig.slack.called("chat.update")))[0]
     assert (update.args["channel"], update.args["ts"]) == (CHANNEL, card_ts)
-    assert update.args["text"].startswith(f"Approved by slack:{OPERATOR}")
+    assert update.args["text"].startswith(f"Approved by name-{OPERATOR} at ")
     assert all(block["type"] != "actions" for block in update.args["blocks"])
     await rig.slack.wait_for(lambda: rig.slack.responses)
     assert rig.slack.responses[0]["text"] == "Approved."
@@ -215,7 +215,7 @@ async def test_approval_click_applies_once_and_updates_the_card(rig: Rig) -> Non
     await rig.client.click(user=OPERATOR, value=reject["value"], **click)
     await rig.client.click(user=STRANGER, value=approve["value"], **click)
     await rig.slack.wait_for(lambda: len(rig.slack.responses) == 3)
-    assert rig.slack.responses[1]["text"].startswith(f"Already approved by slack:{OPERATOR}")
+    assert rig.slack.responses[1]["text"].startswith(f"Already approved by name-{OPERATOR}")
     assert rig.slack.responses[2]["text"] == "Not allowed."
     await rig.runtime.settle()
     assert len(rig.slack.called("chat.update")) == 1

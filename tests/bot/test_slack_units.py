@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
+from agents.registry import build_registry
 from agents.replies import Button, Option, Reply
 from bot.frontends import configured_front_ends
 from bot.slack import signature_problem
@@ -28,6 +29,7 @@ from bot.slack_sender import delivery_error
 from config import ConfigError, Settings, load_settings
 
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+NAMES = frozenset(command.name for command in build_registry().catalog)
 
 
 def test_escape_covers_slack_markup() -> None:
@@ -108,7 +110,15 @@ def test_strip_mention(text: str, bot: str | None, expected: str) -> None:
     ],
 )
 def test_as_command(text: str, always: bool, expected: str) -> None:
-    assert as_command(text, always=always) == expected
+    assert as_command(text, always=always, names=NAMES) == expected
+
+
+def test_a_feature_slash_command_is_the_same_command_typed() -> None:
+    command = SlashCommand.model_validate(
+        {"command": "/invoice", "text": " Acme 1200 EUR consulting ", "user_id": "U1",
+         "channel_id": "C1", "trigger_id": "9.9.x"}
+    )  # fmt: skip
+    assert command_inbound(command, NOW).text == "/invoice Acme 1200 EUR consulting"
 
 
 def test_slash_command_maps_to_a_thread_to_open() -> None:
@@ -132,7 +142,7 @@ def _callback(**event: Any) -> EventCallback:
 
 
 def test_event_mapping_threads_and_skips() -> None:
-    dm = event_inbound(_callback(), "UBOT", NOW)
+    dm = event_inbound(_callback(), "UBOT", NOW, NAMES)
     assert dm is not None
     assert (dm.message_id, dm.chat_id, dm.thread_id, dm.text) == ("Ev1", "D1", None, "/remember x")
     in_thread = event_inbound(_callback(thread_ts="0.9"), "UBOT", NOW)
@@ -141,6 +151,7 @@ def test_event_mapping_threads_and_skips() -> None:
         _callback(type="app_mention", channel="C1", channel_type=None, text="<@UBOT> notes"),
         "UBOT",
         NOW,
+        NAMES,
     )
     assert mention is not None and (mention.thread_id, mention.text) == ("1.1", "/notes")
     for skipped in (
@@ -266,15 +277,18 @@ def test_manifest_matches_what_the_front_end_serves() -> None:
     yaml = pytest.importorskip("yaml")  # a transitive dependency; the check is worth having
     from pathlib import Path
 
+    from agents.registry import build_registry
+    from bot.manifest import slash_names
     from bot.slack import COMMAND, EVENTS_PATH
 
     manifest = yaml.safe_load((Path(__file__).parents[2] / "slack-app-manifest.yml").read_text())
     features, settings = manifest["features"], manifest["settings"]
-    assert [c["command"] for c in features["slash_commands"]] == [COMMAND]
+    commands = [c["command"] for c in features["slash_commands"]]
+    assert commands[0] == COMMAND and set(commands) == slash_names(build_registry())
     assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
     assert settings["interactivity"]["is_enabled"]
     urls = [
-        features["slash_commands"][0]["url"],
+        *(command["url"] for command in features["slash_commands"]),
         settings["event_subscriptions"]["request_url"],
         settings["interactivity"]["request_url"],
     ]

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +102,8 @@ class TelegramEmulator:
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[int, int], StoredMessage] = field(default_factory=dict)
     callback_answers: list[JSON] = field(default_factory=list)
+    # The command menu the bot set last (setMyCommands): [{"command", "description"}].
+    my_commands: list[JSON] = field(default_factory=list)
     webhook: JSON | None = None
     unknown_chats: set[int] = field(default_factory=set)
     failures: dict[str, list[Failure]] = field(default_factory=dict)
@@ -149,7 +153,10 @@ class TelegramEmulator:
     # -- test controls -------------------------------------------------------
 
     def fail_next(self, method: str, *failures: Failure) -> None:
-        """Make the next ``len(failures)`` calls of ``method`` fail, in order."""
+        """Make the next ``len(failures)`` calls of ``method`` fail, in order.
+
+        A ``Failure(200)`` lets its call through, so a later call fails (the 3rd piece).
+        """
         self.failures.setdefault(method, []).extend(failures)
 
     def user(self, user_id: int, name: str = "Ada") -> JSON:
@@ -346,7 +353,9 @@ class TelegramEmulator:
             queued = self.failures.get(method)
             if queued:
                 failure = queued.pop(0)
-                if failure.hang_s is None:
+                if failure.status == 200:
+                    pass  # this call goes through; a later one fails
+                elif failure.hang_s is None:
                     body: JSON = {
                         "ok": False,
                         "error_code": failure.status,
@@ -355,7 +364,8 @@ class TelegramEmulator:
                     if failure.retry_after is not None:
                         body["parameters"] = {"retry_after": failure.retry_after}
                     return web.json_response(body, status=failure.status)
-                await asyncio.sleep(failure.hang_s)
+                else:
+                    await asyncio.sleep(failure.hang_s)
             handler = getattr(self, f"_m_{method}", None)
             if handler is None:
                 return _error(404, f"Not Found: method {method} is not emulated")
@@ -414,7 +424,7 @@ class TelegramEmulator:
         if chat_id in self.unknown_chats:
             return _error(400, "Bad Request: chat not found")
         text = params.get("text", "")
-        if not 1 <= len(text.encode("utf-16-le")) // 2 <= 4096:
+        if not 1 <= len(_visible(text, params).encode("utf-16-le")) // 2 <= 4096:
             return _error(400, "Bad Request: message is too long")
         reply = json.loads(params["reply_parameters"]) if "reply_parameters" in params else None
         markup = json.loads(params["reply_markup"]) if "reply_markup" in params else None
@@ -450,7 +460,7 @@ class TelegramEmulator:
         if kind == "photo" and not upload.content.startswith((PNG_MAGIC, JPEG_MAGIC)):
             return _error(400, "Bad Request: IMAGE_PROCESS_FAILED")
         caption = str(params.get("caption", ""))
-        if len(caption.encode("utf-16-le")) // 2 > CAPTION_LIMIT:
+        if len(_visible(caption, params).encode("utf-16-le")) // 2 > CAPTION_LIMIT:
             return _error(400, "Bad Request: message caption is too long")
         reply = json.loads(params["reply_parameters"]) if "reply_parameters" in params else None
         stored = StoredMessage(
@@ -498,6 +508,8 @@ class TelegramEmulator:
         return True
 
     async def _m_setMyCommands(self, params: JSON) -> bool:
+        commands = params.get("commands", [])
+        self.my_commands = json.loads(commands) if isinstance(commands, str) else list(commands)
         return True
 
     # -- helpers -------------------------------------------------------------
@@ -551,3 +563,13 @@ def _error(status: int, description: str) -> web.Response:
     return web.json_response(
         {"ok": False, "error_code": status, "description": description}, status=status
     )
+
+
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _visible(text: str, params: JSON) -> str:
+    """The text as Telegram measures it: after entity parsing (tags and escapes gone)."""
+    if params.get("parse_mode") == "HTML":
+        return html.unescape(_TAG.sub("", text))
+    return text
