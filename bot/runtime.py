@@ -41,6 +41,7 @@ from memory.events import EventLog
 from memory.files import FileStore
 from memory.invoices import InvoiceRepo
 from memory.redact import Redactor
+from memory.retention import Retention
 from memory.semantic import SemanticMemory
 from memory.store import Store
 
@@ -63,6 +64,7 @@ class Runtime:
     registry: Registry
     scheduler: Scheduler
     homes: tuple[Conversation, ...] = ()
+    retention: Retention | None = None
 
     async def settle(self) -> None:
         """Wait until queued work has run and its replies are delivered."""
@@ -356,6 +358,10 @@ async def open_runtime(
         # After the coordinator: starting submits the runs missed while soloops was down.
         await declare_jobs(registry, scheduler, settings, homes)
         await scheduler.start()
+        # Old reply bodies and message texts cleared at start, then daily (README).
+        retention = Retention(
+            store, events, clock, settings.retention.days, settings.retention.interval_s
+        )
         runtime = Runtime(
             settings,
             store,
@@ -367,11 +373,14 @@ async def open_runtime(
             registry,
             scheduler,
             homes,
+            retention,
         )
         expiry = asyncio.create_task(_expire_approvals(runtime, clock), name="approval-expiry")
+        retention.start()
         try:
             yield runtime
         finally:
+            await retention.stop()
             expiry.cancel()
             maintenance.cancel()
             await asyncio.gather(expiry, maintenance, return_exceptions=True)

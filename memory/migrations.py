@@ -411,6 +411,18 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         UPDATE state_counts SET n = n - 1 WHERE tbl = 'outbox' AND state = old.state;
     END;
     """,
+    # 9 (issue 11): a long reply body is stored once however often it is sent (a /help is
+    # 3.7 KB), the outbox row points at it; retention clears old delivered bodies and
+    # deletes the shared ones no row points at any more.
+    """
+    CREATE TABLE reply_bodies (
+        id    INTEGER PRIMARY KEY,
+        sha   TEXT NOT NULL UNIQUE,
+        body  TEXT NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN body_id INTEGER REFERENCES reply_bodies(id);
+    CREATE INDEX outbox_body ON outbox(body_id) WHERE body_id IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
