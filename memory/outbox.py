@@ -271,7 +271,8 @@ class OutboxRepo:
                     if row["created_at"] >= cutoff:
                         done = True
                         break
-                    sent_before = row["state"] == DeliveryState.SENT and row["sent_at"] < cutoff
+                    sent_at = row["sent_at"] or row["created_at"]  # NULL only if hand-edited
+                    sent_before = row["state"] == DeliveryState.SENT and sent_at < cutoff
                     if sent_before and row["has_body"]:
                         ids.append(int(row["id"]))
                         unshared = unshared or row["body_id"] is not None
