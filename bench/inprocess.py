@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ from bot.inbound import Inbound
 from bot.outbox import Delivery
 from bot.runtime import Runtime, open_runtime
 from config import Settings
+from memory.clock import ManualClock
 from memory.embedder import Embedder
+from memory.retention import Retention
 
 
 class HashEmbedder:
@@ -222,6 +224,44 @@ async def bytes_per_message(bench: Bench, warmup: int, chunk: int, chunks: int) 
         grown = checkpointed_size(path)
         samples.append((grown - size) / chunk)
         size = grown
+    return samples
+
+
+def used_bytes(path: Path) -> int:
+    """Bytes of the database's pages in use (after a full checkpoint): what retention
+    frees goes to SQLite's free list and is reused by new rows before the file grows."""
+    checkpointed_size(path)
+    with closing(sqlite3.connect(path)) as conn:
+        pages, free, size = (
+            conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("page_count", "freelist_count", "page_size")
+        )
+    return int((pages - free) * size)
+
+
+async def bytes_per_message_retained(
+    bench: Bench, warmup: int, chunk: int, chunks: int, days: int = 90
+) -> list[float]:
+    """What a ``/help`` leaves once the retention window has passed over it: pages in
+    use per message after a retention run that sees every reply as ``days`` old (the
+    rows and the events stay; the bodies and texts go)."""
+    runtime = bench.runtime
+    path = runtime.settings.database_path
+    later = ManualClock(datetime.now(UTC) + timedelta(days=days + 1))
+    retention = Retention(runtime.store, runtime.events, later, days)
+    for _ in range(warmup):
+        await bench.one("/help")
+    await retention.run_once()
+    samples = []
+    used = used_bytes(path)
+    for _ in range(chunks):
+        for _ in range(chunk):
+            await bench.one("/help")
+        later.set(datetime.now(UTC) + timedelta(days=days + 1))
+        await retention.run_once()
+        now_used = used_bytes(path)
+        samples.append((now_used - used) / chunk)
+        used = now_used
     return samples
 
 

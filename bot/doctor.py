@@ -15,12 +15,14 @@ import os
 import sqlite3
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from bot.home import loose_mode
 from config import ConfigError, Settings, load_settings
 from memory.anchor import anchor_path, check_database, read_anchor
+from memory.clock import from_iso, to_iso
 from memory.errors import CorruptDatabaseError, HistoryLostError, MemoryError_
 from memory.events import EventLog
 from memory.store import Store
@@ -338,6 +340,7 @@ async def _open_database(settings: Settings) -> list[Check]:
                         "and restore the database from a backup you trust",
                     )
                 )
+            checks.append(await _size(store, settings.retention.days))
             counts = await TaskRepo(store).counts()
             failed = counts[TaskState.FAILED] + counts[TaskState.DEAD]
             detail = ", ".join(f"{s.value} {n}" for s, n in counts.items() if n) or "none"
@@ -354,6 +357,57 @@ async def _open_database(settings: Settings) -> list[Check]:
         return [Check("fail", "database", f"{path}: {exc}", "see the message above")]
     except OSError as exc:
         return [Check("fail", "database", f"{path}: {exc}", "check the path and its permissions")]
+
+
+async def _size(store: Store, retention_days: int) -> Check:
+    wal = store.path.with_name(store.path.name + "-wal")
+    db_bytes = store.path.stat().st_size
+    wal_bytes = wal.stat().st_size if wal.exists() else 0
+    total = int(await store.scalar("SELECT COALESCE(MAX(seq), 0) FROM events"))
+    first = await store.scalar("SELECT ts FROM events ORDER BY seq LIMIT 1")
+    last = await store.scalar("SELECT ts FROM events ORDER BY seq DESC LIMIT 1")
+    recent = 0
+    if last is not None:
+        since = to_iso(from_iso(last) - GROWTH_WINDOW)
+        recent = int(await store.scalar("SELECT COUNT(*) FROM events WHERE ts >= ?", (since,)))
+    span = from_iso(last) - from_iso(first) if first is not None and last is not None else None
+    return Check(
+        "ok",
+        "database size",
+        size_line(db_bytes, wal_bytes, total, span, recent, retention_days),
+    )
+
+
+GROWTH_WINDOW = timedelta(days=7)
+
+
+def size_line(
+    db_bytes: int,
+    wal_bytes: int,
+    events: int,
+    span: timedelta | None,
+    recent_events: int,
+    retention_days: int,
+) -> str:
+    """The doctor's size line: db + WAL, and growth per day estimated from the events of
+    the last 7 days (of the log's span, if shorter) at the database's bytes per event."""
+    size = db_bytes + wal_bytes
+    line = f"{_bytes(size)} (database {_bytes(db_bytes)} + WAL {_bytes(wal_bytes)})"
+    if span is None or events == 0 or span < timedelta(days=1):
+        growth = "growth per day not known yet (less than a day of history)"
+    else:
+        window = min(span, GROWTH_WINDOW) / timedelta(days=1)
+        per_day = recent_events * (size / events) / window
+        growth = f"grows ~{_bytes(int(per_day))}/day ({recent_events / window:,.0f} events/day)"
+    keep = f"bodies kept {retention_days} days" if retention_days else "bodies kept forever"
+    return f"{line}; {growth}; {keep}"
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def _memory_index(settings: Settings) -> Check:

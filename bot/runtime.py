@@ -48,6 +48,7 @@ from memory.files import FileStore
 from memory.invoices import InvoiceRepo
 from memory.redact import Redactor
 from memory.reports import gather_digest_facts
+from memory.retention import Retention
 from memory.semantic import SemanticMemory
 from memory.store import Store
 
@@ -73,6 +74,7 @@ class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     embedder: Embedder | None = None
     audio: AudioSources = field(default_factory=AudioSources)  # front ends add fetchers
+    retention: Retention | None = None
 
     async def settle(self) -> None:
         """Wait until queued work has run and its replies are delivered."""
@@ -409,6 +411,10 @@ async def open_runtime(
         # After the coordinator: starting submits the runs missed while soloops was down.
         await declare_jobs(registry, scheduler, settings, homes)
         await scheduler.start()
+        # Old reply bodies and message texts cleared at start, then daily (README).
+        retention = Retention(
+            store, events, clock, settings.retention.days, settings.retention.interval_s
+        )
         runtime = Runtime(
             settings,
             store,
@@ -423,11 +429,14 @@ async def open_runtime(
             clock,
             embedder,
             audio,
+            retention,
         )
         expiry = asyncio.create_task(_expire_approvals(runtime, clock), name="approval-expiry")
+        retention.start()
         try:
             yield runtime
         finally:
+            await retention.stop()
             expiry.cancel()
             maintenance.cancel()
             await asyncio.gather(expiry, maintenance, return_exceptions=True)

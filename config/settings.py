@@ -580,6 +580,20 @@ class TranscribeSettings(_ServerSettings):
         return bool(self.base_url)
 
 
+class RetentionSettings(BaseModel):
+    """How long delivered reply bodies and inbound message texts are kept.
+
+    After ``days`` days a delivered reply's body and a received message's text are
+    cleared; the rows (who, where, when, delivery state) and the event log are kept
+    forever. 0 keeps everything. Runs at start and then every ``interval_s``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    days: int = Field(default=90, ge=0)
+    interval_s: float = Field(default=86_400.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All soloops settings. See ``config/soloops.toml`` for the documented defaults."""
 
@@ -620,6 +634,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     transcribe: TranscribeSettings = TranscribeSettings()
     digest: DigestSettings = DigestSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("home", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,6 +91,47 @@ class InboundRepo:
             "UPDATE inbound SET thread_id = ? WHERE platform = ? AND message_id = ?",
             (thread_id, platform, message_id),
         )
+
+    async def prune_texts(
+        self, before: datetime, *, after_id: int = 0, batch: int = 500
+    ) -> tuple[int, int]:
+        """Clear the texts of messages received before ``before`` (retention).
+
+        The row stays (platform, ids, sender, time, its event), so a redelivered
+        message is still recognised as seen; only ``text`` becomes empty. Rows are
+        walked by id from ``after_id`` in short write transactions of ``batch`` rows,
+        stopping at the first one received at or after ``before``.
+
+        Returns:
+            How many texts were cleared, and the last id looked at before the stop
+            (the next run may start after it).
+        """
+        cutoff = to_iso(before)
+        cleared, position = 0, after_id
+        while True:
+            async with self._store.write() as tx:
+                rows = await tx.fetchall(
+                    "SELECT id, received_at, text != '' AS has_text FROM inbound"
+                    " WHERE id > ? ORDER BY id LIMIT ?",
+                    (position, batch),
+                )
+                ids: list[int] = []
+                done = not rows
+                for row in rows:
+                    if row["received_at"] >= cutoff:
+                        done = True
+                        break
+                    if row["has_text"]:
+                        ids.append(int(row["id"]))
+                    position = int(row["id"])
+                if ids:
+                    marks = ",".join("?" * len(ids))
+                    cleared += await tx.execute(
+                        f"UPDATE inbound SET text = '' WHERE id IN ({marks})", ids
+                    )
+            if done:
+                return cleared, position
+            await asyncio.sleep(0)  # let messages in between batches
 
     async def count(self) -> int:
         """How many messages are stored."""

@@ -431,6 +431,22 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE outbox ADD COLUMN pieces_sent INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE approvals ADD COLUMN decided_name TEXT;
     """,
+    # 11 (issue 11): a long reply body is stored once however often it is sent (a /help is
+    # 3.7 KB), the outbox row points at it; retention clears old delivered bodies and
+    # deletes the shared ones no row points at any more.
+    """
+    CREATE TABLE reply_bodies (
+        id    INTEGER PRIMARY KEY,
+        sha   TEXT NOT NULL UNIQUE,
+        body  TEXT NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN body_id INTEGER REFERENCES reply_bodies(id);
+    CREATE INDEX outbox_body ON outbox(body_id) WHERE body_id IS NOT NULL;
+    -- Nothing on the serving path reads events by kind (reports filter ts, then +kind;
+    -- a kind filter scans), so this index only cost every event commit a page (~1/3 of
+    -- an EventLog.record) and ~115 B per message. 'soloops events --kind' scans instead.
+    DROP INDEX events_kind;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)

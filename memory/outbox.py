@@ -11,6 +11,8 @@ returns to ``pending`` at the next start: after a crash a reply may go out twice
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -20,6 +22,16 @@ from memory.clock import from_iso, to_iso
 from memory.store import Store, Transaction
 
 QUEUED_TOPIC = "outbox.queued"  # published on commit: (outbox id, platform)
+
+# A body at least this long is stored once in ``reply_bodies`` however many replies
+# carry it (a /help is ~3.7 KB); shorter ones stay in the row, where a lookup would
+# cost more than it saves.
+SHARED_BODY_CHARS = 512
+# Every read of a row resolves its body: its own, or the shared one it points at.
+_SELECT = (
+    "SELECT o.*, COALESCE(b.body, o.body) AS full_body FROM outbox o"
+    " LEFT JOIN reply_bodies b ON b.id = o.body_id"
+)
 
 
 class DeliveryState(StrEnum):
@@ -59,7 +71,7 @@ def _row(row: Any) -> OutboxRow:
         chat_id=row["chat_id"],
         thread_id=row["thread_id"],
         reply_to=row["reply_to"],
-        body=row["body"],
+        body=row["full_body"],
         state=DeliveryState(row["state"]),
         attempts=int(row["attempts"]),
         next_attempt_at=from_iso(row["next_attempt_at"]),
@@ -96,10 +108,26 @@ class OutboxRepo:
         ``replaces`` names an earlier outbox message this one edits (a decided card).
         """
         stamp = to_iso(now)
+        body_id = None
+        if len(body) >= SHARED_BODY_CHARS:
+            body_id = await _shared_body(tx, body)
+            body = ""
         outbox_id = await tx.execute(
             "INSERT INTO outbox (platform, chat_id, thread_id, reply_to, body, next_attempt_at,"
-            " task_id, created_at, replaces_outbox_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (platform, chat_id, thread_id, reply_to, body, stamp, task_id, stamp, replaces),
+            " task_id, created_at, replaces_outbox_id, body_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                platform,
+                chat_id,
+                thread_id,
+                reply_to,
+                body,
+                stamp,
+                task_id,
+                stamp,
+                replaces,
+                body_id,
+            ),
         )
         # The dispatcher keeps pending ids in memory instead of polling the table.
         tx.publish(QUEUED_TOPIC, (outbox_id, platform))
@@ -107,7 +135,7 @@ class OutboxRepo:
 
     async def get(self, outbox_id: int) -> OutboxRow | None:
         """One outbox message."""
-        row = await self._store.fetchone("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+        row = await self._store.fetchone(f"{_SELECT} WHERE o.id = ?", (outbox_id,))
         return None if row is None else _row(row)
 
     async def due(self, platforms: list[str], now: datetime, limit: int = 100) -> list[OutboxRow]:
@@ -116,8 +144,8 @@ class OutboxRepo:
             return []
         marks = ",".join("?" * len(platforms))
         rows = await self._store.fetchall(
-            f"SELECT * FROM outbox WHERE state = ? AND platform IN ({marks})"
-            " AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            f"{_SELECT} WHERE o.state = ? AND o.platform IN ({marks})"
+            " AND o.next_attempt_at <= ? ORDER BY o.id LIMIT ?",
             (DeliveryState.PENDING, *platforms, to_iso(now), limit),
         )
         return [_row(row) for row in rows]
@@ -145,7 +173,7 @@ class OutboxRepo:
         )
         if changed != 1:
             return None
-        row = await tx.fetchone("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+        row = await tx.fetchone(f"{_SELECT} WHERE o.id = ?", (outbox_id,))
         return None if row is None else _row(row)
 
     async def reclaim(self, tx: Transaction) -> int:
@@ -161,7 +189,7 @@ class OutboxRepo:
 
     async def state_in(self, tx: Transaction, outbox_id: int) -> OutboxRow | None:
         """One outbox message as the write transaction sees it (committed state)."""
-        row = await tx.fetchone("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+        row = await tx.fetchone(f"{_SELECT} WHERE o.id = ?", (outbox_id,))
         return None if row is None else _row(row)
 
     async def mark_sent(
@@ -218,11 +246,68 @@ class OutboxRepo:
     ) -> OutboxRow | None:
         """The newest reply queued for one conversation (thread), if any."""
         row = await tx.fetchone(
-            "SELECT * FROM outbox WHERE platform = ? AND chat_id = ? AND thread_id IS ?"
-            " ORDER BY id DESC LIMIT 1",
+            f"{_SELECT} WHERE o.platform = ? AND o.chat_id = ? AND o.thread_id IS ?"
+            " ORDER BY o.id DESC LIMIT 1",
             (platform, chat_id, thread_id),
         )
         return None if row is None else _row(row)
+
+    async def prune_delivered(
+        self, before: datetime, *, after_id: int = 0, batch: int = 500
+    ) -> tuple[int, int]:
+        """Clear the bodies of replies delivered before ``before`` (retention).
+
+        Only ``sent`` rows lose their body; the row (who, where, when, state, the
+        platform's id) stays, and pending, sending and failed rows are not touched.
+        Rows are walked by id from ``after_id`` in short write transactions of
+        ``batch`` rows, stopping at the first row created at or after ``before``.
+        Shared bodies no row points at any more are deleted.
+
+        Returns:
+            How many bodies were cleared, and the id up to which every row is final
+            (cleared or failed): the next run may start after it.
+        """
+        cutoff = to_iso(before)
+        cleared, watermark, position, unshared = 0, after_id, after_id, False
+        while True:
+            async with self._store.write() as tx:
+                rows = await tx.fetchall(
+                    "SELECT id, state, sent_at, created_at, body_id,"
+                    " body_id IS NOT NULL OR body != '' AS has_body"
+                    " FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                    (position, batch),
+                )
+                ids: list[int] = []
+                stuck, done = watermark != position, not rows
+                for row in rows:
+                    if row["created_at"] >= cutoff:
+                        done = True
+                        break
+                    sent_at = row["sent_at"] or row["created_at"]  # NULL only if hand-edited
+                    sent_before = row["state"] == DeliveryState.SENT and sent_at < cutoff
+                    if sent_before and row["has_body"]:
+                        ids.append(int(row["id"]))
+                        unshared = unshared or row["body_id"] is not None
+                    # A row not final yet (or sent too recently) is looked at again next time.
+                    stuck = stuck or not (sent_before or row["state"] == DeliveryState.FAILED)
+                    position = int(row["id"])
+                    if not stuck:
+                        watermark = position
+                if ids:
+                    marks = ",".join("?" * len(ids))
+                    cleared += await tx.execute(
+                        f"UPDATE outbox SET body = '', body_id = NULL WHERE id IN ({marks})"
+                        " AND state = ?",
+                        (*ids, DeliveryState.SENT),
+                    )
+                if done and unshared:
+                    await tx.execute(
+                        "DELETE FROM reply_bodies WHERE id NOT IN"
+                        " (SELECT body_id FROM outbox WHERE body_id IS NOT NULL)"
+                    )
+            if done:
+                return cleared, watermark
+            await asyncio.sleep(0)  # let messages in between batches
 
     async def counts(self) -> dict[DeliveryState, int]:
         """How many replies are in each delivery state."""
@@ -232,3 +317,17 @@ class OutboxRepo:
         for row in rows:
             counts[DeliveryState(row["state"])] = int(row["n"])
         return counts
+
+
+async def _shared_body(tx: Transaction, body: str) -> int:
+    """The id of ``body`` in ``reply_bodies``, stored now if it is not there yet.
+
+    Inside the write transaction, so retention (which deletes bodies no row points at)
+    cannot remove it between the lookup and the row that points at it; the foreign key
+    refuses a dangling id whatever happens.
+    """
+    sha = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    row = await tx.fetchone("SELECT id FROM reply_bodies WHERE sha = ?", (sha,))
+    if row is not None:
+        return int(row[0])
+    return await tx.execute("INSERT INTO reply_bodies (sha, body) VALUES (?, ?)", (sha, body))

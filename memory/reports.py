@@ -5,8 +5,8 @@ synchronous functions over a ``sqlite3`` connection; the async wrappers run the 
 read in one ``asyncio.to_thread`` call. Every query rides an existing index:
 
 - failures, recoveries, activity, the week, scheduled runs and latencies: ``events_ts``
-  (a range of ``ts``). The ``+kind`` in those queries keeps SQLite off ``events_kind``:
-  a kind like ``task.succeeded`` spans the whole history, the window is one day;
+  (a range of ``ts``); the ``+kind`` keeps SQLite on the time range should a kind
+  index come back (a kind spans the whole history, the window is one day);
 - dead letters: ``tasks_state``; cards: ``approvals_pending``; deliveries:
   ``outbox_pending`` (its leading ``state``); action and spend rows of today:
   ``actions_agent_day`` / ``spend_agent_day`` scanned as covering indexes.

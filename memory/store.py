@@ -32,6 +32,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Self
 
 from memory.errors import CorruptDatabaseError, MigrationError, StoreClosedError
@@ -174,35 +175,14 @@ class Store:
             raise StoreClosedError("the store is closed; use it inside 'async with Store.open()'")
         return self._reader
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[Transaction]:
-        """One write transaction: commits on success, rolls back on any error."""
-        async with self._write_lock:
-            conn = self._writer
-            if conn is None:
-                raise StoreClosedError(
-                    "the store is closed; use it inside 'async with Store.open()'"
-                )
-            conn.execute("BEGIN IMMEDIATE")
-            tx = Transaction(conn, self._publish)
-            try:
-                yield tx
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                for callback in tx._on_rollback:
-                    callback()
-                raise
-            try:
-                conn.commit()
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                for callback in tx._on_rollback:
-                    callback()
-                raise
-            for callback in tx._on_commit:
-                callback()
+    def write(self) -> _Writing:
+        """One write transaction: commits on success, rolls back on any error.
+
+        Use as ``async with store.write() as tx``. A plain class rather than
+        ``@asynccontextmanager``: every message opens several, and the generator
+        machinery cost more than the commit's own Python part.
+        """
+        return _Writing(self)
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """Read one row from the last committed state."""
@@ -224,6 +204,60 @@ class Store:
     async def quick_check(self) -> str:
         """SQLite's own consistency check: 'ok' or the first problem found."""
         return str(await self.scalar("PRAGMA quick_check"))
+
+
+class _Writing:
+    """The async context of :meth:`Store.write`."""
+
+    __slots__ = ("_conn", "_store", "_tx")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def __aenter__(self) -> Transaction:
+        store = self._store
+        await store._write_lock.acquire()
+        try:
+            conn = store._writer
+            if conn is None:
+                raise StoreClosedError(
+                    "the store is closed; use it inside 'async with Store.open()'"
+                )
+            conn.execute("BEGIN IMMEDIATE").close()
+        except BaseException:
+            store._write_lock.release()
+            raise
+        self._conn = conn
+        self._tx = Transaction(conn, store._publish)
+        return self._tx
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        conn, tx = self._conn, self._tx
+        try:
+            if exc_type is None:
+                try:
+                    conn.commit()
+                except BaseException:
+                    _roll_back(conn, tx)
+                    raise
+                for callback in tx._on_commit:
+                    callback()
+            else:
+                _roll_back(conn, tx)
+        finally:
+            self._store._write_lock.release()
+
+
+def _roll_back(conn: sqlite3.Connection, tx: Transaction) -> None:
+    if conn.in_transaction:
+        conn.rollback()
+    for callback in tx._on_rollback:
+        callback()
 
 
 def _damaged(exc: sqlite3.Error) -> bool:
