@@ -14,6 +14,9 @@ from memory.outbox import DeliveryState
 from memory.tasks import TaskState
 
 
+HELP_COLUMN = 32
+
+
 def render_help(catalog: Sequence[CommandSpec], topic: str | None) -> str:
     """The command list, or one command's usage."""
     if topic:
@@ -28,7 +31,9 @@ def render_help(catalog: Sequence[CommandSpec], topic: str | None) -> str:
         if info.example:
             lines.append(f"Example: {info.example}")
         return "\n".join(lines)
-    width = max(len(info.usage) for info in catalog) + 1
+    # Align the summaries after the usual usages; a few long usages just run longer,
+    # instead of pushing every line out to the longest one.
+    width = min(max(len(info.usage) for info in catalog), HELP_COLUMN) + 1
     lines = ["Commands:"]
     lines += [f"/{info.usage.ljust(width)} {info.summary}" for info in catalog]
     lines.append("Send /help <command> for details.")
