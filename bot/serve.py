@@ -169,8 +169,13 @@ def metrics_for(runtime: Runtime) -> Any:
             name: str(state)
             for name, state in runtime.coordinator.executor.breaker_states().items()
         }
+        # The newest digest.sent is at most a day of events back (scanned newest first).
+        sent = await runtime.events.query(kind="digest.sent", newest_first=True, limit=1)
         snapshot = MetricsSnapshot.from_store(
-            store, breakers=breakers, scheduler_lag_s=(await scheduler_lag(runtime)) or 0.0
+            store,
+            breakers=breakers,
+            scheduler_lag_s=(await scheduler_lag(runtime)) or 0.0,
+            digest_last_sent=sent[0].ts if sent else None,
         )
         return metrics_text(snapshot)
 

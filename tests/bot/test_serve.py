@@ -147,6 +147,13 @@ async def test_healthz_names_every_part_and_metrics_serve_soloops_series(
     assert 'soloops_tasks{state="succeeded"} 1.0' in text
     assert "soloops_outbox_depth 0.0" in text
     assert "soloops_scheduler_lag_seconds" in text
+    never = [line for line in text.splitlines() if line.startswith("soloops_digest_last")]
+    assert never == []  # declared (HELP, TYPE), but no sample until a digest goes out
+
+    await served.runtime.events.record("digest.sent", actor="digest", payload={})
+    text = (await served.http.get(f"{served.url}/metrics")).text
+    [sent] = [line for line in text.splitlines() if line.startswith("soloops_digest_last_sent")]
+    assert float(sent.split()[1]) > 0
 
 
 async def test_a_stopped_scheduler_makes_healthz_503_naming_it(served: Served) -> None:
