@@ -13,7 +13,6 @@ from memory.events import Event
 from memory.outbox import DeliveryState
 from memory.tasks import TaskState
 
-
 HELP_COLUMN = 32
 
 
