@@ -227,3 +227,26 @@ async def test_remember_that_stores_only_the_note(chat: Chat) -> None:
     assert (await chat.say("remember that the door code is 4411")).startswith("Remembered #1.")
     [note] = await chat.runtime.memory.space("notes").latest(5)
     assert note.text == "the door code is 4411"
+
+
+async def test_a_request_soloops_cannot_do_lists_the_closest_commands(chat: Chat) -> None:
+    """Issue 10 item 16: "send an email to jane" is neither a note search nor a menu."""
+    await chat.say("/remember Jane prefers calls in the morning")
+    out = await chat.say("send an email to jane")
+    lines = out.splitlines()
+    assert lines[0] == "I can't do that yet." and lines[1] == "Closest:"
+    assert all(line.startswith("  /") for line in lines[2:-1]) and len(lines[2:-1]) == 3
+    assert lines[-1] == "Send /help for all."
+    assert "Which one?" not in out and "Jane prefers" not in out
+    assert len(await chat.runtime.memory.space("notes").latest(5)) == 1
+    [decided] = await chat.runtime.events.query(kind="router.decided")
+    assert decided.payload["reason"] == "unsupported"
+
+
+async def test_a_bare_number_with_no_question_waiting_is_not_a_menu(chat: Chat) -> None:
+    """Issue 10 item 16: "1" when nothing offered choices gets a plain answer."""
+    for text in ("1", "2."):
+        out = await chat.say(text)
+        assert "answers no question" in out and "/help" in out
+        assert "Which one?" not in out and "Send the number" not in out
+    assert await chat.runtime.events.query(kind="choice.picked") == []
