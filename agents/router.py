@@ -342,6 +342,7 @@ class RouterAgent(Agent):
             },
         )
         if choice.unsupported:
+            self._note_turn(conversation.lane, text)  # "what did I just say" still finds it
             closest = closest_commands(scores, command_scores, self._catalog)
             return [Reply(text=cannot_do(closest))]
         if choice.chosen is None:

@@ -436,7 +436,7 @@ class MemorySettings(BaseModel):
     # Under this similarity no intent fits: the router says what it can do instead.
     router_floor: float = Field(default=0.4, ge=0, le=1)
     # Recall lists nothing less similar than this ("nothing relevant" is an answer).
-    recall_min_score: float = Field(default=0.3, ge=0, le=1)
+    recall_min_score: float = Field(default=0.35, ge=-1, le=1)
 
 
 _DURATION = re.compile(r"^(?:\d+[smhdw])+$")
