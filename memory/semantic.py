@@ -49,6 +49,8 @@ EMBED_BATCH = 512
 # as it fails. Recall uses keyword search meanwhile instead of waiting.
 PREPARE_RETRY_BASE_S = 1.0
 PREPARE_RETRY_CAP_S = 300.0
+# Published (with the ids) after a commit that evicted expired memories.
+EVICTED_TOPIC = "memory.evicted"
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -388,6 +390,8 @@ class SemanticMemory:
                     for m in expired
                 ],
             )
+            if expired:
+                tx.publish(EVICTED_TOPIC, [m.id for m in expired])
         await self._unindex([m.id for m in expired])
         return len(expired)
 

@@ -22,6 +22,7 @@ from bot.runtime import open_runtime
 from config import MemorySettings, Settings
 from memory.embedder import SentenceTransformerEmbedder
 from memory.memories import Tier
+from memory.semantic import EVICTED_TOPIC
 from memory.store import Store
 from tests.conftest import Chat
 
@@ -196,12 +197,11 @@ async def test_the_runtime_evicts_expired_working_memories_on_its_own(
     )
     async with open_runtime(settings, embedder=embedder, clock=clock) as runtime:
         space = runtime.memory.space("notes")
+        evicted = asyncio.Event()
+        runtime.store.subscribe(EVICTED_TOPIC, lambda _ids: evicted.set())
         await space.remember("call Acme back", source_key="w", actor="t", tier=Tier.WORKING)
         clock.moment += timedelta(seconds=61)
-        for _ in range(100):
-            if await space.count() == 0:
-                break
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(evicted.wait(), 60)  # the runtime's own job; a safety net
         assert await space.count() == 0
         [event] = await runtime.events.query(kind="memory.deleted")
         assert event.payload["reason"] == "expired"
