@@ -52,7 +52,6 @@ MAX_CLOSEST = 3
 # A request to act in the world ("send", "book", ...) routes only to an intent whose
 # phrasings it matches this well: notes and searches never take it.
 REQUEST_THRESHOLD = 0.7
-UNSUPPORTED = "unsupported"
 # When asking, offer only choices this close to the best one: a distant third is noise.
 OPTION_WINDOW = 0.15
 _QUESTION_START = re.compile(
@@ -77,7 +76,10 @@ _REQUEST = re.compile(
     r"(?:send|e-?mail|mail|text|message|sms|whatsapp|call|phone|ring|dial|book|reserve|order"
     r"|buy|purchase|pay|transfer|wire|post|tweet|publish|share|translate|play|stream|download"
     r"|upload|print|install|ship|deliver|navigate|drive|turn\s+(?:on|off)|get\s+me"
-    r"|fetch\s+me|reply\s+to|forward)\b",
+    r"|fetch\s+me|reply\s+to|forward)\b"
+    # "Call with Jane went well", "Order #12 shipped": the word is a noun, a note follows.
+    r"(?!\s+(?:with|from|of|is|was|were|went|are|has|had|have|number|no|id|office|shop"
+    r"|club|price|list|date)\b)(?!\s*[#\d:])",
     re.IGNORECASE,
 )
 _BARE_NUMBER = re.compile(r"^\s*#?\d+\s*[.)]?\s*$")

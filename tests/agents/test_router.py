@@ -147,6 +147,10 @@ def test_a_request_to_act_is_never_a_note_or_a_search() -> None:
         ("Acme sends invoices on the 1st", False),
         ("the call with Jane went well", False),
         ("what did Acme order?", False),
+        ("Call with Jane went well", False),
+        ("Order #123 shipped on Monday", False),
+        ("Text of the contract is in the shared drive", False),
+        ("Post office closes at 5", False),
     ],
 )
 def test_looks_like_request(text: str, asks: bool) -> None:
