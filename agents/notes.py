@@ -2,16 +2,18 @@
 
 Its namespace in memory is ``notes``. /remember stores a durable memory keyed by the
 task's idempotency key, so a rerun after a crash never stores it twice. /recall
-searches by meaning (and the conversation's recent turns, and the namespaces other
-features share with it, such as what the leads feature keeps about contacts: read
-only, /forget deletes only notes); while the model is still
-loading it waits, and if the model cannot load at all it falls back to keywords and
-says so.
+searches by meaning: notes first, each once and dated, none under the relevance
+cutoff (``recall_min_score``), then the conversation's recent turns that add
+something, and the namespaces other features share with it (such as what the leads
+feature keeps about contacts: read only, /forget deletes only notes). While the model
+is still loading it waits, and if the model cannot load at all it falls back to
+keywords and says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -22,6 +24,7 @@ from agents.feature import CommandSpec, Feature, Phrasings, limit_arg
 from agents.intents import Intent
 from agents.ports import Ports
 from agents.replies import Reply
+from memory.clock import Clock, SystemClock
 from memory.errors import NotFoundError, OwnershipError
 from memory.memories import Memory
 from memory.semantic import Hit, MemorySpace, Recall
@@ -75,21 +78,31 @@ def note_line(memory: Memory) -> str:
     return f"#{memory.id} ({memory.created_at:%Y-%m-%d}) {_clip(memory.text)}"
 
 
-def hit_line(hit: Hit, *, semantic: bool = True) -> str:
-    """One recall result: id, tier, similarity and text, e.g. ``#12 [durable 0.83] ...``."""
-    ref = f"#{hit.memory_id}" if hit.memory_id is not None else "~"
-    score = f"{hit.score:.2f}" if semantic else "keyword"
-    return f"{ref} [{hit.tier.value} {score}] {_clip(hit.text)}"
+def short_date(moment: datetime, now: datetime) -> str:
+    """A day as people write it: "12 Nov", with the year when it is not this year."""
+    day = f"{moment.day} {moment:%b}"
+    return day if moment.year == now.year else f"{day} {moment.year}"
 
 
-def render_recall(query: str, recall: Recall, note_after_s: float) -> str:
-    """The /recall reply."""
+def hit_line(hit: Hit, now: datetime) -> str:
+    """One recalled note: id, date and text, e.g. ``#4 (12 Nov) Acme pays on the 1st``."""
+    return f"#{hit.memory_id} ({short_date(hit.created_at, now)}) {_clip(hit.text)}"
+
+
+def render_recall(query: str, recall: Recall, note_after_s: float, now: datetime) -> str:
+    """The /recall reply: the notes first, then what this chat said recently that the
+    notes do not already hold."""
     lines: list[str] = []
     if not recall.semantic:
         lines.append("(The language model is unavailable, so this is a keyword search.)")
+    notes = [hit for hit in recall.hits if hit.memory_id is not None]
+    turns = [hit for hit in recall.hits if hit.memory_id is None]
     if not recall.hits:
-        lines.append(f"Nothing found for {query!r}. /notes lists the newest notes.")
-    lines += [hit_line(hit, semantic=recall.semantic) for hit in recall.hits]
+        lines.append(f"Nothing relevant about {query!r}. /notes lists the newest.")
+    lines += [hit_line(hit, now) for hit in notes]
+    if turns:
+        lines.append("Said earlier in this chat (not saved):")
+        lines += [f"  {_clip(hit.text)}" for hit in turns]
     if recall.waited_s >= note_after_s:
         lines.append(f"(Waited {recall.waited_s:.0f} s for the memory model to load.)")
     return "\n".join(lines)
@@ -101,11 +114,17 @@ class NotesAgent(Agent):
     name = "notes"
 
     def __init__(
-        self, space: MemorySpace, *, note_after_s: float = 2.0, also: Sequence[str] = ()
+        self,
+        space: MemorySpace,
+        *,
+        note_after_s: float = 2.0,
+        also: Sequence[str] = (),
+        clock: Clock | None = None,
     ) -> None:
         self._space = space
         self._note_after_s = note_after_s
         self._also = tuple(also)
+        self._clock = clock or SystemClock()
 
     async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
         actor = intent.conversation.actor
@@ -120,7 +139,8 @@ class NotesAgent(Agent):
                 recall = await self._space.search(
                     query, also=self._also, limit=limit, conversation=intent.conversation.lane
                 )
-                return [Reply(text=render_recall(query, recall, self._note_after_s))]
+                text = render_recall(query, recall, self._note_after_s, self._clock.now())
+                return [Reply(text=text)]
             case ForgetIntent(note_id=note_id):
                 try:
                     await self._space.forget(note_id, actor=actor)
@@ -146,6 +166,7 @@ def build(ports: Ports) -> NotesAgent:
         ports.memory(NAMESPACE),
         note_after_s=ports.settings.memory.load_note_after_s,
         also=ports.shared_memory,
+        clock=ports.clock,
     )
 
 

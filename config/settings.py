@@ -434,6 +434,10 @@ class MemorySettings(BaseModel):
     router_threshold: float = Field(default=0.5, ge=0, le=1)
     router_margin: float = Field(default=0.05, ge=0, le=1)
     load_note_after_s: float = Field(default=2.0, ge=0)
+    # Under this similarity no intent fits: the router says what it can do instead.
+    router_floor: float = Field(default=0.4, ge=0, le=1)
+    # Recall lists nothing less similar than this ("nothing relevant" is an answer).
+    recall_min_score: float = Field(default=0.25, ge=-1, le=1)
 
 
 _DURATION = re.compile(r"^(?:\d+[smhdw])+$")

@@ -50,6 +50,20 @@ class EphemeralMemory:
         while len(self._by_conversation) > self._conversations:
             self._by_conversation.popitem(last=False)
 
+    def discard(self, text: str) -> int:
+        """Drop every turn, in every conversation, that contains ``text`` (case and
+        spacing aside): a forgotten note's words must not come back. Returns how many."""
+        needle = " ".join(text.casefold().split())
+        if not needle:
+            return 0
+        dropped = 0
+        for conversation, turns in list(self._by_conversation.items()):
+            kept = [t for t in turns if needle not in " ".join(t.text.casefold().split())]
+            if len(kept) != len(turns):
+                dropped += len(turns) - len(kept)
+                self._by_conversation[conversation] = deque(kept, maxlen=self._turns)
+        return dropped
+
     def recent(self, conversation: str, now: datetime) -> list[Turn]:
         """The conversation's turns that are not too old, oldest first."""
         turns = self._by_conversation.get(conversation, ())

@@ -49,6 +49,8 @@ EMBED_BATCH = 512
 # as it fails. Recall uses keyword search meanwhile instead of waiting.
 PREPARE_RETRY_BASE_S = 1.0
 PREPARE_RETRY_CAP_S = 300.0
+# Published (with the ids) after a commit that evicted expired memories.
+EVICTED_TOPIC = "memory.evicted"
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -364,6 +366,8 @@ class SemanticMemory:
                 payload=_deleted(memory, "forget"),
             )
         await self._unindex([memory_id])
+        # What was forgotten must not come back through the recent-turns tier.
+        self.ephemeral.discard(memory.text)
         return memory
 
     async def _unindex(self, ids: list[int]) -> None:
@@ -386,6 +390,8 @@ class SemanticMemory:
                     for m in expired
                 ],
             )
+            if expired:
+                tx.publish(EVICTED_TOPIC, [m.id for m in expired])
         await self._unindex([m.id for m in expired])
         return len(expired)
 
@@ -430,20 +436,27 @@ class SemanticMemory:
         waited = (now - started).total_seconds() if loading else 0.0
         if not semantic:
             found = await self._rows.keyword_search(query, namespaces, now, limit)
-            hits = [_hit(memory, score) for memory, score in found]
+            hits = rank_hits(
+                [_hit(memory, score) for memory, score in found],
+                [],
+                query=query,
+                limit=limit,
+                min_score=float("-inf"),  # BM25 ranks are not similarities
+            )
             return Recall(hits, semantic=False, waited_s=waited)
-        turns = [
-            t for t in self.ephemeral.recent(conversation, now) if t.text.strip() != query.strip()
-        ] if conversation else []  # fmt: skip
+        turns = self.ephemeral.recent(conversation, now) if conversation else []
         texts = [query, *(turn.text for turn in turns)]
-        hits, turn_scores = await self._nearest(texts, namespaces, limit, now)
-        if turns:
-            hits += [
+        nearest, turn_scores = await self._nearest(texts, namespaces, limit, now)
+        hits = rank_hits(
+            nearest,
+            [
                 Hit(None, "", Tier.EPHEMERAL, turn.text, score, turn.at)
                 for turn, score in zip(turns, turn_scores, strict=True)
-            ]
-            hits.sort(key=lambda hit: hit.score, reverse=True)
-            hits = hits[:limit]
+            ],
+            query=query,
+            limit=limit,
+            min_score=self._settings.recall_min_score,
+        )
         working = [h.memory_id for h in hits if h.tier is Tier.WORKING and h.memory_id]
         if working:
             async with self._store.write() as tx:
@@ -559,6 +572,41 @@ class MemorySpace:
     async def count(self) -> int:
         """How many memories this namespace holds."""
         return await self._memory.count(self.namespace)
+
+
+def same_text(text: str) -> str:
+    """A text reduced for comparison: case and spacing do not make it different."""
+    return " ".join(text.casefold().split())
+
+
+def rank_hits(
+    notes: Sequence[Hit], turns: Sequence[Hit], *, query: str, limit: int, min_score: float
+) -> list[Hit]:
+    """The hits a recall shows, in order: stored memories first (best first, each once
+    by id and by text, none under ``min_score``), then recent turns only where they add
+    something (not the query itself, not a stored memory's text, not under ``min_score``,
+    each once), up to ``limit`` in all."""
+    shown: list[Hit] = []
+    ids: set[int] = set()
+    texts: set[str] = set()
+    # Equal texts score equally: the older note is the one shown.
+    for hit in sorted(notes, key=lambda h: (-round(h.score, 5), h.memory_id or 0)):
+        key = same_text(hit.text)
+        if hit.score < min_score or hit.memory_id in ids or key in texts:
+            continue
+        if hit.memory_id is not None:
+            ids.add(hit.memory_id)
+        texts.add(key)
+        shown.append(hit)
+    stored = [same_text(h.text) for h in shown]
+    texts.add(same_text(query))  # the question being asked is no answer to itself
+    for hit in sorted(turns, key=lambda h: h.score, reverse=True):
+        key = same_text(hit.text)
+        if hit.score < min_score or key in texts or any(note in key for note in stored):
+            continue
+        texts.add(key)
+        shown.append(hit)
+    return shown[:limit]
 
 
 def _embed_and_search(

@@ -77,15 +77,17 @@ async def _replies(store: Store) -> list[str]:
 
 async def test_a_task_row_exists_before_work_starts(store: Store, events: EventLog) -> None:
     gate = asyncio.Event()
+    entered = asyncio.Event()
 
     class Waiting(Recorder):
         async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
+            entered.set()
             await gate.wait()
             return await super().handle(intent, ctx)
 
     async with make(store, events, Waiting()) as coordinator:
         task = await coordinator.submit(remember("a"))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(entered.wait(), 30)  # a safety net, not a timing
         assert (await TaskRepo(store).get(task.id)).state is TaskState.RUNNING  # type: ignore[union-attr]
         gate.set()
         await coordinator.wait_idle()

@@ -45,7 +45,7 @@ def test_a_note_survives_into_a_new_process(home: Path) -> None:
     assert first.stdout == "Remembered #1.\n"
     second = run(home, "chat", stdin="/recall acme\n")
     assert second.returncode == 0, second.stderr
-    assert second.stdout.startswith("#1 [durable ")
+    assert second.stdout.startswith("#1 (")
     assert "Acme pays invoices on the 1st" in second.stdout
 
 

@@ -24,7 +24,7 @@ BAD_INPUT = [
 async def test_remember_and_recall(chat: Chat) -> None:
     assert await chat.say("/remember Acme pays invoices on the 1st") == "Remembered #1.\n"
     out = await chat.say("/recall acme")
-    assert out.startswith("#1 [durable ")
+    assert out.startswith("#1 (")
     assert "Acme pays invoices on the 1st" in out
 
 

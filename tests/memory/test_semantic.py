@@ -154,7 +154,8 @@ async def test_a_stale_index_is_rebuilt_from_sqlite(
     # A row deleted behind the index's back (e.g. a crash before the index was saved).
     async with Store.open(tmp_path / "soloops.db") as store, store.write() as tx:
         await tx.execute("DELETE FROM memories WHERE id = ?", (acme_id,))
-    async with opened(tmp_path, embedder) as memory:
+    # No relevance cutoff: this test counts what the rebuilt index holds.
+    async with opened(tmp_path, embedder, recall_min_score=-1.0) as memory:
         assert await memory.wait_ready() and memory.rebuilt
         hits = (await memory.search(ACME, ["notes"], limit=50)).hits
     assert acme_id not in [h.memory_id for h in hits]
@@ -238,7 +239,10 @@ async def test_working_memories_expire_unless_used_and_eviction_removes_them(
 ) -> None:
     clock = ManualClock()
     ttl = 3600.0
-    async with opened(tmp_path, embedder, clock, working_ttl_s=ttl) as memory:
+    # No relevance cutoff: "anything" must list every live memory.
+    async with opened(
+        tmp_path, embedder, clock, working_ttl_s=ttl, recall_min_score=-1.0
+    ) as memory:
         notes = memory.space("notes")
         used, _ = await notes.remember(ACME, source_key="w1", actor="t", tier=Tier.WORKING)
         idle, _ = await notes.remember(UNRELATED[0], source_key="w2", actor="t", tier=Tier.WORKING)
@@ -267,7 +271,8 @@ async def test_working_memories_expire_unless_used_and_eviction_removes_them(
 async def test_recent_turns_of_the_conversation_join_recall(
     tmp_path: Path, embedder: SentenceTransformerEmbedder
 ) -> None:
-    async with opened(tmp_path, embedder, ephemeral_turns=2) as memory:
+    # No relevance cutoff: which turns are kept is the point, not how relevant they are.
+    async with opened(tmp_path, embedder, ephemeral_turns=2, recall_min_score=-1.0) as memory:
         notes = memory.space("notes")
         await notes.remember(UNRELATED[0], source_key="d1", actor="t")
         for turn in ["the parcel for Globex went out today", "old turn", "newest turn"]:
