@@ -153,8 +153,8 @@ def choose_route(
 ) -> RouteChoice:
     """Pick the intent for a message from its similarity to each intent's examples.
 
-    A question adds ``QUESTION_BONUS`` to recall. The best intent wins when it reaches
-    ``threshold`` and leads the runner-up by ``margin``. When the best is under
+    A question adds ``QUESTION_BONUS`` to recall and is never routed to remember. The
+    best intent wins when it reaches ``threshold`` and leads the runner-up by ``margin``. When the best is under
     ``floor`` nothing fits: a question goes to recall, anything else is
     ``unsupported``. A ``request`` (asking to act in the world) never goes to notes
     or recall and wins only at ``REQUEST_THRESHOLD``; it is never asked about.
@@ -164,6 +164,9 @@ def choose_route(
     adjusted = {
         kind: score + (QUESTION_BONUS if question and kind == "recall" else 0.0)
         for kind, score in scores.items()
+        # A question asks; it is never a note to keep ("what is the door code?" reads
+        # much like "the door code is 1234", which is a remember phrasing).
+        if not (question and kind == "remember")
     }
     ranked = tuple(
         Choice(kind, score)
@@ -184,7 +187,8 @@ def choose_route(
     runner_up = ranked[1].score if len(ranked) > 1 else float("-inf")
     if best.score >= threshold and best.score - runner_up >= margin:
         return RouteChoice(best.kind, ranked[:max_options])
-    if max(scores.values()) < floor:  # the question bonus does not make a fit
+    # The question bonus does not make a fit (nor does a remember score a question lost).
+    if max(scores[c.kind] for c in ranked) < floor:
         if question and "recall" in adjusted:
             return RouteChoice("recall", ranked[:max_options])
         return RouteChoice(None, ranked[:max_options], unsupported=True)

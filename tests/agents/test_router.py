@@ -40,6 +40,16 @@ def test_decide(scores: dict[str, float], question: bool, chosen: str | None) ->
     )
 
 
+def test_a_question_is_never_a_note_to_keep() -> None:
+    """ "what is the door code?" reads like the remember phrasing "the door code is …"."""
+    scores = {"remember": 0.79, "recall": 0.32, "help": 0.29}
+    asked = choose_route(scores, threshold=0.5, margin=0.05, question=True, floor=0.4)
+    assert asked.chosen == "recall"
+    assert "remember" not in [c.kind for c in asked.ranked]
+    told = choose_route(scores, threshold=0.5, margin=0.05, question=False, floor=0.4)
+    assert told.chosen == "remember"
+
+
 def test_decide_offers_at_most_three_close_choices() -> None:
     scores = {"a": 0.3, "b": 0.29, "c": 0.28, "d": 0.27}
     decision = choose_route(scores, threshold=0.5, margin=0.05)

@@ -229,6 +229,16 @@ async def test_remember_that_stores_only_the_note(chat: Chat) -> None:
     assert note.text == "the door code is 4411"
 
 
+async def test_a_question_like_a_note_is_answered_not_stored(chat: Chat) -> None:
+    """A question is never stored as a note, however much it reads like one."""
+    assert (await chat.say("remember that the door code is 4411")).startswith("Remembered #1.")
+    answer = await chat.say("what is the door code?")
+    assert "#1 (" in answer and "the door code is 4411" in answer
+    assert [n.text for n in await chat.runtime.memory.space("notes").latest(5)] == [
+        "the door code is 4411"
+    ]
+
+
 async def test_a_request_soloops_cannot_do_lists_the_closest_commands(chat: Chat) -> None:
     """Issue 10 item 16: "send an email to jane" is neither a note search nor a menu."""
     await chat.say("/remember Jane prefers calls in the morning")
