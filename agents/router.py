@@ -154,9 +154,9 @@ def choose_route(
     """Pick the intent for a message from its similarity to each intent's examples.
 
     A question adds ``QUESTION_BONUS`` to recall and is never routed to remember. The
-    best intent wins when it reaches ``threshold`` and leads the runner-up by ``margin``. When the best is under
-    ``floor`` nothing fits: a question goes to recall, anything else is
-    ``unsupported``. A ``request`` (asking to act in the world) never goes to notes
+    best intent wins when it reaches ``threshold`` and leads the runner-up by ``margin``.
+    When the best is under ``floor`` nothing fits: a question goes to recall, anything
+    else is ``unsupported``. A ``request`` (asking to act in the world) never goes to notes
     or recall and wins only at ``REQUEST_THRESHOLD``; it is never asked about.
     Otherwise up to ``max_options`` choices within ``OPTION_WINDOW`` of the best are
     offered.
