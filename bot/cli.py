@@ -34,6 +34,7 @@ from bot.runtime import Runtime, open_runtime
 from bot.serve import http_wanted, serve_http
 from config import ConfigError, Settings, load_settings
 from memory.backup import BackupError, backup_database
+from memory.embedder import wait_for_loads
 from memory.errors import CorruptDatabaseError, HistoryLostError
 from memory.redact import Redactor
 
@@ -180,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        wait_for_loads()  # a model half-loaded at exit can abort the process
+
+
+def _main(argv: Sequence[str] | None) -> int:
     sys.excepthook = _redacted_traceback
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -32,6 +32,21 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 
 
+LOAD_THREAD = "embedder-load"
+
+
+def wait_for_loads(timeout: float = 120.0) -> None:
+    """Let models still loading in their threads finish (at most ``timeout`` seconds).
+
+    Called before the process exits: a daemon thread inside torch's C++ code while the
+    interpreter shuts down can abort the process ("terminate called without an active
+    exception"), turning a clean exit into a crash.
+    """
+    for thread in threading.enumerate():
+        if thread.name == LOAD_THREAD and thread.is_alive():
+            thread.join(timeout)
+
+
 class Embedder(Protocol):
     """Turns texts into L2-normalized float32 vectors (so inner product = cosine)."""
 
@@ -121,7 +136,7 @@ class SentenceTransformerEmbedder:
             if self._started:
                 return
             self._started = True
-        thread = threading.Thread(target=self._load_and_notify, name="embedder-load", daemon=True)
+        thread = threading.Thread(target=self._load_and_notify, name=LOAD_THREAD, daemon=True)
         thread.start()
 
     async def ready(self) -> None:

@@ -15,11 +15,17 @@ from bot.console import ConsoleSender
 from bot.inbound import Inbound
 from bot.runtime import Runtime, open_runtime
 from config import Settings
-from memory.embedder import SentenceTransformerEmbedder
+from memory.embedder import SentenceTransformerEmbedder, wait_for_loads
 from memory.events import EventLog
 from memory.store import Store
 from tests.emulators.provider import Provider
 from tests.emulators.telegram import TelegramEmulator
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Models still loading in background threads finish before the interpreter exits
+    (a torch thread cut off at shutdown aborts the process, failing a green run)."""
+    wait_for_loads()
 
 
 @pytest.fixture(autouse=True)
