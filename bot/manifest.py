@@ -124,6 +124,7 @@ def slack_manifest(registry: Registry, url: str = PUBLIC_URL) -> str:
         "      - im:history # direct messages to the bot",
         "      - chat:write # replies, approval cards and their updates",
         "      - chat:write.public # answer slash commands in channels the bot has not joined",
+        "      - files:read # download voice clips and audio files sent to the bot",
         "settings:",
         "  event_subscriptions:",
         f"    request_url: {events}",

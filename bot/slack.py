@@ -17,6 +17,12 @@ Strangers get an ephemeral refusal (the slash command's own response, or
 ``chat.postEphemeral``); a click's outcome for the presser goes to its ``response_url``
 as an ephemeral message, while the card itself is edited through the outbox.
 
+A shared audio file (a voice clip) is recorded with its file reference; the voice
+feature fetches it through :meth:`SlackFrontEnd.download_audio` (registered with the
+runtime's audio sources on start): a GET of ``url_private_download`` with the bot
+token, which needs the ``files:read`` scope. The token is only ever sent to Slack's
+own hosts or the configured API base URL's host (the emulator in tests).
+
 HTTP mode verifies every request twice: here, to refuse unsigned, forged and stale
 requests with 401 and record them as ``slack.request_refused`` events, and again in
 bolt's own RequestVerification. Socket Mode needs no signing: Slack authenticates the
@@ -33,7 +39,9 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -45,6 +53,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from agents.voice_port import AudioRef, AudioUnavailable
 from bot.gateway import Handled, Outcome
 from bot.http import HttpServer
 from bot.inbound import Inbound
@@ -73,6 +82,8 @@ COMMAND = "/ops"
 ACK_BUDGET_S = 2.0  # Slack waits 3 s for the ack
 MAX_AGE_S = 300  # Slack's replay window: older signed requests are refused
 MAX_BODY_BYTES = 1024 * 1024
+MAX_AUDIO_BYTES = 25 * 1024 * 1024  # the transcription connector's cap
+AUDIO_TIMEOUT_S = 60.0
 
 
 def refusal(user_id: str) -> str:
@@ -103,6 +114,18 @@ def signature_problem(
     if expected is None or not hmac.compare_digest(expected, signature):
         return "bad_signature"
     return None
+
+
+def token_may_go_to(url: str, api_base_url: str) -> bool:
+    """Whether the bot token may be sent to ``url``: https on a Slack host, or the host
+    of the configured API base URL (an emulator in tests, a proxy in production)."""
+    target, base = urlsplit(url), urlsplit(api_base_url)
+    if not target.hostname:
+        return False
+    if (target.scheme, target.netloc) == (base.scheme, base.netloc):
+        return True
+    host = target.hostname.lower()
+    return target.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com"))
 
 
 class SlackFrontEnd:
@@ -171,6 +194,7 @@ class SlackFrontEnd:
         """Check the token, then serve HTTP or connect Socket Mode."""
         self._runtime = runtime
         self._sender.bind(runtime)
+        runtime.audio.register(PLATFORM, self.download_audio)
         await self._identify()
         if self._settings.slack.socket_mode:
             await self._connect_socket()
@@ -179,6 +203,64 @@ class SlackFrontEnd:
         if self._owns_server:
             await self._server.start()  # a busy port: ConfigError naming SOLOOPS_HTTP__PORT
         log.info("Slack HTTP mode takes events at %s", EVENTS_PATH)
+
+    async def download_audio(self, ref: AudioRef) -> bytes:
+        """A shared audio file's bytes: its download URL (``files.info`` when the event
+        had none), fetched with the bot token.
+
+        Raises:
+            AudioUnavailable: Slack would not hand the file over (the message says why).
+        """
+        url = ref.url or await self._file_url(ref.file_id)
+        if not token_may_go_to(url, self._settings.slack.api_base_url):
+            raise AudioUnavailable("the audio's address is not a Slack file URL")
+        token = self._client.token or ""
+        timeout = aiohttp.ClientTimeout(total=AUDIO_TIMEOUT_S)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url, headers={"Authorization": f"Bearer {token}"}) as response,
+            ):
+                if response.status != 200:
+                    raise AudioUnavailable(
+                        f"Slack would not hand over the audio (HTTP {response.status})"
+                    )
+                if response.content_type == "text/html":  # Slack's sign-in page
+                    raise AudioUnavailable(
+                        "Slack sent a sign-in page instead of the audio: give the app "
+                        "the files:read scope and reinstall it"
+                    )
+                audio = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    audio += chunk
+                    if len(audio) > MAX_AUDIO_BYTES:
+                        raise AudioUnavailable("the audio file is larger than 25 MiB")
+                return bytes(audio)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise AudioUnavailable(
+                f"Slack did not answer the audio download ({type(exc).__name__})"
+            ) from exc
+
+    async def _file_url(self, file_id: str) -> str:
+        """A file's download URL from ``files.info``."""
+        try:
+            found = await self._client.files_info(file=file_id)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            raise AudioUnavailable(
+                f"Slack would not describe the audio file ({error or 'refused'})"
+            ) from exc
+        except (OSError, TimeoutError, SlackClientError) as exc:
+            raise AudioUnavailable(
+                f"Slack did not answer files.info ({type(exc).__name__})"
+            ) from exc
+        file = found.get("file")
+        url = None
+        if isinstance(file, dict):
+            url = file.get("url_private_download") or file.get("url_private")
+        if not isinstance(url, str) or not url:
+            raise AudioUnavailable("Slack gave no download URL for the audio file")
+        return url
 
     async def _connect_socket(self) -> None:
         app_token = self._settings.slack.app_token

@@ -12,6 +12,9 @@ Three entry points become the same ``Inbound`` (platform ``slack``, chat = chann
   event is recorded once. Replies stay in the DM, in the message's thread if it had one.
 - a mention in a channel -> its text without ``<@BOT>``; replies go into the thread of
   the mentioning message (its ``thread_ts``, or its own ``ts`` to start one).
+- an audio file shared in a DM or with a mention (a Slack voice clip, ``subtype:
+  file_share``) -> the same, carrying an :class:`~agents.voice_port.AudioRef` (file id,
+  ``url_private_download``, mimetype, name): the gateway makes it a ``voice`` task.
 
 In a DM or a mention, a first word that names a command is read as that command
 (``remember x`` is ``/remember x``): Slack's client claims anything typed with a
@@ -30,6 +33,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.voice_port import AudioRef
 from bot.inbound import Inbound
 from bot.slack_blocks import ACTION_PREFIX
 
@@ -57,6 +61,18 @@ class SlashCommand(_Edge):
     response_url: str | None = None
 
 
+class SharedFile(_Edge):
+    """One entry of a message's ``files`` (only what a voice note needs)."""
+
+    id: str = Field(min_length=1, max_length=512)
+    mimetype: str | None = None
+    name: str | None = None
+    subtype: str | None = None  # "slack_audio" for a voice clip recorded in Slack
+    url_private_download: str | None = Field(default=None, max_length=2048)
+    url_private: str | None = Field(default=None, max_length=2048)
+    duration_ms: int | None = Field(default=None, ge=0)
+
+
 class MessageEvent(_Edge):
     """The ``event`` of a ``message`` or ``app_mention`` callback."""
 
@@ -69,6 +85,7 @@ class MessageEvent(_Edge):
     thread_ts: str | None = None
     subtype: str | None = None
     bot_id: str | None = None
+    files: list[SharedFile] = Field(default_factory=list)
 
 
 class EventCallback(_Edge):
@@ -171,10 +188,14 @@ def event_inbound(
 
     Skipped: edits, joins and other subtypes, bots (soloops's own replies included),
     channel messages that do not mention it, and mentions inside DMs (the DM's own
-    ``message`` event carries them).
+    ``message`` event carries them). A file share is taken only when it holds audio
+    (a voice note); other shared files are skipped as before.
     """
     event = callback.event
-    if event.subtype is not None or event.bot_id is not None or not event.user:
+    if event.bot_id is not None or not event.user or event.user == bot_user_id:
+        return None
+    audio = audio_ref(event.files)
+    if event.subtype is not None and not (event.subtype == "file_share" and audio is not None):
         return None
     if event.type == "message":
         if event.channel_type != "im":
@@ -196,7 +217,33 @@ def event_inbound(
         thread_id=thread,
         text=text,
         received_at=now,
+        audio=audio,
     )
+
+
+def is_audio(file: SharedFile) -> bool:
+    """Whether a shared file is audio soloops can transcribe (a voice clip or a file)."""
+    mime = (file.mimetype or "").lower()
+    return mime.startswith("audio/") or file.subtype == "slack_audio"
+
+
+def audio_ref(files: list[SharedFile]) -> AudioRef | None:
+    """The first audio file of a message as a voice note's reference; None without one."""
+    for file in files:
+        if not is_audio(file):
+            continue
+        mime = (file.mimetype or "audio/webm")[:128]
+        default = "voice." + (mime.split("/", 1)[1].split(";")[0] or "webm")
+        return AudioRef(
+            platform=PLATFORM,
+            file_id=file.id,
+            url=file.url_private_download or file.url_private,
+            filename=(file.name or default)[:256] or default,
+            mime=mime,
+            duration_s=file.duration_ms // 1000 if file.duration_ms is not None else None,
+            kind="voice" if file.subtype == "slack_audio" else "audio",
+        )
+    return None
 
 
 def action_inbound(payload: BlockActions, now: datetime) -> Inbound | None:

@@ -12,6 +12,7 @@ from slack_sdk.signature import SignatureVerifier
 from agents.registry import build_registry
 from agents.replies import Button, Option, Reply
 from bot.frontends import configured_front_ends
+from bot.inbound import Inbound
 from bot.slack import signature_problem
 from bot.slack_blocks import ACTION_PREFIX, SECTION_MAX, chunks, escape, render, thread_opener
 from bot.slack_inbound import (
@@ -27,6 +28,7 @@ from bot.slack_inbound import (
 )
 from bot.slack_sender import delivery_error
 from config import ConfigError, Settings, load_settings
+from tests.emulators.slack import file_share_event
 
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 NAMES = frozenset(command.name for command in build_registry().catalog)
@@ -325,3 +327,52 @@ def test_options_are_numbered_in_slack_too() -> None:
     )
     assert "1. Notes: /notes" in text
     assert "Send the number of your choice." in str(blocks)
+
+
+CLIP = {
+    "id": "F0VOICE1",
+    "name": "audio_message.webm",
+    "mimetype": "audio/webm",
+    "subtype": "slack_audio",
+    "duration_ms": 4200,
+    "url_private_download": "https://files.slack.com/files-pri/T1-F0VOICE1/download/a.webm",
+    "url_private": "https://files.slack.com/files-pri/T1-F0VOICE1/a.webm",
+}
+
+
+def _share(file: dict[str, Any], **event: Any) -> Inbound | None:
+    body = {"event_id": "EvF1", "event": {**file_share_event(file, user="U1"), **event}}
+    return event_inbound(EventCallback.model_validate(body), "UBOT", NOW, NAMES)
+
+
+def test_a_shared_voice_clip_carries_its_audio_reference() -> None:
+    inbound = _share(CLIP)
+    assert inbound is not None and inbound.text == "" and inbound.chat_id == "D0001"
+    audio = inbound.audio
+    assert audio is not None
+    assert (audio.platform, audio.file_id, audio.mime, audio.kind) == (
+        "slack",
+        "F0VOICE1",
+        "audio/webm",
+        "voice",
+    )
+    assert audio.url == CLIP["url_private_download"] and audio.duration_s == 4
+    plain = _share({"id": "F2", "mimetype": "audio/mpeg", "url_private": "https://x.slack.com/f"})
+    assert plain is not None and plain.audio is not None
+    assert (plain.audio.kind, plain.audio.filename, plain.audio.url) == (
+        "audio",
+        "voice.mpeg",
+        "https://x.slack.com/f",
+    )
+
+
+def test_only_audio_file_shares_from_people_are_taken() -> None:
+    assert _share({"id": "F3", "mimetype": "application/pdf", "name": "a.pdf"}) is None
+    assert _share(CLIP, user="UBOT") is None  # soloops's own upload
+    assert _share(CLIP, bot_id="B1") is None
+    assert _share(CLIP, subtype="message_changed") is None
+    assert _share(CLIP, channel="C0001", channel_type="channel") is None  # no mention
+    mention = _share(
+        CLIP, type="app_mention", subtype=None, channel="C0001", text="<@UBOT>", ts="1.1"
+    )
+    assert mention is not None and mention.audio is not None and mention.thread_id == "1.1"

@@ -1,15 +1,23 @@
 """Voice notes end to end on Telegram: real PTB against the emulator (the update, getFile
 and the file download), the loopback transcription server, the real gateway, voice
-feature, grammar and notes."""
+feature, grammar and notes. On Slack: a signed file-share event through real
+slack-bolt, the file downloaded from the emulator with the bot token."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
 
 from agents.voice import HOW_TO_ENABLE, spoken_command
+from bot.runtime import open_runtime
+from bot.slack import EVENTS_PATH, SlackFrontEnd, token_may_go_to
 from config import Settings, TranscribeSettings
+from tests.bot.test_slack import OPERATOR, SECRET, Rig, slack_settings
 from tests.bot.test_telegram import OP, Running, running
+from tests.emulators.slack import TOKEN, SlackClient, slack_emulator
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.transcribe import TranscribeServer
 
@@ -86,3 +94,137 @@ def test_spoken_commands_need_no_slash() -> None:
     assert spoken_command("Remember, the code is 1.", commands) == "/remember the code is 1."
     assert spoken_command("what do I know about Acme", commands) == "what do I know about Acme"
     assert spoken_command("/recall acme", commands) == "/recall acme"
+
+
+# --- Slack: an audio file shared in a DM, through real slack-bolt and the emulator ---
+
+SLACK_AUDIO = b"\x1aE\xdf\xa3fake-webm-voice-clip"
+DM_CHANNEL = "D0001"
+
+
+@asynccontextmanager
+async def slack_rig(tmp_path: Path, server: TranscribeServer | None = None) -> AsyncIterator[Rig]:
+    """soloops with the Slack front end in HTTP mode (and the transcriber, if given)."""
+    async with slack_emulator() as slack:
+        settings = slack_settings(tmp_path, slack.api_url)
+        if server is not None:
+            transcribe = TranscribeSettings.model_validate(server.settings())
+            settings = settings.model_copy(update={"transcribe": transcribe})
+        front = SlackFrontEnd(settings)
+        async with open_runtime(
+            settings, [front.sender], operators={"slack": front.operators}
+        ) as runtime:
+            await front.start(runtime)
+            try:
+                assert front.address is not None
+                host, port = front.address
+                async with aiohttp.ClientSession() as session:
+                    url = f"http://{host}:{port}{EVENTS_PATH}"
+                    yield Rig(slack, SlackClient(url, SECRET, session), runtime)
+            finally:
+                await front.stop()
+
+
+async def _dm_replies(rig: Rig, count: int) -> list[str]:
+    await rig.runtime.settle()
+    posts = await rig.slack.wait_for(
+        lambda: len(rig.posts(channel=DM_CHANNEL)) >= count and rig.posts(channel=DM_CHANNEL),
+        within=60,
+        what=f"{count} DM replies",
+    )
+    return [str(post.args["text"]) for post in posts]
+
+
+async def _count(rig: Rig, sql: str) -> int:
+    return int(await rig.runtime.store.scalar(sql) or 0)
+
+
+async def test_a_slack_voice_clip_is_heard_and_handled_as_typed_text(tmp_path: Path) -> None:
+    async with (
+        TranscribeServer(transcripts={SLACK_AUDIO: "Remember the door code is 1234."}) as server,
+        slack_rig(tmp_path, server) as rig,
+    ):
+        clip = rig.slack.share_file(SLACK_AUDIO)
+        status, _ = await rig.client.file_share(clip, event_id="EvVoice1", user=OPERATOR)
+        assert status == 200
+        heard, saved = await _dm_replies(rig, 2)
+        assert heard == "Heard: “Remember the door code is 1234.”"
+        assert saved == "Remembered #1."
+        [upload] = server.uploads
+        assert upload.audio == SLACK_AUDIO  # downloaded from url_private_download
+        assert (upload.filename, upload.content_type) == ("audio_message.webm", "audio/webm")
+        assert rig.slack.file_downloads == [(clip["id"], 200)]  # with the bot token
+        assert upload.headers.get("Idempotency-Key", "").startswith("slack:")
+        assert await rig.runtime.store.scalar("SELECT text FROM memories") == (
+            "the door code is 1234."
+        )
+        assert await _count(rig, "SELECT COUNT(*) FROM inbound") == 1
+        assert await _count(rig, "SELECT COUNT(*) FROM tasks WHERE kind = 'remember'") == 1
+        [received] = await rig.runtime.events.query(kind="message.received")
+        assert received.payload["audio"]["file_id"] == clip["id"]
+
+
+async def test_a_slack_clip_without_a_url_is_found_through_files_info(tmp_path: Path) -> None:
+    async with (
+        TranscribeServer(transcripts={SLACK_AUDIO: "remember the gate code is 9"}) as server,
+        slack_rig(tmp_path, server) as rig,
+    ):
+        clip = rig.slack.share_file(SLACK_AUDIO, name="memo.m4a", mimetype="audio/mp4")
+        bare = {k: v for k, v in clip.items() if not k.startswith("url_private")}
+        await rig.client.file_share(bare, event_id="EvVoice2", user=OPERATOR)
+        assert (await _dm_replies(rig, 2))[1] == "Remembered #1."
+        assert rig.slack.called("files.info")[0].args["file"] == clip["id"]
+        assert server.uploads[0].content_type == "audio/mp4"
+
+
+async def test_a_slack_voice_clip_without_transcription_gets_the_how_to(tmp_path: Path) -> None:
+    async with slack_rig(tmp_path) as rig:
+        await rig.client.file_share(
+            rig.slack.share_file(SLACK_AUDIO), event_id="EvVoice3", user=OPERATOR
+        )
+        [reply] = await _dm_replies(rig, 1)
+        assert reply == HOW_TO_ENABLE
+        assert await _count(rig, "SELECT COUNT(*) FROM inbound") == 1  # still stored
+        assert await _count(rig, "SELECT COUNT(*) FROM memories") == 0
+        assert not rig.slack.file_downloads  # nothing fetched for nothing
+
+
+async def test_a_refused_slack_download_gets_a_clear_reply_and_runs_nothing(
+    tmp_path: Path,
+) -> None:
+    async with TranscribeServer() as server, slack_rig(tmp_path, server) as rig:
+        gone = rig.slack.share_file(SLACK_AUDIO)
+        del rig.slack.file_contents[gone["id"]]  # deleted before soloops fetched it
+        await rig.client.file_share(gone, event_id="EvVoice4", user=OPERATOR)
+        [reply] = await _dm_replies(rig, 1)
+        assert "could not transcribe" in reply and "HTTP 404" in reply
+        assert "Nothing was run" in reply
+
+        rig.slack.files_read_scope = False  # the app was installed without files:read
+        await rig.client.file_share(
+            rig.slack.share_file(SLACK_AUDIO), event_id="EvVoice5", user=OPERATOR
+        )
+        second = (await _dm_replies(rig, 2))[1]
+        assert "files:read" in second and "Nothing was run" in second
+        assert TOKEN not in reply + second
+
+        elsewhere = {**rig.slack.share_file(SLACK_AUDIO), "url_private_download": FOREIGN}
+        await rig.client.file_share(elsewhere, event_id="EvVoice6", user=OPERATOR)
+        third = (await _dm_replies(rig, 3))[2]
+        assert "not a Slack file URL" in third  # the token never went there
+        assert not server.uploads
+        assert await _count(rig, "SELECT COUNT(*) FROM memories") == 0
+        assert await _count(rig, "SELECT COUNT(*) FROM inbound") == 3
+
+
+FOREIGN = "http://127.0.0.1:9/steal-the-token"
+
+
+def test_the_bot_token_goes_only_to_slack_or_the_configured_api_host() -> None:
+    api = "http://127.0.0.1:4000/api/"
+    assert token_may_go_to("https://files.slack.com/files-pri/T1-F1/download/a.webm", api)
+    assert token_may_go_to("http://127.0.0.1:4000/files-pri/T1-F1/download/a.webm", api)
+    assert not token_may_go_to("http://files.slack.com/x", api)  # not https
+    assert not token_may_go_to("https://files.slack.com.evil.example/x", api)
+    assert not token_may_go_to(FOREIGN, api)
+    assert not token_may_go_to("not a url", api)

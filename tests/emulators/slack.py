@@ -3,8 +3,10 @@
 The emulator serves ``/api/<method>`` on 127.0.0.1 the way Slack answers the methods
 soloops calls (auth.test, chat.postMessage, chat.update, chat.postEphemeral, and the
 external file upload: files.getUploadURLExternal, the upload URL, then
-files.completeUploadExternal), reading
-JSON and form bodies alike, plus ``/response/<id>`` for ``response_url`` posts. It
+files.completeUploadExternal, files.info), reading
+JSON and form bodies alike, plus ``/response/<id>`` for ``response_url`` posts and
+``/files-pri/<team>-<file id>/download/<name>`` serving shared files to the bot token
+(any other token gets Slack's sign-in page, an unknown file 404). It
 records every call, keeps the messages it holds (so ``chat.update`` of an unknown
 message fails as on Slack), and fails on demand: the next N calls of a method answer
 429 with ``Retry-After``, or 500.
@@ -58,6 +60,10 @@ class SlackEmulator:
     shared: list[dict[str, Any]] = field(default_factory=list)  # completed uploads
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _file_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # shared by users, by id
+    file_contents: dict[str, bytes] = field(default_factory=dict)
+    file_downloads: list[tuple[str, int]] = field(default_factory=list)  # (file id, status)
+    files_read_scope: bool = True  # False: the bot token lacks files:read
 
     @property
     def api_url(self) -> str:
@@ -78,6 +84,42 @@ class SlackEmulator:
         """Answer ``times`` calls of ``method`` with ``status``, after ``after`` good ones."""
         queue = self._failures.setdefault(method, [])
         queue.extend([(200, 0.0)] * after + [(status, retry_after)] * times)
+
+    def share_file(
+        self, content: bytes, *, name: str = "audio_message.webm", mimetype: str = "audio/webm"
+    ) -> dict[str, Any]:
+        """A file a user shared (a voice clip by default): its ``files`` entry."""
+        file_id = f"FA{next(self._file_ids):07d}"
+        url = f"{self.base}/files-pri/{TEAM_ID}-{file_id}/download/{name}"
+        entry = {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1],
+            "subtype": "slack_audio" if mimetype.startswith("audio/") else None,
+            "size": len(content),
+            "url_private": url,
+            "url_private_download": url,
+        }
+        self.files[file_id] = entry
+        self.file_contents[file_id] = content
+        return entry
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["key"].removeprefix(f"{TEAM_ID}-")
+        if file_id not in self.file_contents:
+            self.file_downloads.append((file_id, 404))
+            return web.Response(status=404, text="file not found")
+        authorised = request.headers.get("Authorization") == f"Bearer {TOKEN}"
+        if not (authorised and self.files_read_scope):
+            # Slack answers an unauthorised download with its sign-in page, not an error.
+            self.file_downloads.append((file_id, 401))
+            return web.Response(text="<html>Sign in to Slack</html>", content_type="text/html")
+        self.file_downloads.append((file_id, 200))
+        return web.Response(
+            body=self.file_contents[file_id], content_type=self.files[file_id]["mimetype"]
+        )
 
     def called(self, method: str) -> list[Call]:
         """Successful calls of one method, oldest first."""
@@ -160,6 +202,11 @@ class SlackEmulator:
             return self._upload_url(args)
         if method == "files.completeUploadExternal":
             return self._complete_upload(args)
+        if method == "files.info":
+            found = self.files.get(str(args.get("file", "")))
+            return (
+                {"ok": True, "file": found} if found else {"ok": False, "error": "file_not_found"}
+            )
         return {"ok": False, "error": "unknown_method"}
 
     def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -280,9 +327,11 @@ async def slack_emulator() -> AsyncIterator[SlackEmulator]:
     emulator = SlackEmulator()
     app = web.Application()
     app.router.add_post("/api/{method}", emulator._api)
+    app.router.add_get("/api/{method}", emulator._api)  # slack_sdk GETs files.info
     app.router.add_post("/response/{name}", emulator._response)
     app.router.add_post("/upload/{file_id}", emulator._upload)
     app.router.add_get("/link", emulator._link)
+    app.router.add_get("/files-pri/{key}/download/{name}", emulator._download)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -336,6 +385,20 @@ class SlackClient:
         envelope = event_callback(event, event_id=event_id)
         return await self.post(json.dumps(envelope).encode(), "application/json", **kw)
 
+    async def file_share(
+        self,
+        file: dict[str, Any],
+        *,
+        event_id: str,
+        user: str,
+        channel: str = "D0001",
+        text: str = "",
+        **kw: Any,
+    ) -> tuple[int, str]:
+        """A DM (``channel_type: im``) sharing ``file`` (see :meth:`SlackEmulator.share_file`)."""
+        event = file_share_event(file, user=user, channel=channel, text=text)
+        return await self.event(event, event_id=event_id, **kw)
+
     async def click(
         self,
         *,
@@ -387,6 +450,25 @@ def event_callback(event: dict[str, Any], *, event_id: str) -> dict[str, Any]:
         "event_id": event_id,
         "event_time": int(time.time()),
         "event": event,
+    }
+
+
+def file_share_event(
+    file: dict[str, Any], *, user: str, channel: str = "D0001", text: str = ""
+) -> dict[str, Any]:
+    """A ``message`` event of ``subtype: file_share`` in a DM, as Slack sends a voice clip."""
+    ts = f"{time.time():.6f}"
+    return {
+        "type": "message",
+        "subtype": "file_share",
+        "channel": channel,
+        "channel_type": "im",
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "event_ts": ts,
+        "upload": False,
+        "files": [file],
     }
 
 
