@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from agents.digest_chart import week_chart
 from agents.digest_compose import compose_digest
 from config import Settings
-from memory.clock import from_iso, to_iso
+from memory.clock import to_iso
 from memory.errors import SnapshotError
 from memory.events import Event
 from memory.files import FileStore
@@ -32,19 +32,6 @@ from memory.reports import gather_digest_facts
 from memory.snapshot import read_snapshot
 
 FOLLOW_POLL_S = 0.5
-
-
-def _event(row: sqlite3.Row) -> Event:
-    return Event(
-        seq=int(row["seq"]),
-        ts=from_iso(row["ts"]),
-        kind=row["kind"],
-        actor=row["actor"],
-        subject=row["subject"],
-        payload=json.loads(row["payload"]),
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
 
 
 def read_events(
@@ -74,7 +61,7 @@ def read_events(
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
-    return [_event(row) for row in reversed(conn.execute(sql, params).fetchall())]
+    return [Event.from_row(row) for row in reversed(conn.execute(sql, params).fetchall())]
 
 
 def render_event(event: Event, *, as_json: bool) -> str:

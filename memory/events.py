@@ -44,6 +44,20 @@ class Event:
     prev_hash: str
     hash: str
 
+    @classmethod
+    def from_row(cls, row: Any) -> Event:
+        """The event stored in one ``events`` row (any mapping by column name)."""
+        return cls(
+            seq=int(row["seq"]),
+            ts=from_iso(row["ts"]),
+            kind=row["kind"],
+            actor=row["actor"],
+            subject=row["subject"],
+            payload=json.loads(row["payload"]),
+            prev_hash=row["prev_hash"],
+            hash=row["hash"],
+        )
+
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict (times as ISO strings)."""
         return {
@@ -196,7 +210,7 @@ class EventLog:
             if limit is not None:
                 sql += " LIMIT ?"
                 params.append(limit)
-        return [_row_to_event(row) for row in await self._store.fetchall(sql, params)]
+        return [Event.from_row(row) for row in await self._store.fetchall(sql, params)]
 
     async def kinds(self) -> list[str]:
         """Every kind recorded so far, sorted."""
@@ -206,7 +220,7 @@ class EventLog:
     async def get(self, seq: int) -> Event | None:
         """One event by its sequence number."""
         row = await self._store.fetchone("SELECT * FROM events WHERE seq = ?", (seq,))
-        return None if row is None else _row_to_event(row)
+        return None if row is None else Event.from_row(row)
 
     async def last_seq(self) -> int:
         """The newest sequence number, 0 when the log is empty."""
@@ -261,16 +275,3 @@ def _chain(
         rows.append((seq, ts, kind, actor, subject, body, prev_hash, digest))
         prev_hash = digest
     return rows
-
-
-def _row_to_event(row: Any) -> Event:
-    return Event(
-        seq=int(row["seq"]),
-        ts=from_iso(row["ts"]),
-        kind=row["kind"],
-        actor=row["actor"],
-        subject=row["subject"],
-        payload=json.loads(row["payload"]),
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )

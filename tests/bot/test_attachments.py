@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
-import aiohttp
 import pytest
 
 from agents.base import Agent, AgentResult, TaskContext
@@ -16,12 +15,10 @@ from agents.feature import CommandSpec, Feature
 from agents.intents import Intent
 from agents.ports import Ports
 from agents.replies import Attachment, Reply
-from bot.runtime import open_runtime
-from bot.slack import EVENTS_PATH, SlackFrontEnd
 from config import Settings
-from tests.bot.test_slack import SECRET, Rig, dm, slack_settings
+from tests.bot.test_slack import Rig, dm, slack_rig, slack_settings
 from tests.bot.test_telegram import OP, running
-from tests.emulators.slack import SlackClient, slack_emulator
+from tests.emulators.slack import slack_emulator
 from tests.emulators.telegram import Failure, StoredMessage, TelegramEmulator
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -109,19 +106,8 @@ async def test_a_retried_telegram_photo_is_read_again_from_the_home(
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     async with slack_emulator() as slack:
         settings = slack_settings(tmp_path, slack.api_url)
-        front = SlackFrontEnd(settings)
-        async with open_runtime(
-            settings, [front.sender], operators={"slack": front.operators}
-        ) as runtime:
-            await front.start(runtime)
-            try:
-                assert front.address is not None
-                host, port = front.address
-                async with aiohttp.ClientSession() as session:
-                    url = f"http://{host}:{port}{EVENTS_PATH}"
-                    yield Rig(slack, SlackClient(url, SECRET, session), runtime)
-            finally:
-                await front.stop()
+        async with slack_rig(settings, slack) as rig:
+            yield rig
 
 
 async def test_slack_uploads_the_digest_chart_in_the_conversation(rig: Rig) -> None:

@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import DEVNULL, PIPE
@@ -22,7 +23,7 @@ from pydantic import SecretStr
 from bot.runtime import Runtime, open_runtime
 from bot.slack import EVENTS_PATH, SlackFrontEnd
 from config import ConfigError, HttpSettings, Settings, SlackSettings
-from memory.embedder import SentenceTransformerEmbedder
+from memory.embedder import Embedder, SentenceTransformerEmbedder
 from memory.outbox import DeliveryState
 from tests.emulators.slack import (
     APP_TOKEN,
@@ -71,24 +72,33 @@ def slack_settings(tmp_path: Path, api_url: str) -> Settings:
     )
 
 
+@asynccontextmanager
+async def slack_rig(
+    settings: Settings, slack: SlackEmulator, *, embedder: Embedder | None = None
+) -> AsyncIterator[Rig]:
+    """soloops serving Slack in HTTP mode against ``slack``, with a signed client."""
+    front = SlackFrontEnd(settings)
+    async with open_runtime(
+        settings, [front.sender], operators={"slack": front.operators}, embedder=embedder
+    ) as runtime:
+        await front.start(runtime)
+        try:
+            assert front.address is not None
+            host, port = front.address
+            async with aiohttp.ClientSession() as session:
+                url = f"http://{host}:{port}{EVENTS_PATH}"
+                yield Rig(slack, SlackClient(url, SECRET, session), runtime)
+        finally:
+            await front.stop()
+
+
 @pytest.fixture
 async def rig(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> AsyncIterator[Rig]:
     async with slack_emulator() as slack:
-        settings = slack_settings(tmp_path, slack.api_url)
-        front = SlackFrontEnd(settings)
         # The session's model: a recall never waits for a fresh load under a deadline.
-        async with open_runtime(
-            settings, [front.sender], operators={"slack": front.operators}, embedder=embedder
-        ) as runtime:
-            await front.start(runtime)
-            try:
-                assert front.address is not None
-                host, port = front.address
-                async with aiohttp.ClientSession() as session:
-                    url = f"http://{host}:{port}{EVENTS_PATH}"
-                    yield Rig(slack, SlackClient(url, SECRET, session), runtime)
-            finally:
-                await front.stop()
+        settings = slack_settings(tmp_path, slack.api_url)
+        async with slack_rig(settings, slack, embedder=embedder) as rig:
+            yield rig
 
 
 def dm(text: str, user: str = OPERATOR, ts: str = "1700000100.000100") -> dict[str, Any]:

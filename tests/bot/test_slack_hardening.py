@@ -10,14 +10,11 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from bot.runtime import open_runtime
-from bot.slack import EVENTS_PATH, SlackFrontEnd
 from bot.slack_inbound import body_problem
-from tests.bot.test_slack import OPERATOR, SECRET, Rig, dm, slack_settings
-from tests.emulators.slack import SlackClient, event_callback, slack_emulator
+from tests.bot.test_slack import OPERATOR, Rig, dm, slack_rig, slack_settings
+from tests.emulators.slack import event_callback, slack_emulator
 from tests.harness.full_disk import fill_up, make_room
 
 
@@ -25,19 +22,8 @@ from tests.harness.full_disk import fill_up, make_room
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     async with slack_emulator() as slack:
         settings = slack_settings(tmp_path, slack.api_url)
-        front = SlackFrontEnd(settings)
-        async with open_runtime(
-            settings, [front.sender], operators={"slack": front.operators}
-        ) as runtime:
-            await front.start(runtime)
-            try:
-                assert front.address is not None
-                host, port = front.address
-                async with aiohttp.ClientSession() as session:
-                    url = f"http://{host}:{port}{EVENTS_PATH}"
-                    yield Rig(slack, SlackClient(url, SECRET, session), runtime)
-            finally:
-                await front.stop()
+        async with slack_rig(settings, slack) as rig:
+            yield rig
 
 
 JSON_TYPE = "application/json"

@@ -9,15 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
-
 from agents.voice import HOW_TO_ENABLE, spoken_command
-from bot.runtime import open_runtime
-from bot.slack import EVENTS_PATH, SlackFrontEnd, token_may_go_to
+from bot.slack import token_may_go_to
 from config import Settings, TranscribeSettings
-from tests.bot.test_slack import OPERATOR, SECRET, Rig, slack_settings
+from tests.bot.test_slack import OPERATOR, Rig, slack_settings
+from tests.bot.test_slack import slack_rig as serving_slack
 from tests.bot.test_telegram import OP, Running, running
-from tests.emulators.slack import TOKEN, SlackClient, slack_emulator
+from tests.emulators.slack import TOKEN, slack_emulator
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.transcribe import TranscribeServer
 
@@ -110,19 +108,8 @@ async def slack_rig(tmp_path: Path, server: TranscribeServer | None = None) -> A
         if server is not None:
             transcribe = TranscribeSettings.model_validate(server.settings())
             settings = settings.model_copy(update={"transcribe": transcribe})
-        front = SlackFrontEnd(settings)
-        async with open_runtime(
-            settings, [front.sender], operators={"slack": front.operators}
-        ) as runtime:
-            await front.start(runtime)
-            try:
-                assert front.address is not None
-                host, port = front.address
-                async with aiohttp.ClientSession() as session:
-                    url = f"http://{host}:{port}{EVENTS_PATH}"
-                    yield Rig(slack, SlackClient(url, SECRET, session), runtime)
-            finally:
-                await front.stop()
+        async with serving_slack(settings, slack) as rig:
+            yield rig
 
 
 async def _dm_replies(rig: Rig, count: int) -> list[str]:
