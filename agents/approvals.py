@@ -305,6 +305,17 @@ class ApprovalDesk:
                 )
             return await self._decide(tx, row, decision, actor, name)
 
+    async def withdraw(self, row: ApprovalRow, reason: str) -> DecisionResult:
+        """Reject a pending card for the operator because what it asks no longer holds
+        (a follow-up for a lead that was won meanwhile): the card says why, the waiting
+        task ends as rejected, nothing is sent. A card decided meanwhile stays as it is.
+        """
+        async with self._store.write() as tx:
+            current = await self._repo.by_code(tx, row.code)
+            if current is None or current.state is not ApprovalState.PENDING:
+                return DecisionResult(DecisionStatus.ALREADY, "Already decided.", row.id)
+            return await self._decide(tx, current, "reject", "system", f"soloops ({reason})")
+
     async def edit(self, code: str, text: str, actor: str) -> DecisionResult:
         """Replace the editable text of the pending action card ``code`` (``/edit``).
 

@@ -31,7 +31,7 @@ from agents.base import ActionReport, Agent, AgentResult, TaskContext
 from agents.errors import AgentError, Refusal
 from agents.feature import CommandSpec, Feature
 from agents.intents import Conversation, Intent
-from agents.leads import followup_job_id
+from agents.leads import FOLLOWUP_ACTION, followup_job_id
 from agents.model_port import ModelPort
 from agents.policy import Mode, Rule
 from agents.ports import Ports, Reports
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "followups"
 LEADS_NAMESPACE = "leads"
-ACTION = "followup_email"
+ACTION = FOLLOWUP_ACTION
 USAGE = "Write e.g. /followup 12 in 3 days (or 36h, 2d, 1w)."
 MEMORY_HITS = 5
 

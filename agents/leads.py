@@ -19,6 +19,7 @@ the card and the email are the follow-ups feature's).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 
+from agents.approvals import DecisionStatus
 from agents.base import Agent, AgentResult, TaskContext
 from agents.email_syntax import bad_email_message, is_email
 from agents.errors import Refusal
@@ -45,7 +47,7 @@ from agents.lead_grammar import (
     parse_lead,
     parse_leads,
 )
-from agents.ports import Ports
+from agents.ports import ApprovalsView, Ports
 from agents.replies import Reply
 from agents.schedule_port import FeatureSchedules
 from agents.scheduler import JobSpec
@@ -174,8 +176,10 @@ class LeadsAgent(Agent):
         followup_after: timedelta,
         timezone: str = "UTC",
         homes: Sequence[Conversation] = (),
+        approvals: ApprovalsView | None = None,
     ) -> None:
         self._contacts = contacts
+        self._approvals = approvals
         self._space = space
         self._schedules = schedules
         self._clock = clock
@@ -295,8 +299,27 @@ class LeadsAgent(Agent):
             source_key=f"lead:{lead.id}:stage:{lead.updated_at.isoformat()}",
             actor=self.name,
         )
-        closed = " No more follow-ups will be sent." if lead.stage in _CLOSED else ""
+        closed = ""
+        if lead.stage in _CLOSED:
+            closed = " No more follow-ups will be sent."
+            withdrawn = await self._withdraw_followups(lead)
+            if withdrawn:
+                codes = ", ".join(withdrawn)
+                closed += f" The follow-up card waiting for approval ({codes}) is withdrawn."
         return f"Lead #{lead.id} ({lead.name}) is {lead.stage.value} now.{closed}"
+
+    async def _withdraw_followups(self, lead: Lead) -> list[str]:
+        """Reject the follow-up cards still waiting for this lead: approving one later
+        would email a client who has already said yes or no."""
+        if self._approvals is None or not lead.email:
+            return []
+        withdrawn = []
+        for row in await self._approvals.pending("action"):
+            if is_followup_for(row.agent, row.action, lead.email):
+                result = await self._approvals.withdraw(row, f"lead #{lead.id} {lead.stage.value}")
+                if result.status is DecisionStatus.APPLIED:
+                    withdrawn.append(row.code)
+        return withdrawn
 
     async def _list(self, stage: Stage | None) -> str:
         leads = await self._contacts.leads(None if stage is None else LeadStage(stage))
@@ -308,6 +331,26 @@ class LeadsAgent(Agent):
 
 
 _CLOSED = frozenset({LeadStage.WON, LeadStage.LOST})
+FOLLOWUP_AGENT = "followups"
+FOLLOWUP_ACTION = "followup_email"
+
+
+def is_followup_for(agent: str, action_json: str, email: str) -> bool:
+    """Whether a pending card (its agent and the JSON of the action it binds) is the
+    follow-up email to ``email``."""
+    if agent != FOLLOWUP_AGENT:
+        return False
+    try:
+        spec = json.loads(action_json)
+    except ValueError:
+        return False
+    if not isinstance(spec, dict) or spec.get("name") != FOLLOWUP_ACTION:
+        return False
+    params = spec.get("params")
+    to = params.get("to") if isinstance(params, dict) else None
+    return isinstance(to, str) and to.strip().lower() == email.strip().lower()
+
+
 # "got a new lead: ...", "add a lead ...": the lead grammar reads "new lead: ...".
 _LEAD_PREFIX = re.compile(
     r"^\s*(?:(?:got|add|here'?s|there'?s|new)\s+)*(?:an?\s+)?(?:new\s+)?lead\b\s*[:\-]?\s*",
@@ -333,6 +376,7 @@ def build(ports: Ports) -> LeadsAgent:
         followup_after=ports.settings.followups.delay,
         timezone=ports.settings.timezone,
         homes=ports.homes,
+        approvals=ports.approvals,
     )
 
 

@@ -134,6 +134,10 @@ class ApprovalsView:
         """Replace the editable text of a pending card's action (``/edit CODE text``)."""
         return await self._desk.edit(code, text, actor)
 
+    async def withdraw(self, row: ApprovalRow, reason: str) -> DecisionResult:
+        """Reject a pending card because what it asks no longer holds; says ``reason``."""
+        return await self._desk.withdraw(row, reason)
+
     async def show_again(self, rows: Sequence[ApprovalRow], conversation: Conversation) -> None:
         """Queue ``rows``' cards again in ``conversation`` (the new copy becomes the card)."""
         async with self._store.write() as tx:

@@ -129,6 +129,30 @@ async def test_a_won_lead_gets_no_followup(
         assert "follow-up not sent: the lead is won" in await chat.say("/lead 1")
 
 
+async def test_a_lead_won_while_its_card_waits_withdraws_the_card(
+    tmp_path: Path, clock: ManualClock, embedder: SentenceTransformerEmbedder
+) -> None:
+    async with SmtpSink() as sink, soloops(tmp_path, clock, embedder, sink=sink) as chat:
+        await chat.say(NEW_LEAD)
+        await chat.say("/lead Bob Smith bob@globex.com needs a logo")
+        cards = await run_due(chat, clock, timedelta(days=2))
+        jane, bob = re.findall(r"/approve ([A-Z0-9]{6})", cards)
+        said = await chat.say("/lead 1 stage won")
+        assert "Lead #1 (Jane Doe) is won now. No more follow-ups will be sent." in said
+        assert f"The follow-up card waiting for approval ({jane}) is withdrawn." in said
+        late = await chat.say(f"/approve {jane}")
+        assert "Already rejected" in late
+        assert sink.messages == []  # the won client is not emailed
+        state = "SELECT state FROM approvals WHERE code = ?"
+        assert await chat.runtime.store.scalar(state, (jane,)) == "rejected"
+        assert await chat.runtime.store.scalar(state, (bob,)) == "pending"  # another lead's
+        decided = "SELECT decided_name FROM approvals WHERE code = ?"
+        assert await chat.runtime.store.scalar(decided, (jane,)) == "soloops (lead #1 won)"
+        approved = await chat.say(f"/approve {bob}")
+        assert "Sent the follow-up to Bob Smith <bob@globex.com>" in approved
+        assert [m.rcpt_tos for m in sink.messages] == [["bob@globex.com"]]
+
+
 async def test_the_model_drafts_and_an_injected_note_sends_nothing_unapproved(
     tmp_path: Path, clock: ManualClock, embedder: SentenceTransformerEmbedder
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -10,7 +11,7 @@ import pytest
 from agents.actions import Action
 from agents.approvals import edited_summary
 from agents.followups import _followup_args, email_summary, parse_after, template_draft
-from agents.leads import _LEAD_PREFIX, _leads_args, lead_line, memory_of_lead
+from agents.leads import _LEAD_PREFIX, _leads_args, is_followup_for, lead_line, memory_of_lead
 from agents.registry import build_registry
 from memory.contacts import Lead, LeadStage
 
@@ -98,3 +99,15 @@ def test_the_default_features_share_lead_memory_with_recall() -> None:
     assert set(registry.shared_memory) == {"leads", "followups"}
     assert registry.policies["followups.followup_email"].mode.value == "approve"
     assert registry.command("edit") is not None and registry.command("lead") is not None
+
+
+def test_is_followup_for_matches_the_follow_up_email_to_that_address_only() -> None:
+    spec = {"name": "followup_email", "params": {"to": "Jane@Acme.com", "text": "Hi"}}
+    action = json.dumps(spec)
+    assert is_followup_for("followups", action, "jane@acme.com")
+    assert not is_followup_for("followups", action, "bob@globex.com")
+    assert not is_followup_for("drafts", action, "jane@acme.com")
+    other = json.dumps({**spec, "name": "publish"})
+    assert not is_followup_for("followups", other, "jane@acme.com")
+    assert not is_followup_for("followups", "not json", "jane@acme.com")
+    assert not is_followup_for("followups", json.dumps({"name": "followup_email"}), "j@a.com")
