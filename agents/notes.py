@@ -13,8 +13,9 @@ keywords and says so.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
@@ -73,9 +74,9 @@ def _clip(text: str) -> str:
     return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
 
 
-def note_line(memory: Memory) -> str:
-    """One note as a line: id, date and (shortened) text."""
-    return f"#{memory.id} ({memory.created_at:%Y-%m-%d}) {_clip(memory.text)}"
+def note_line(memory: Memory, zone: tzinfo = UTC) -> str:
+    """One note as a line: id, date (the operator's day) and (shortened) text."""
+    return f"#{memory.id} ({memory.created_at.astimezone(zone):%Y-%m-%d}) {_clip(memory.text)}"
 
 
 def short_date(moment: datetime, now: datetime) -> str:
@@ -85,8 +86,10 @@ def short_date(moment: datetime, now: datetime) -> str:
 
 
 def hit_line(hit: Hit, now: datetime) -> str:
-    """One recalled note: id, date and text, e.g. ``#4 (12 Nov) Acme pays on the 1st``."""
-    return f"#{hit.memory_id} ({short_date(hit.created_at, now)}) {_clip(hit.text)}"
+    """One recalled note: id, date and text, e.g. ``#4 (12 Nov) Acme pays on the 1st``;
+    the day is the one in ``now``'s zone (the operator's), not UTC's."""
+    when = hit.created_at.astimezone(now.tzinfo) if now.tzinfo else hit.created_at
+    return f"#{hit.memory_id} ({short_date(when, now)}) {_clip(hit.text)}"
 
 
 def render_recall(query: str, recall: Recall, note_after_s: float, now: datetime) -> str:
@@ -120,8 +123,10 @@ class NotesAgent(Agent):
         note_after_s: float = 2.0,
         also: Sequence[str] = (),
         clock: Clock | None = None,
+        timezone: str = "UTC",
     ) -> None:
         self._space = space
+        self._zone = ZoneInfo(timezone)
         self._note_after_s = note_after_s
         self._also = tuple(also)
         self._clock = clock or SystemClock()
@@ -139,7 +144,7 @@ class NotesAgent(Agent):
                 recall = await self._space.search(
                     query, also=self._also, limit=limit, conversation=intent.conversation.lane
                 )
-                text = render_recall(query, recall, self._note_after_s, self._clock.now())
+                text = render_recall(query, recall, self._note_after_s, self._now())
                 return [Reply(text=text)]
             case ForgetIntent(note_id=note_id):
                 try:
@@ -156,8 +161,11 @@ class NotesAgent(Agent):
                 notes = await self._space.latest(limit)
                 if not notes:
                     return [Reply(text="No notes yet. Save one with /remember <text>.")]
-                return [Reply(text="\n".join(note_line(note) for note in notes))]
+                return [Reply(text="\n".join(note_line(note, self._zone) for note in notes))]
         raise AssertionError(f"notes got an intent it does not handle: {intent.kind}")
+
+    def _now(self) -> datetime:
+        return self._clock.now().astimezone(self._zone)
 
 
 def build(ports: Ports) -> NotesAgent:
@@ -167,6 +175,7 @@ def build(ports: Ports) -> NotesAgent:
         note_after_s=ports.settings.memory.load_note_after_s,
         also=ports.shared_memory,
         clock=ports.clock,
+        timezone=ports.settings.timezone,
     )
 
 

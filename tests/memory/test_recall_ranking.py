@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from agents.notes import render_recall, short_date
+from agents.notes import note_line, render_recall, short_date
 from memory.ephemeral import EphemeralMemory
-from memory.memories import Tier
+from memory.memories import Memory, Tier
 from memory.semantic import Hit, Recall, rank_hits
 
 NOW = datetime(2026, 11, 12, 9, 0, tzinfo=UTC)
@@ -58,6 +59,17 @@ def test_render_is_dated_and_says_when_nothing_is_relevant() -> None:
     empty = render_recall("x", Recall([], True), 2.0, NOW)
     assert empty == "Nothing relevant about 'x'. /notes lists the newest."
     assert short_date(datetime(2025, 3, 2, tzinfo=UTC), NOW) == "2 Mar 2025"
+
+
+def test_dates_are_the_operators_day_not_utcs() -> None:
+    late = datetime(2026, 11, 10, 23, 30, tzinfo=UTC)  # already the 11th in Berlin
+    hit = Hit(7, "notes", Tier.DURABLE, "Acme moved", 0.9, late)
+    berlin = NOW.astimezone(ZoneInfo("Europe/Berlin"))
+    assert render_recall("acme", Recall([hit], True), 2.0, berlin) == "#7 (11 Nov) Acme moved"
+    assert render_recall("acme", Recall([hit], True), 2.0, NOW) == "#7 (10 Nov) Acme moved"
+    kept = Memory(7, "notes", Tier.DURABLE, "Acme moved", "k", None, late, late, None)
+    assert note_line(kept, ZoneInfo("Europe/Berlin")) == "#7 (2026-11-11) Acme moved"
+    assert note_line(kept) == "#7 (2026-11-10) Acme moved"
 
 
 def test_discard_drops_every_turn_holding_the_text() -> None:
