@@ -8,55 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.emulators.provider import Provider
+from tests.harness.common import crash_env, start_worker
 
-ROOT = Path(__file__).resolve().parents[2]
+WORKER = "tests.harness.action_worker"
 WORKLOAD = 200
 KILLS = 20
 
 
 def _env(home: Path, provider: Provider) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
     hook = {"url": provider.hook_url, "secret": provider.secret, "status_url": provider.status_url}
-    env.update(
-        {
-            "SOLOOPS_HOME": str(home),
-            "SOLOOPS_HOOKS": json.dumps({"crm": hook}),
-            "SOLOOPS_ACTIONS__RETRY_BASE_S": "0.02",
-            "SOLOOPS_ACTIONS__RETRY_MAX_S": "0.2",
-            "SOLOOPS_ACTIONS__MAX_ATTEMPTS": "30",
-            "SOLOOPS_BREAKER__THRESHOLD": "1000",
-            "SOLOOPS_BUDGETS__DEFAULT__ACTIONS_PER_DAY": "100000",
-        }
-    )
-    return env
-
-
-async def _start(env: dict[str, str]) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.harness.action_worker",
-        str(WORKLOAD),
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
-    if line.strip() != b"READY":
-        _, err = await proc.communicate()
-        pytest.fail(f"the worker did not start: {line!r} {err.decode()[-2000:]}")
-    return proc
+    return crash_env(home, {"SOLOOPS_HOOKS": json.dumps({"crm": hook})})
 
 
 @pytest.mark.slow
@@ -70,7 +38,7 @@ async def test_random_kills_lose_nothing_and_repeat_nothing(
     kills = 0
     mid_work = 0
     while kills < KILLS:
-        proc = await _start(env)
+        proc = await start_worker(WORKER, (str(WORKLOAD),), env)
         await asyncio.sleep(rng.uniform(0.02, 0.4))
         if proc.returncode is not None:
             break  # the work finished before this kill: stop (the count below fails)
@@ -80,7 +48,7 @@ async def test_random_kills_lose_nothing_and_repeat_nothing(
         mid_work += before < WORKLOAD * 4 // 5
         await proc.wait()
     assert kills == KILLS, f"the workload ended after {kills} kills; make it longer"
-    proc = await _start(env)
+    proc = await start_worker(WORKER, (str(WORKLOAD),), env)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=240)
     assert proc.returncode == 0, err.decode()[-3000:]
     assert b"DONE" in out

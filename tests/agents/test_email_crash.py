@@ -10,84 +10,21 @@ random points, and often right after the sink took a message (the window between
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import sqlite3
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import IO
-from urllib.parse import unquote
 
 import pytest
-from aiohttp import web
 
 from connectors.email import message_id
 from tests.emulators.smtp import SmtpSink
+from tests.harness.common import crash_env, sink_env, sink_status, start_worker
 
-ROOT = Path(__file__).resolve().parents[2]
+WORKER = "tests.harness.email_worker"
 WORKLOAD = 100
 KILLS = 10
 FROM = "Solo Studio <ops@solo.test>"
-
-
-def _env(home: Path, sink: SmtpSink) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
-    env.update(
-        {
-            "SOLOOPS_HOME": str(home),
-            "SOLOOPS_EMAIL__HOST": "127.0.0.1",
-            "SOLOOPS_EMAIL__PORT": str(sink.port),
-            "SOLOOPS_EMAIL__SECURITY": "none",
-            "SOLOOPS_EMAIL__FROM_ADDRESS": FROM,
-            "SOLOOPS_ACTIONS__RETRY_BASE_S": "0.02",
-            "SOLOOPS_ACTIONS__RETRY_MAX_S": "0.2",
-            "SOLOOPS_ACTIONS__MAX_ATTEMPTS": "30",
-            "SOLOOPS_BREAKER__THRESHOLD": "1000",
-            "SOLOOPS_BUDGETS__DEFAULT__ACTIONS_PER_DAY": "100000",
-        }
-    )
-    return env
-
-
-async def _status_server(sink: SmtpSink) -> tuple[web.AppRunner, str]:
-    """GET /m/<Message-ID>: 200 if the sink took a message with it, else 404."""
-
-    async def status(request: web.Request) -> web.Response:
-        wanted = unquote(request.match_info["mid"])
-        landed = any(m.message_id == wanted for m in sink.messages)
-        return web.Response(status=200 if landed else 404)
-
-    app = web.Application()
-    app.router.add_get("/m/{mid}", status)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}/m/"
-
-
-async def _start(
-    env: dict[str, str], status_url: str, log: IO[bytes]
-) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.harness.email_worker",
-        str(WORKLOAD),
-        status_url,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,  # a file, not a pipe: a full pipe would stall the worker
-    )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
-    if line.strip() != b"READY":
-        await proc.wait()
-        pytest.fail(f"the worker did not start: {line!r} (see {log.name})")
-    return proc
 
 
 async def _sent_or_exited(sink: SmtpSink, target: int, proc: asyncio.subprocess.Process) -> None:
@@ -103,32 +40,29 @@ async def _sent_or_exited(sink: SmtpSink, target: int, proc: asyncio.subprocess.
 @pytest.mark.slow
 async def test_kills_while_emailing_lose_none_and_send_none_twice(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    async with SmtpSink() as sink:
-        runner, status_url = await _status_server(sink)
-        try:
-            env = _env(home, sink)
-            rng = random.Random(20261113)
-            kills = 0
-            with (tmp_path / "worker.log").open("wb") as log:
-                while kills < KILLS:
-                    proc = await _start(env, status_url, log)
-                    # Kill after a few more emails landed (at most 8 per life, so the
-                    # workload outlasts the kills), plus a random bit more.
-                    target = len(sink.messages) + rng.randint(1, 8)
-                    await asyncio.wait_for(_sent_or_exited(sink, target, proc), timeout=120)
-                    await asyncio.sleep(rng.uniform(0, 0.05))
-                    if proc.returncode is not None:
-                        break
-                    proc.kill()  # SIGKILL: no clean shutdown
-                    kills += 1
-                    await proc.wait()
-                assert kills == KILLS, f"the workload ended after {kills} kills; make it longer"
-                proc = await _start(env, status_url, log)
-                out, _ = await asyncio.wait_for(proc.communicate(), timeout=240)
-            assert proc.returncode == 0, (tmp_path / "worker.log").read_text()[-3000:]
-            assert b"DONE" in out
-        finally:
-            await runner.cleanup()
+    async with SmtpSink() as sink, sink_status(sink) as status_url:
+        env = crash_env(home, sink_env(sink, FROM))
+        args = (str(WORKLOAD), status_url)
+        rng = random.Random(20261113)
+        kills = 0
+        with (tmp_path / "worker.log").open("wb") as log:
+            while kills < KILLS:
+                proc = await start_worker(WORKER, args, env, log)
+                # Kill after a few more emails landed (at most 8 per life, so the
+                # workload outlasts the kills), plus a random bit more.
+                target = len(sink.messages) + rng.randint(1, 8)
+                await asyncio.wait_for(_sent_or_exited(sink, target, proc), timeout=120)
+                await asyncio.sleep(rng.uniform(0, 0.05))
+                if proc.returncode is not None:
+                    break
+                proc.kill()  # SIGKILL: no clean shutdown
+                kills += 1
+                await proc.wait()
+            assert kills == KILLS, f"the workload ended after {kills} kills; make it longer"
+            proc = await start_worker(WORKER, args, env, log)
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=240)
+        assert proc.returncode == 0, (tmp_path / "worker.log").read_text()[-3000:]
+        assert b"DONE" in out
 
     with sqlite3.connect(home / "soloops.db") as db:
         task_states = dict(

@@ -9,106 +9,45 @@ rejected one emailed, each invoice's state matching what happened.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import sqlite3
-import sys
 from collections import Counter
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
-from aiohttp import web
 
 from agents.invoice_pdf import pdf_sha256
 from tests.emulators.smtp import SmtpSink
+from tests.harness.common import crash_env, sink_env, sink_status, start_worker
 
-ROOT = Path(__file__).resolve().parents[2]
+WORKER = "tests.harness.invoice_worker"
 WORKLOAD = 20
 KILLS = 6
 
 
-def _env(home: Path, sink: SmtpSink) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
-    env.update(
-        {
-            "SOLOOPS_HOME": str(home),
-            "SOLOOPS_EMAIL__HOST": "127.0.0.1",
-            "SOLOOPS_EMAIL__PORT": str(sink.port),
-            "SOLOOPS_EMAIL__SECURITY": "none",
-            "SOLOOPS_EMAIL__FROM_ADDRESS": "Solo Studio <billing@solo.test>",
-            "SOLOOPS_INVOICES__SELLER_NAME": "Solo Studio",
-            "SOLOOPS_ACTIONS__RETRY_BASE_S": "0.02",
-            "SOLOOPS_ACTIONS__RETRY_MAX_S": "0.2",
-            "SOLOOPS_ACTIONS__MAX_ATTEMPTS": "30",
-            "SOLOOPS_BREAKER__THRESHOLD": "1000",
-            "SOLOOPS_BUDGETS__DEFAULT__ACTIONS_PER_DAY": "100000",
-        }
-    )
-    return env
-
-
-async def _status_server(sink: SmtpSink) -> tuple[web.AppRunner, str]:
-    """GET /m/<Message-ID>: 200 if the sink took a message with it, else 404."""
-
-    async def status(request: web.Request) -> web.Response:
-        wanted = unquote(request.match_info["mid"])
-        landed = any(m.message_id == wanted for m in sink.messages)
-        return web.Response(status=200 if landed else 404)
-
-    app = web.Application()
-    app.router.add_get("/m/{mid}", status)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}/m/"
-
-
-async def _start(env: dict[str, str], status_url: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.harness.invoice_worker",
-        str(WORKLOAD),
-        status_url,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
-    if line.strip() != b"READY":
-        _, err = await proc.communicate()
-        pytest.fail(f"the worker did not start: {line!r} {err.decode()[-2000:]}")
-    return proc
-
-
 @pytest.mark.slow
 async def test_kills_while_invoicing_leave_no_gap_and_no_double_email(tmp_path: Path) -> None:
-    async with SmtpSink() as sink:
-        runner, status_url = await _status_server(sink)
-        try:
-            env = _env(tmp_path / "home", sink)
-            rng = random.Random(20261102)
-            kills = 0
-            while kills < KILLS:
-                proc = await _start(env, status_url)
-                await asyncio.sleep(rng.uniform(0.05, 0.6))
-                if proc.returncode is not None:
-                    break
-                proc.kill()  # SIGKILL: no clean shutdown
-                kills += 1
-                await proc.wait()
-            assert kills == KILLS, f"the workload ended after {kills} kills; make it longer"
-            proc = await _start(env, status_url)
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
-            assert proc.returncode == 0, err.decode()[-3000:]
-            assert b"DONE" in out
-        finally:
-            await runner.cleanup()
+    async with SmtpSink() as sink, sink_status(sink) as status_url:
+        settings = sink_env(sink, "Solo Studio <billing@solo.test>")
+        env = crash_env(
+            tmp_path / "home", settings | {"SOLOOPS_INVOICES__SELLER_NAME": "Solo Studio"}
+        )
+        args = (str(WORKLOAD), status_url)
+        rng = random.Random(20261102)
+        kills = 0
+        while kills < KILLS:
+            proc = await start_worker(WORKER, args, env)
+            await asyncio.sleep(rng.uniform(0.05, 0.6))
+            if proc.returncode is not None:
+                break
+            proc.kill()  # SIGKILL: no clean shutdown
+            kills += 1
+            await proc.wait()
+        assert kills == KILLS, f"the workload ended after {kills} kills; make it longer"
+        proc = await start_worker(WORKER, args, env)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
+        assert proc.returncode == 0, err.decode()[-3000:]
+        assert b"DONE" in out
 
     with sqlite3.connect(tmp_path / "home" / "soloops.db") as db:
         invoices = db.execute(

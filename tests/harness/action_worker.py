@@ -14,36 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import httpx
-import numpy as np
 
-from bot.inbound import Inbound
 from bot.runtime import open_runtime
 from config import load_settings
-from memory.errors import EmbedderUnavailable
-
-FINAL = ("succeeded", "failed", "cancelled")
-
-
-class NoModel:
-    """An embedder that never loads: memory is not under test here, and loading torch
-    in each of dozens of restarts would only slow the test down."""
-
-    model_id = "none"
-    dim = 384
-    is_ready = False
-
-    def start(self) -> None:
-        return None
-
-    async def ready(self) -> None:
-        raise EmbedderUnavailable("no model in the crash harness")
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        raise EmbedderUnavailable("no model in the crash harness")
+from memory.approvals import ApprovalRow
+from tests.harness.common import OPERATORS, NoModel, operate, reconcile_key, send_workload
 
 
 def item_of(action: str) -> int:
@@ -55,47 +32,25 @@ def item_of(action: str) -> int:
 async def main(workload: int) -> None:
     settings = load_settings()
     status_url = settings.hooks["crm"].status_url or ""
-    operators = {"harness": frozenset({"op"})}
     async with (
-        open_runtime(settings, [], operators=operators, embedder=NoModel()) as runtime,
+        open_runtime(settings, [], operators=OPERATORS, embedder=NoModel()) as runtime,
         httpx.AsyncClient() as http,
     ):
-        desk = runtime.coordinator.approvals
-        for n in range(workload):
-            await runtime.gateway.handle(
-                Inbound(
-                    platform="harness",
-                    message_id=f"w{n}",
-                    chat_id="c",  # one conversation: tasks run in order, so kills land mid-work
-                    user_id="op",
-                    text=f"/hook crm item-{n}",
-                    received_at=datetime.now(UTC),
-                )
-            )
-        print("READY", flush=True)  # every message is in: from here on, it is all work
-        while True:
-            for card in await desk.repo.pending():
-                if card.purpose == "action":
-                    decision = "reject" if item_of(card.action) % 5 == 0 else "approve"
-                elif card.purpose == "dead_letter":
-                    decision = "approve"  # Retry
-                elif card.purpose == "reconcile":
-                    # The operator checks the other side before answering.
-                    key = card.summary.rsplit("key ", 1)[1].rstrip(".")
-                    answer = await http.get(status_url.replace("{key}", key))
-                    decision = "approve" if answer.status_code == 200 else "reject"
-                else:
-                    decision = "approve"
-                await desk.decide_by_code(card.code, decision, "harness:op")
-            runtime.coordinator.wake()
-            open_tasks = await runtime.store.scalar(
-                f"SELECT COUNT(*) FROM tasks WHERE state NOT IN {FINAL}"
-            )
-            stored = await runtime.store.scalar("SELECT COUNT(*) FROM tasks")
-            if stored == workload and open_tasks == 0:
-                print("DONE", flush=True)
-                return
-            await asyncio.sleep(0.05)
+
+        async def decide(card: ApprovalRow) -> str:
+            if card.purpose == "action":
+                return "reject" if item_of(card.action) % 5 == 0 else "approve"
+            if card.purpose == "reconcile":
+                # The operator checks the other side before answering.
+                answer = await http.get(status_url.replace("{key}", reconcile_key(card)))
+                return "approve" if answer.status_code == 200 else "reject"
+            return "approve"  # Retry a dead letter
+
+        # One conversation: tasks run in order, so kills land mid-work.
+        await send_workload(
+            runtime, ((f"w{n}", "c", f"/hook crm item-{n}") for n in range(workload))
+        )
+        await operate(runtime, decide, workload=workload)
 
 
 if __name__ == "__main__":

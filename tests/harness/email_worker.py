@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 
@@ -27,11 +25,10 @@ from agents.feature import CommandSpec, Feature
 from agents.intents import Intent
 from agents.policy import Mode, Rule
 from agents.ports import Ports
-from bot.inbound import Inbound
 from bot.runtime import open_runtime
 from config import load_settings
-from connectors.email import message_id
-from tests.harness.action_worker import FINAL, NoModel
+from memory.approvals import ApprovalRow
+from tests.harness.common import OPERATORS, NoModel, landed_at_sink, operate, send_workload
 
 LANES = 4
 
@@ -90,45 +87,21 @@ FEATURE = Feature(
 
 async def main(workload: int, status_url: str) -> None:
     settings = load_settings()
-    operators = {"harness": frozenset({"op"})}
     async with (
         open_runtime(
-            settings, [], features=[FEATURE], operators=operators, embedder=NoModel()
+            settings, [], features=[FEATURE], operators=OPERATORS, embedder=NoModel()
         ) as runtime,
         httpx.AsyncClient() as http,
     ):
-        desk = runtime.coordinator.approvals
-        for n in range(workload):
-            await runtime.gateway.handle(
-                Inbound(
-                    platform="harness",
-                    message_id=f"e{n}",
-                    chat_id=f"c{n % LANES}",
-                    user_id="op",
-                    text=f"/mail {n}",
-                    received_at=datetime.now(UTC),
-                )
-            )
-        print("READY", flush=True)
-        while True:
-            for card in await desk.repo.pending():
-                if card.purpose == "reconcile":
-                    key = card.summary.rsplit("key ", 1)[1].rstrip(".")
-                    sent = message_id(key, settings.email.from_address)
-                    answer = await http.get(status_url + quote(sent, safe=""))
-                    decision = "approve" if answer.status_code == 200 else "reject"
-                else:
-                    decision = "approve"  # the action card, or Retry on a dead letter
-                await desk.decide_by_code(card.code, decision, "harness:op")
-            runtime.coordinator.wake()
-            open_tasks = await runtime.store.scalar(
-                f"SELECT COUNT(*) FROM tasks WHERE state NOT IN {FINAL} AND kind = 'mail'"
-            )
-            stored = await runtime.store.scalar("SELECT COUNT(*) FROM tasks WHERE kind = 'mail'")
-            if stored == workload and open_tasks == 0:
-                print("DONE", flush=True)
-                return
-            await asyncio.sleep(0.02)
+
+        async def decide(card: ApprovalRow) -> str:
+            if card.purpose == "reconcile":
+                return await landed_at_sink(http, status_url, card, settings.email.from_address)
+            return "approve"  # the action card, or Retry on a dead letter
+
+        mails = ((f"e{n}", f"c{n % LANES}", f"/mail {n}") for n in range(workload))
+        await send_workload(runtime, mails)
+        await operate(runtime, decide, workload=workload, kind="mail", pause_s=0.02)
 
 
 if __name__ == "__main__":

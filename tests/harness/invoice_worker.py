@@ -15,16 +15,13 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from datetime import UTC, datetime
-from urllib.parse import quote
 
 import httpx
 
-from bot.inbound import Inbound
 from bot.runtime import open_runtime
 from config import load_settings
-from connectors.email import message_id
-from tests.harness.action_worker import FINAL, NoModel
+from memory.approvals import ApprovalRow
+from tests.harness.common import OPERATORS, NoModel, landed_at_sink, operate, send_workload
 
 _CLIENT = re.compile(r"\bClient(\d+)\b")
 
@@ -36,47 +33,26 @@ def client_of(summary: str) -> int:
     return int(found.group(1))
 
 
+def invoice_text(n: int) -> str:
+    return f"/invoice Client{n} {100 + n} EUR work {n} to c{n}@client.test vat 19%"
+
+
 async def main(workload: int, status_url: str) -> None:
     settings = load_settings()
-    operators = {"harness": frozenset({"op"})}
     async with (
-        open_runtime(settings, [], operators=operators, embedder=NoModel()) as runtime,
+        open_runtime(settings, [], operators=OPERATORS, embedder=NoModel()) as runtime,
         httpx.AsyncClient() as http,
     ):
-        desk = runtime.coordinator.approvals
-        for n in range(workload):
-            await runtime.gateway.handle(
-                Inbound(
-                    platform="harness",
-                    message_id=f"i{n}",
-                    chat_id="c",
-                    user_id="op",
-                    text=f"/invoice Client{n} {100 + n} EUR work {n} to c{n}@client.test vat 19%",
-                    received_at=datetime.now(UTC),
-                )
-            )
-        print("READY", flush=True)
-        while True:
-            for card in await desk.repo.pending():
-                if card.purpose == "action":
-                    decision = "reject" if client_of(card.summary) % 4 == 0 else "approve"
-                elif card.purpose == "reconcile":
-                    key = card.summary.rsplit("key ", 1)[1].rstrip(".")
-                    sent = message_id(key, settings.email.from_address)
-                    answer = await http.get(status_url + quote(sent, safe=""))
-                    decision = "approve" if answer.status_code == 200 else "reject"
-                else:
-                    decision = "approve"  # Retry a dead letter
-                await desk.decide_by_code(card.code, decision, "harness:op")
-            runtime.coordinator.wake()
-            open_tasks = await runtime.store.scalar(
-                f"SELECT COUNT(*) FROM tasks WHERE state NOT IN {FINAL} AND kind = 'invoice'"
-            )
-            stored = await runtime.store.scalar("SELECT COUNT(*) FROM tasks WHERE kind = 'invoice'")
-            if stored == workload and open_tasks == 0:
-                print("DONE", flush=True)
-                return
-            await asyncio.sleep(0.05)
+
+        async def decide(card: ApprovalRow) -> str:
+            if card.purpose == "action":
+                return "reject" if client_of(card.summary) % 4 == 0 else "approve"
+            if card.purpose == "reconcile":
+                return await landed_at_sink(http, status_url, card, settings.email.from_address)
+            return "approve"  # Retry a dead letter
+
+        await send_workload(runtime, ((f"i{n}", "c", invoice_text(n)) for n in range(workload)))
+        await operate(runtime, decide, workload=workload, kind="invoice")
 
 
 if __name__ == "__main__":
