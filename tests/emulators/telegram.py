@@ -175,7 +175,9 @@ class TelegramEmulator:
 
     def create_forum(self, chat_id: int) -> None:
         """Make ``chat_id`` a supergroup with topics (its General topic exists from the start)."""
-        self.forums.setdefault(chat_id, {})
+        if chat_id not in self.forums:
+            self.forums[chat_id] = {}
+            self._next_message_id(chat_id)  # message 1 opened General: topics come after
 
     def create_topic(self, chat_id: int, name: str) -> int:
         """Open a topic in forum ``chat_id``; its id is its creating service message's id."""
