@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from telegram import Bot
+from telegram.error import BadRequest
 
 from bot.runtime import Runtime, open_runtime
 from bot.telegram import TelegramFrontEnd
@@ -277,3 +279,27 @@ async def test_digest_reminders_and_the_general_home_reach_their_topics(
 
         await f.api.wait_for(lambda: digests(f.billing) + digests(None) == 2, what="digests")
         assert (digests(f.billing), digests(None), digests(f.leads)) == (1, 1, 0)
+
+
+async def test_the_emulator_refuses_general_and_unknown_threads_as_telegram_does(
+    telegram_api: TelegramEmulator,
+) -> None:
+    telegram_api.create_forum(FORUM)
+    topic = telegram_api.create_topic(FORUM, "Billing")
+    async with Bot(telegram_api.token, base_url=telegram_api.base_url) as bot:
+        for thread in (GENERAL_TOPIC, topic + 5):
+            with pytest.raises(BadRequest, match="thread not found"):
+                await bot.send_message(FORUM, "x", message_thread_id=thread)
+        with pytest.raises(BadRequest, match="thread not found"):
+            await bot.send_chat_action(FORUM, "typing", message_thread_id=topic + 5)
+        await bot.send_chat_action(FORUM, "typing", message_thread_id=GENERAL_TOPIC)
+        sent = await bot.send_message(FORUM, "in the topic", message_thread_id=topic)
+        assert (sent.message_thread_id, sent.is_topic_message) == (topic, True)
+        await bot.send_message(FORUM, "in General")
+    assert [(m.text, m.thread_id) for m in telegram_api.sent(FORUM)] == [
+        ("in the topic", topic),
+        ("in General", None),
+    ]
+    assert telegram_api.chat_actions == [
+        {"chat_id": FORUM, "action": "typing", "thread_id": GENERAL_TOPIC}
+    ]
