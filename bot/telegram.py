@@ -2,6 +2,11 @@
 
     getUpdates (long polling) | webhook  ->  to_inbound  ->  Gateway.handle
     outbox  ->  TelegramSender  ->  sendMessage / editMessageText / sendPhoto / sendDocument
+    a queued message  ->  sendChatAction "typing" (beside it, best effort)
+
+Forum topics: a reply goes to the topic its message came from; the General topic is
+thread 1 inside soloops, which sends omit (Telegram refuses it) and chat actions keep
+(see :func:`bot.telegram_render.message_thread`).
 
 Polling is our own small loop over getUpdates rather than PTB's Updater: the offset
 that confirms an update to Telegram only moves past it once the gateway has stored

@@ -21,6 +21,7 @@ from agents.registry import build_registry
 from agents.replies import Reply
 from agents.topics import bindable_list, bound_text, pick_feature, show
 from bot.console import ConsoleSender
+from bot.inbound import Inbound
 from bot.runtime import open_runtime
 from bot.topics import apply_binding, binding_place
 from config import Settings
@@ -181,3 +182,35 @@ async def test_a_new_feature_binds_by_declaring_it_and_a_plain_chat_binds_whole(
         assert rows == []
         events = [e.kind for e in await runtime.events.query() if e.kind.startswith("binding.")]
         assert events == ["binding.set", "binding.removed"]
+
+
+async def test_on_slack_a_binding_made_by_slash_command_holds_for_mentions_in_the_channel(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    settings = Settings(home=tmp_path / "home", digest={"enabled": False})
+    async with open_runtime(
+        settings,
+        [ConsoleSender(io.StringIO())],
+        embedder=embedder,
+        operators={"slack": frozenset({"U1"})},
+    ) as runtime:
+
+        def said(message_id: str, text: str, thread: str | None) -> Inbound:
+            return Inbound(
+                platform="slack",
+                message_id=message_id,
+                chat_id="C1",
+                user_id="U1",
+                thread_id=thread,
+                text=text,
+                received_at=datetime.now(UTC),
+            )
+
+        await runtime.gateway.handle(said("cmd:1", "/bind leads", "+thread"))
+        await runtime.coordinator.wait_idle()
+        await runtime.gateway.handle(said("ev:2", "Jane Doe jane@acme.com wants a site", "17.1"))
+        await runtime.coordinator.wait_idle()
+        [bound] = await runtime.events.query(kind="binding.set")
+        assert bound.subject == "binding:slack:C1:"
+        kinds = await runtime.store.fetchall("SELECT kind FROM tasks ORDER BY id")
+        assert [row["kind"] for row in kinds] == ["bind", "lead_chat"]
