@@ -220,6 +220,7 @@ def build(ports: Ports) -> DraftsAgent:
 FEATURE = Feature(
     name=NAME,
     build=build,
+    bind="draft",  # plain text in a topic bound to drafts is a /draft
     intents=(DraftIntent, DraftsIntent),
     commands=(
         CommandSpec(

@@ -100,6 +100,9 @@ class Feature:
     ``shared_memory`` are namespaces of its own that /recall searches too (read only:
     only the declaring feature writes or deletes there), so what it remembers about a
     contact answers "what did Jane want?".
+    ``bind`` names the command (one of its own, taking free text) that plain text in a
+    conversation bound to this feature stands for (``/bind invoices`` in a topic makes
+    "Acme 1200 EUR October consulting" an ``/invoice``); None: it cannot be bound.
     """
 
     name: str
@@ -117,6 +120,7 @@ class Feature:
     optional_connectors: frozenset[str] = frozenset()
     shared_memory: frozenset[str] = frozenset()
     scheduler_controls: bool = False
+    bind: str | None = None
 
     @property
     def kinds(self) -> frozenset[str]:

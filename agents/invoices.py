@@ -503,6 +503,7 @@ def _text(text: str) -> dict[str, Any]:
 FEATURE = Feature(
     name=NAME,
     build=build,
+    bind="invoice",  # plain text in a topic bound to invoices is a /invoice
     intents=(InvoiceIntent, InvoicesIntent, InvoiceRemindersIntent, RecurringInvoiceIntent),
     commands=(
         CommandSpec(

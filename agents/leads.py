@@ -383,6 +383,7 @@ def build(ports: Ports) -> LeadsAgent:
 FEATURE = Feature(
     name="leads",
     build=build,
+    bind="lead",  # plain text in a topic bound to leads is a /lead
     intents=(LeadIntent, LeadChatIntent, LeadsIntent),
     commands=(
         CommandSpec(

@@ -182,6 +182,7 @@ def build(ports: Ports) -> NotesAgent:
 FEATURE = Feature(
     name="notes",
     build=build,
+    bind="remember",  # plain text in a topic bound to notes is a /remember
     intents=(RememberIntent, RecallIntent, ForgetIntent, NotesIntent),
     commands=(
         CommandSpec(

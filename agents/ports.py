@@ -33,6 +33,8 @@ An agent never holds the coordinator, the store or another agent. Its factory ge
   facts in one snapshot plus every agent's due items;
 - ``jobs``: every feature's jobs (:class:`agents.schedule_port.JobControl`), only for a
   feature that declares ``scheduler_controls`` (``/schedule``).
+- ``bindings``: which conversations are bound to which feature
+  (:class:`agents.binding_port.TopicBindings`; ``/bind``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agents.approvals import ApprovalDesk, DecisionResult
+from agents.binding_port import TopicBindings
 from agents.breaker import BreakerState
 from agents.digest_port import DigestSource
 from agents.errors import ConfigurationError
@@ -227,6 +230,7 @@ class Ports:
     digest: DigestSource | None = None
     jobs: JobControl | None = None
     voice: VoicePort | None = None
+    bindings: TopicBindings | None = None
 
     def require_control(self) -> LifecycleControl:
         """The control port; only features declaring ``operator_controls`` have it."""

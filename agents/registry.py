@@ -29,6 +29,7 @@ from agents import (
     reminders,
     router,
     schedule_cmd,
+    topics,
     voice,
 )
 from agents.errors import ConfigurationError
@@ -85,6 +86,13 @@ class Registry:
                     f" feature {owner[1].name!r}"
                 )
             self._commands[command.name] = (command, feature)
+        if feature.bind is not None:
+            spec = next((c for c in feature.commands if c.name == feature.bind), None)
+            if spec is None or spec.style not in ("text", "optional_text"):
+                raise ConfigurationError(
+                    f"feature {feature.name!r} binds to /{feature.bind}, which is not one of its"
+                    " commands taking free text"
+                )
         if not feature.shared_memory <= feature.namespaces:
             raise ConfigurationError(
                 f"feature {feature.name!r} shares memory namespaces it does not declare:"
@@ -154,6 +162,18 @@ class Registry:
         return entry[0] if (entry := self._commands.get(name)) else None
 
     @property
+    def bindable(self) -> dict[str, CommandSpec]:
+        """The command plain text stands for in a conversation bound to a feature, by
+        feature name (``/bind``), in registration order."""
+        return {
+            f.name: spec
+            for f in self._features.values()
+            if f.bind is not None
+            for spec in f.commands
+            if spec.name == f.bind
+        }
+
+    @property
     def phrasings(self) -> dict[str, Phrasings]:
         """The router's phrasings, by intent kind."""
         return {kind: ph for f in self._features.values() for kind, ph in f.phrasings.items()}
@@ -210,6 +230,7 @@ def default_features() -> list[Feature]:
         leads.FEATURE,
         followups.FEATURE,
         voice.FEATURE,
+        topics.FEATURE,
         router.FEATURE,
     ]
 

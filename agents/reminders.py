@@ -388,6 +388,7 @@ def _text(rest: str) -> dict[str, str]:
 FEATURE = Feature(
     name=NAME,
     build=build,
+    bind="remind",  # plain text in a topic bound to reminders is a /remind
     intents=(RemindIntent, RemindersIntent, ReminderDueIntent),
     commands=(
         CommandSpec(

@@ -1,11 +1,14 @@
 """The gateway: every inbound message passes here on its way to the coordinator.
 
     adapter -> Gateway.handle(inbound):
-        record (dedupe) -> operator check -> input checks -> choice -> route -> task
+        record (dedupe) -> operator check -> input checks -> choice -> binding -> route -> task
 
 "choice": when the conversation's last reply offered options and the message is just a
 number, the message stands for that option's command (a console's numbered answer; a
 button press can use the same path).
+
+"binding": plain text in a conversation bound to a feature (``/bind invoices`` in a
+forum topic) is read as that feature's command (:mod:`bot.topics`).
 
 All of it happens in one write transaction: the message, its events and either its
 task, its decision (a button press: the approval, the card's edit, the waiting task
@@ -36,6 +39,8 @@ from agents.registry import Registry
 from agents.replies import Reply, error, pick_option
 from bot.grammar import Rejection, parse
 from bot.inbound import Inbound
+from bot.topics import apply_binding, binding_place
+from memory.bindings import BindingRepo
 from memory.events import EventLog
 from memory.inbound import InboundRepo
 from memory.outbox import OutboxRepo
@@ -176,6 +181,7 @@ class Gateway:
         self._max_chars = max_message_chars
         self._inbound = InboundRepo(store)
         self._outbox = OutboxRepo(store)
+        self._bindings = BindingRepo(store, events)
         self._on_reply = on_reply
 
     async def handle(self, inbound: Inbound) -> Handled:
@@ -223,6 +229,8 @@ class Gateway:
             else:
                 problem = input_problem(inbound.text, self._max_chars)
                 text = inbound.text if problem else await self._choice(tx, inbound, actor, subject)
+                if problem is None and inbound.audio is None:
+                    text = await self._bound(tx, inbound, text, actor, subject)
                 result = problem or parse(
                     text, inbound.conversation, inbound.idempotency_key, self._coordinator.registry
                 )
@@ -355,6 +363,25 @@ class Gateway:
             payload={"reply": last.id, "option": options.index(option) + 1},
         )
         return option.command
+
+    async def _bound(
+        self, tx: Transaction, inbound: Inbound, text: str, actor: str, subject: str
+    ) -> str:
+        """Plain text in a conversation bound to a feature (``/bind``) is its command."""
+        if not text.strip() or text.lstrip().startswith("/"):
+            return text  # commands keep working in a bound topic; no lookup for them
+        binding = await self._bindings.get(binding_place(inbound.conversation), tx)
+        bound = apply_binding(text, binding, self._coordinator.registry)
+        if bound is None or binding is None:
+            return text
+        await self._events.append(
+            tx,
+            "message.bound",
+            actor=actor,
+            subject=subject,
+            payload={"feature": binding.feature, "command": bound.split(maxsplit=1)[0]},
+        )
+        return bound
 
     async def _reject(
         self, tx: Transaction, inbound: Inbound, rejection: Rejection, actor: str, subject: str

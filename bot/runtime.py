@@ -18,6 +18,7 @@ from datetime import datetime
 from importlib.metadata import version
 
 from agents.base import Agent
+from agents.binding_port import TopicBindings
 from agents.coordinator import Coordinator
 from agents.digest_port import DigestSource, DueItems
 from agents.errors import ConfigurationError
@@ -33,12 +34,14 @@ from bot.gateway import Gateway, OperatorCheck
 from bot.grammar import Rejection, parse
 from bot.home import prepare_home, secure_home
 from bot.outbox import OutboxDispatcher, Sender
+from bot.topics import binding_place
 from config import ConfigError, Settings
 from connectors.base import Connector
 from connectors.llm import LanguageModel
 from connectors.transcribe import Transcriber
 from connectors.webhook import WebhookConnector
 from memory.anchor import AnchorKeeper, anchor_path
+from memory.bindings import BindingRepo
 from memory.clock import Clock, SystemClock
 from memory.contacts import ContactRepo
 from memory.digest_facts import DigestFacts
@@ -233,6 +236,17 @@ def ports_for(
             else None
         ),
         voice=services.voice if "voice" in feature.kinds else None,
+        bindings=(
+            TopicBindings(
+                BindingRepo(store, events),
+                registry.bindable,
+                frozenset(f.name for f in registry.features),
+                clock,
+                binding_place,
+            )
+            if "bind" in feature.kinds
+            else None
+        ),
     )
 
 

@@ -2,6 +2,11 @@
 
     getUpdates (long polling) | webhook  ->  to_inbound  ->  Gateway.handle
     outbox  ->  TelegramSender  ->  sendMessage / editMessageText / sendPhoto / sendDocument
+    a queued message  ->  sendChatAction "typing" (beside it, best effort)
+
+Forum topics: a reply goes to the topic its message came from; the General topic is
+thread 1 inside soloops, which sends omit (Telegram refuses it) and chat actions keep
+(see :func:`bot.telegram_render.message_thread`).
 
 Polling is our own small loop over getUpdates rather than PTB's Updater: the offset
 that confirms an update to Telegram only moves past it once the gateway has stored
@@ -52,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from telegram import BotCommand, ReplyParameters, Update
-from telegram.constants import ParseMode
+from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -78,8 +83,10 @@ from bot.outbox import Delivery, DeliveryError
 from bot.telegram_render import (
     CAPTION_LIMIT,
     PLATFORM,
+    action_thread,
     keyboard,
     message_ref,
+    message_thread,
     parse_ref,
     refusal,
     render,
@@ -220,7 +227,7 @@ class TelegramSender:
     async def _send(self, delivery: Delivery) -> str:
         row, reply = delivery.row, delivery.reply
         chat_id = int(row.chat_id)
-        thread = int(row.thread_id) if row.thread_id else None
+        thread = message_thread(row.thread_id)  # none for the General topic
         target = reply_target(row.reply_to)
         answering = ReplyParameters(target, allow_sending_without_reply=True) if target else None
         chunks = render(reply, headline=bool(reply.buttons) or delivery.replaces_ref is not None)
@@ -339,6 +346,7 @@ class TelegramFrontEnd:
         self._seen_malformed: set[str] = set()
         self._server: HttpServer | None = None
         self._owns_server = False
+        self._typing: set[asyncio.Task[None]] = set()
         if settings.mode == "webhook":
             self._owns_server = server is None
             self._server = server or HttpServer(
@@ -452,6 +460,9 @@ class TelegramFrontEnd:
             self._poller = None
         if self._owns_server and self._server is not None:
             await self._server.stop()
+        for typing in list(self._typing):
+            typing.cancel()
+        await asyncio.gather(*self._typing, return_exceptions=True)
         if self._started:
             await self._app.stop()
             self._started = False
@@ -746,6 +757,24 @@ class TelegramFrontEnd:
                 log.info("Telegram: could not answer a button press: %s", exc)
         if handled.outcome is Outcome.REFUSED:
             await self._refuse(inbound.user_id, inbound.chat_id, query is None)
+        if handled.outcome is Outcome.QUEUED and query is None:
+            # Beside the update, not before confirming it: a slow or rate-limited chat
+            # action never holds the next update.
+            typing = asyncio.create_task(
+                self._type(int(inbound.chat_id), action_thread(inbound.thread_id)),
+                name="telegram-typing",
+            )
+            self._typing.add(typing)
+            typing.add_done_callback(self._typing.discard)
+
+    async def _type(self, chat_id: int, thread: int | None) -> None:
+        """Show "typing…" where the answer will appear (best effort)."""
+        try:
+            await self._app.bot.send_chat_action(
+                chat_id, ChatAction.TYPING, message_thread_id=thread
+            )
+        except TelegramError as exc:
+            log.debug("Telegram: no typing action for %s: %s", chat_id, exc)
 
     async def _refuse(self, user_id: str, chat_id: str, send: bool) -> None:
         """Tell a stranger no, once per run; no data, no command ran."""

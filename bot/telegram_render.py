@@ -21,6 +21,30 @@ MESSAGE_LIMIT = 4096  # UTF-16 code units of visible text per message
 CAPTION_LIMIT = 1024  # the same, for a photo's or a document's caption
 ERROR_MARK = "⚠️ "
 USER_NAME_MAX = 256
+# A forum's General topic. Its messages carry no topic id (a reply there carries the
+# replied-to message's id, not a topic's); sendMessage with message_thread_id=1 answers
+# "Bad Request: message thread not found", while sendChatAction takes it.
+GENERAL_TOPIC = 1
+
+
+def message_thread(thread_id: str | None) -> int | None:
+    """The ``message_thread_id`` a message sent to ``thread_id`` carries: none for the
+    General topic (Telegram refuses its id there), nor for a chat without topics."""
+    thread = int(thread_id) if thread_id else None
+    return None if thread == GENERAL_TOPIC else thread
+
+
+def action_thread(thread_id: str | None) -> int | None:
+    """The ``message_thread_id`` of a chat action (typing…): the General topic's too."""
+    return int(thread_id) if thread_id else None
+
+
+def topic_of(message: Message) -> int | None:
+    """The forum topic a message is in: its topic's id, :data:`GENERAL_TOPIC` in a forum's
+    General topic, None outside a forum (a reply thread of a plain group is no topic)."""
+    if message.is_topic_message and message.message_thread_id is not None:
+        return message.message_thread_id
+    return GENERAL_TOPIC if message.chat.is_forum else None
 
 
 def utf16_len(text: str) -> int:
@@ -158,7 +182,7 @@ def to_inbound(update: Update, bot_username: str | None, now: datetime) -> Inbou
     text = message.text or message.caption or ""
     if addressed_elsewhere(text, bot_username):
         return None
-    thread = message.message_thread_id if message.is_topic_message else None
+    thread = topic_of(message)
     return Inbound(
         audio=audio_ref(message),
         platform=PLATFORM,

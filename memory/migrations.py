@@ -447,6 +447,20 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     -- an EventLog.record) and ~115 B per message. 'soloops events --kind' scans instead.
     DROP INDEX events_kind;
     """,
+    # 12 (issue 15, forum topics): a conversation (a Telegram topic, a chat, a Slack
+    # channel) bound to a feature; plain text there is that feature's command. The
+    # thread is '' for a conversation without one, so the key is one plain primary key.
+    """
+    CREATE TABLE bindings (
+        platform   TEXT NOT NULL,
+        chat_id    TEXT NOT NULL,
+        thread_id  TEXT NOT NULL DEFAULT '',
+        feature    TEXT NOT NULL,
+        bound_by   TEXT NOT NULL,
+        bound_at   TEXT NOT NULL,
+        PRIMARY KEY (platform, chat_id, thread_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)

@@ -12,11 +12,14 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Re
 from agents.replies import Button, Option, Reply
 from bot.telegram import delivery_error
 from bot.telegram_render import (
+    GENERAL_TOPIC,
     MESSAGE_LIMIT,
+    action_thread,
     addressed_elsewhere,
     inbound_id,
     keyboard,
     message_ref,
+    message_thread,
     parse_ref,
     refusal,
     render,
@@ -194,3 +197,31 @@ def test_options_are_numbered_so_the_operator_can_answer_with_a_number() -> None
     [text] = render(reply)
     assert "Which one?\n  1. Recall: /recall acme &lt;billing&gt;" in text
     assert text.endswith("Send the number of your choice.")
+
+
+def _in_chat(chat: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    message = {"message_id": 12, "date": 1, "chat": chat, "from": USER, "text": "hi", **extra}
+    return {"update_id": 50, "message": message}
+
+
+def test_the_topic_a_message_is_in() -> None:
+    forum = {"id": -100, "type": "supergroup", "is_forum": True}
+    group = {"id": -200, "type": "supergroup"}
+    cases = [
+        (_in_chat(forum, message_thread_id=4, is_topic_message=True), "4"),
+        (_in_chat(forum), str(GENERAL_TOPIC)),  # General: no topic id, the forum says it
+        # A reply in General names the replied-to message as its thread: no topic.
+        (_in_chat(forum, message_thread_id=9), str(GENERAL_TOPIC)),
+        (_in_chat(group, message_thread_id=9), None),  # a plain group's reply thread
+        (_in_chat({"id": 5, "type": "private"}), None),
+    ]
+    for data, thread in cases:
+        inbound = to_inbound(_update(data), "soloops_bot", NOW)
+        assert inbound is not None and inbound.thread_id == thread, data
+
+
+def test_sends_to_general_omit_its_thread_id_and_chat_actions_keep_it() -> None:
+    assert message_thread(str(GENERAL_TOPIC)) is None
+    assert action_thread(str(GENERAL_TOPIC)) == GENERAL_TOPIC
+    assert (message_thread("7"), action_thread("7")) == (7, 7)
+    assert (message_thread(None), action_thread(None)) == (None, None)

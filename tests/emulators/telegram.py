@@ -11,6 +11,14 @@ next calls of a method fail with 429 ``retry_after``, a 5xx, a 400 or a hang.
 In webhook mode the emulator plays Telegram's side too: :meth:`TelegramEmulator.post_webhook`
 POSTs an update to the URL the bot set with ``setWebhook``, with its secret token, as
 JSON, and returns the HTTP status (Telegram redelivers anything not answered 2xx).
+
+Forum supergroups (:meth:`TelegramEmulator.create_forum`, :meth:`TelegramEmulator.create_topic`)
+behave as Telegram's: a message in a topic carries ``message_thread_id`` and
+``is_topic_message``; one in the General topic carries neither (a reply there carries the
+replied-to message's id as ``message_thread_id``, without ``is_topic_message``); sending
+with the General topic's id (1) or an unknown thread answers 400 "message thread not
+found", while ``sendChatAction`` takes the General topic's id. Chat actions are kept in
+:attr:`TelegramEmulator.chat_actions`.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ BOT_USERNAME = "soloops_test_bot"
 CAPTION_LIMIT = 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
+GENERAL_TOPIC = 1  # a forum's General topic: never a message_thread_id to send to
+THREAD_NOT_FOUND = "Bad Request: message thread not found"
 
 JSON = dict[str, Any]
 RAW = "__raw__"  # key of a queued raw update: served as is, confirmed by its queue id
@@ -106,6 +116,10 @@ class TelegramEmulator:
     my_commands: list[JSON] = field(default_factory=list)
     webhook: JSON | None = None
     unknown_chats: set[int] = field(default_factory=set)
+    # Forum supergroups: chat id -> {topic id: name} (General, id 1, is implied).
+    forums: dict[int, dict[int, str]] = field(default_factory=dict)
+    # sendChatAction calls: {"chat_id", "action", "thread_id" (None when not given)}.
+    chat_actions: list[JSON] = field(default_factory=list)
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     port: int = 0
 
@@ -159,6 +173,34 @@ class TelegramEmulator:
         """
         self.failures.setdefault(method, []).extend(failures)
 
+    def create_forum(self, chat_id: int) -> None:
+        """Make ``chat_id`` a supergroup with topics (its General topic exists from the start)."""
+        if chat_id not in self.forums:
+            self.forums[chat_id] = {}
+            self._next_message_id(chat_id)  # message 1 opened General: topics come after
+
+    def create_topic(self, chat_id: int, name: str) -> int:
+        """Open a topic in forum ``chat_id``; its id is its creating service message's id."""
+        self.create_forum(chat_id)
+        topic = self._next_message_id(chat_id)
+        self.forums[chat_id][topic] = name
+        return topic
+
+    def _chat(self, chat_id: int, user_id: int | None = None) -> JSON:
+        if chat_id in self.forums:
+            return {"id": chat_id, "type": "supergroup", "is_forum": True}
+        return {"id": chat_id, "type": "private" if chat_id == user_id else "supergroup"}
+
+    def _thread_problem(self, chat_id: int, params: JSON, *, action: bool = False) -> bool:
+        """Whether ``message_thread_id`` names no thread a message (or an action) may go to."""
+        if "message_thread_id" not in params:
+            return False
+        thread = int(params["message_thread_id"])
+        topics = self.forums.get(chat_id)
+        if topics is None:
+            return True
+        return not (thread in topics or (action and thread == GENERAL_TOPIC))
+
     def user(self, user_id: int, name: str = "Ada") -> JSON:
         return {"id": user_id, "is_bot": False, "first_name": name, "username": name.lower()}
 
@@ -170,23 +212,42 @@ class TelegramEmulator:
         chat_id: int | None = None,
         thread_id: int | None = None,
         name: str = "Ada",
+        reply_to: int | None = None,
     ) -> JSON:
-        """Queue a message from a user; return its update."""
+        """Queue a message from a user; return its update.
+
+        ``thread_id`` puts it in that forum topic (the chat becomes a forum with the topic
+        if it is not one yet); :data:`GENERAL_TOPIC` or None in a forum is the General
+        topic. ``reply_to`` makes it a reply to that message of the chat.
+        """
         chat = chat_id if chat_id is not None else user_id
+        if thread_id is not None and thread_id != GENERAL_TOPIC:
+            self.forums.setdefault(chat, {}).setdefault(thread_id, f"topic {thread_id}")
         message: JSON = {
             "message_id": self._next_message_id(chat),
             "date": int(time.time()),
-            "chat": {"id": chat, "type": "private" if chat == user_id else "supergroup"},
+            "chat": self._chat(chat, user_id),
             "from": self.user(user_id, name),
             "text": text,
         }
         if text.startswith("/"):
             length = len(text.split()[0])
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
-        if thread_id is not None:
+        in_topic = thread_id is not None and thread_id != GENERAL_TOPIC
+        if in_topic:
             message["message_thread_id"] = thread_id
             message["is_topic_message"] = True
-            message["chat"]["is_forum"] = True
+        if reply_to is not None:
+            message["reply_to_message"] = {
+                "message_id": reply_to,
+                "date": int(time.time()),
+                "chat": self._chat(chat, user_id),
+                "text": "…",
+            }
+            if not in_topic and chat in self.forums:
+                # Telegram's own quirk: a reply in General names the replied-to message
+                # as its thread, though General is no topic.
+                message["message_thread_id"] = reply_to
         return self.push({"message": message})
 
     def send_voice(
@@ -237,10 +298,13 @@ class TelegramEmulator:
         message: JSON = {
             "message_id": card.message_id,
             "date": int(time.time()),
-            "chat": {"id": card.chat_id, "type": "private"},
+            "chat": self._chat(card.chat_id, card.chat_id),
             "from": {"id": BOT_ID, "is_bot": True, "first_name": "soloops"},
             "text": card.text,
         }
+        if card.thread_id is not None:
+            message["message_thread_id"] = card.thread_id
+            message["is_topic_message"] = True
         query = {
             "id": f"cq{next(self._update_ids)}",
             "from": self.user(user_id, name),
@@ -423,6 +487,8 @@ class TelegramEmulator:
         chat_id = int(params["chat_id"])
         if chat_id in self.unknown_chats:
             return _error(400, "Bad Request: chat not found")
+        if self._thread_problem(chat_id, params):
+            return _error(400, THREAD_NOT_FOUND)
         text = params.get("text", "")
         if not 1 <= len(_visible(text, params).encode("utf-16-le")) // 2 <= 4096:
             return _error(400, "Bad Request: message is too long")
@@ -454,6 +520,8 @@ class TelegramEmulator:
         chat_id = int(params["chat_id"])
         if chat_id in self.unknown_chats:
             return _error(400, "Bad Request: chat not found")
+        if self._thread_problem(chat_id, params):
+            return _error(400, THREAD_NOT_FOUND)
         upload = params.get(kind)
         if not isinstance(upload, Upload) or not upload.content:
             return _error(400, f"Bad Request: there is no {kind} in the request")
@@ -503,6 +571,18 @@ class TelegramEmulator:
         found.edits += 1
         return self._message_json(found)
 
+    async def _m_sendChatAction(self, params: JSON) -> bool | web.Response:
+        chat_id = int(params["chat_id"])
+        if chat_id in self.unknown_chats:
+            return _error(400, "Bad Request: chat not found")
+        if self._thread_problem(chat_id, params, action=True):
+            return _error(400, THREAD_NOT_FOUND)
+        thread = int(params["message_thread_id"]) if "message_thread_id" in params else None
+        self.chat_actions.append(
+            {"chat_id": chat_id, "action": params.get("action"), "thread_id": thread}
+        )
+        return True
+
     async def _m_answerCallbackQuery(self, params: JSON) -> bool:
         self.callback_answers.append(params)
         return True
@@ -528,7 +608,7 @@ class TelegramEmulator:
         message: JSON = {
             "message_id": stored.message_id,
             "date": int(time.time()),
-            "chat": {"id": stored.chat_id, "type": "private"},
+            "chat": self._chat(stored.chat_id, stored.chat_id),
             "from": {"id": BOT_ID, "is_bot": True, "first_name": "soloops"},
             "text": stored.text,
         }
@@ -552,6 +632,7 @@ class TelegramEmulator:
             }
         if stored.thread_id is not None:
             message["message_thread_id"] = stored.thread_id
+            message["is_topic_message"] = True
         return message
 
 
