@@ -122,9 +122,11 @@ async def home_rig(
 
 @pytest.fixture
 async def rig(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> AsyncIterator[HomeRig]:
-    async with slack_emulator() as slack:
-        async with home_rig(home_settings(tmp_path, slack.api_url), slack, embedder) as rig:
-            yield rig
+    async with (
+        slack_emulator() as slack,
+        home_rig(home_settings(tmp_path, slack.api_url), slack, embedder) as rig,
+    ):
+        yield rig
 
 
 async def confirm_card(rig: HomeRig, what: str = "ship the newsletter") -> Call:
@@ -302,7 +304,7 @@ async def test_edit_opens_a_modal_and_saving_it_makes_the_new_card_that_is_sent(
 ) -> None:
     async with lead_rig(tmp_path, embedder) as (rig, sink, card):
         card_ts = rig.card_ts(card)
-        approve, reject, edit = card.args["blocks"][-1]["elements"]
+        approve, _reject, edit = card.args["blocks"][-1]["elements"]
         assert (edit["action_id"], edit["text"]["text"]) == ("soloops.edit", "Edit")
         assert await press_edit(rig, card) == (200, "")
         [opened] = await rig.slack.wait_for(lambda: list(rig.slack.modals.values()))
