@@ -525,7 +525,9 @@ class ApprovalDesk:
             payload={"approval": row.id, "decision": state.value},
         )
 
-    async def _show(self, tx: Transaction, row: ApprovalRow, conversation: Conversation) -> None:
+    async def card(self, tx: Transaction, row: ApprovalRow) -> Reply:
+        """The pending card of ``row``: its text, its buttons and, when its action has
+        text to edit, its code as ``edit_code`` (a Slack Home tab shows the same card)."""
         labels = {"approve": row.labels[0], "reject": row.labels[1]}
         buttons = tuple(
             Button(
@@ -535,9 +537,19 @@ class ApprovalDesk:
             )
             for token, decision in await self._repo.buttons_of(tx, row.id)
         )
-        card = Reply(
-            text=card_text(row), buttons=buttons, attachments=card_files(row.action, self._files)
+        editable = None
+        if row.purpose == "action":
+            action = await ActionRepo(self._store).waiting_for_approval(tx, row.task_id)
+            editable = row.code if action is not None and action.editable else None
+        return Reply(
+            text=card_text(row),
+            buttons=buttons,
+            attachments=card_files(row.action, self._files),
+            edit_code=editable,
         )
+
+    async def _show(self, tx: Transaction, row: ApprovalRow, conversation: Conversation) -> None:
+        card = await self.card(tx, row)
         outbox_id = await self._queue(tx, conversation, card)
         await self._repo.set_card(tx, row.id, outbox_id)
 

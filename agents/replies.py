@@ -68,6 +68,9 @@ class Reply(BaseModel):
     buttons: tuple[Button, ...] = ()
     options: tuple[Option, ...] = Field(default=(), max_length=MAX_OPTIONS)
     attachments: tuple[Attachment, ...] = Field(default=(), max_length=10)
+    # The code of a pending card whose action has text to edit (``/edit CODE text``):
+    # front ends with forms (Slack's modal) offer an Edit button for it.
+    edit_code: str | None = Field(default=None, max_length=16)
 
     def to_json(self) -> str:
         """The outbox body."""

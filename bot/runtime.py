@@ -78,6 +78,9 @@ class Runtime:
     embedder: Embedder | None = None
     audio: AudioSources = field(default_factory=AudioSources)  # front ends add fetchers
     retention: Retention | None = None
+    # What /today reads (the store's facts and the features' due items): a Slack Home
+    # tab shows the same.
+    digest: DigestSource | None = None
 
     async def settle(self) -> None:
         """Wait until queued work has run and its replies are delivered."""
@@ -444,6 +447,7 @@ async def open_runtime(
             embedder,
             audio,
             retention,
+            digest_source(settings, services.due),
         )
         expiry = asyncio.create_task(_expire_approvals(runtime, clock), name="approval-expiry")
         retention.start()

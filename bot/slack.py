@@ -27,6 +27,12 @@ HTTP mode verifies every request twice: here, to refuse unsigned, forged and sta
 requests with 401 and record them as ``slack.request_refused`` events, and again in
 bolt's own RequestVerification. Socket Mode needs no signing: Slack authenticates the
 websocket with the app-level token.
+
+The App Home tab is the operator's dashboard (:mod:`bot.slack_home`): published on
+``app_home_opened`` and refreshed when the board changes; its card buttons are the
+cards' own, pressed through the same gateway path (the outcome shows on top of the
+refreshed tab, as there is no message to answer under). A card whose action has
+text to edit has an Edit button that opens a modal (:mod:`bot.slack_edit`).
 """
 
 from __future__ import annotations
@@ -53,12 +59,15 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from agents.board import BoardReader
 from agents.voice_port import AudioRef, AudioUnavailable
 from bot.gateway import Handled, Outcome
 from bot.http import HttpServer
 from bot.inbound import Inbound
 from bot.refusals import RefusalBudget
-from bot.slack_blocks import ACTION_PREFIX
+from bot.slack_blocks import ACTION_PREFIX, EDIT_ACTION
+from bot.slack_edit import SlackEdit
+from bot.slack_home import HomeTab
 from bot.slack_inbound import (
     PLATFORM,
     BlockActions,
@@ -70,6 +79,7 @@ from bot.slack_inbound import (
     event_inbound,
 )
 from bot.slack_sender import SlackSender
+from bot.slack_views import EDIT_CALLBACK
 from config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -161,6 +171,19 @@ class SlackFrontEnd:
         self._app.event("message")(self._on_event)
         self._app.event("app_mention")(self._on_event)
         self._app.action(re.compile(rf"^{re.escape(ACTION_PREFIX)}"))(self._on_action)
+        self._app.event("app_home_opened")(self._on_home_opened)
+        self._home = HomeTab(self._client, self._operators, min_interval_s=slack.home_refresh_s)
+        self._reader: BoardReader | None = None
+        self._edit = SlackEdit(
+            self._client,
+            self._operators,
+            self._board_reader,
+            lambda: self._runtime_or_fail().events,
+            self._record,
+            self._tell,
+        )
+        self._app.action(EDIT_ACTION)(self._edit.on_press)
+        self._app.view(EDIT_CALLBACK)(self._edit.on_submit)
         self._runtime: Runtime | None = None
         self._bot_user_id: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -186,6 +209,11 @@ class SlackFrontEnd:
         return self._sender
 
     @property
+    def home(self) -> HomeTab:
+        """The operators' App Home tab."""
+        return self._home
+
+    @property
     def operators(self) -> frozenset[str]:
         """The Slack user ids allowed to command soloops."""
         return self._operators
@@ -195,6 +223,15 @@ class SlackFrontEnd:
         self._runtime = runtime
         self._sender.bind(runtime)
         runtime.audio.register(PLATFORM, self.download_audio)
+        if runtime.digest is not None:
+            self._reader = BoardReader(
+                runtime.store,
+                runtime.events,
+                runtime.coordinator.approvals,
+                runtime.digest,
+                runtime.clock,
+            )
+            self._home.start(self._reader, runtime.store)
         await self._identify()
         if self._settings.slack.socket_mode:
             await self._connect_socket()
@@ -289,6 +326,7 @@ class SlackFrontEnd:
 
     async def stop(self) -> None:
         """Stop taking requests, then let recordings in flight finish."""
+        await self._home.stop()
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]  # as above
             self._socket = None
@@ -416,7 +454,29 @@ class SlackFrontEnd:
         handled = await self._record(inbound) if inbound is not None else None
         await ack()
         if inbound is not None and handled is not None and handled.notice:
-            self._spawn(self._notify_presser(payload, inbound, handled.notice))
+            if payload.on_home:  # no message to answer under: the refreshed tab says it
+                self._home.note(inbound.user_id, handled.notice)
+            else:
+                self._spawn(self._notify_presser(payload, inbound, handled.notice))
+
+    async def _on_home_opened(self, event: dict[str, Any]) -> None:
+        # The Messages tab sends the same event with tab "messages": nothing to publish.
+        user = event.get("user")
+        if event.get("tab", "home") == "home" and isinstance(user, str) and user:
+            self._home.opened(user)
+
+    def _board_reader(self) -> BoardReader:
+        if self._reader is None:
+            raise RuntimeError("the Slack front end is not started")
+        return self._reader
+
+    async def _tell(self, payload: BlockActions, text: str) -> None:
+        """Answer the presser of a button only they see (on the Home tab: on top of it)."""
+        if payload.on_home or payload.channel is None:
+            self._home.note(payload.user.id, text)
+            return
+        thread = payload.message.thread_ts if payload.message else None
+        await self._answer_click(payload, payload.channel.id, payload.user.id, thread, text)
 
     # --- helpers -------------------------------------------------------------
 
@@ -434,26 +494,33 @@ class SlackFrontEnd:
             return None
 
     async def _ephemeral(self, inbound: Inbound, text: str) -> None:
+        await self._ephemeral_to(inbound.chat_id, inbound.user_id, inbound.thread_id, text)
+
+    async def _ephemeral_to(self, channel: str, user: str, thread: str | None, text: str) -> None:
         try:
             await self._client.chat_postEphemeral(
-                channel=inbound.chat_id,
-                user=inbound.user_id,
-                text=text,
-                thread_ts=inbound.thread_id,
+                channel=channel, user=user, text=text, thread_ts=thread
             )
         except (SlackApiError, SlackClientError, OSError, TimeoutError) as exc:
-            log.warning("could not tell Slack user %s they were refused: %s", inbound.user_id, exc)
+            log.warning("could not tell Slack user %s: %s", user, exc)
 
     async def _notify_presser(self, payload: BlockActions, inbound: Inbound, notice: str) -> None:
+        await self._answer_click(
+            payload, inbound.chat_id, inbound.user_id, inbound.thread_id, notice
+        )
+
+    async def _answer_click(
+        self, payload: BlockActions, channel: str, user: str, thread: str | None, notice: str
+    ) -> None:
         if payload.response_url is None:
-            await self._ephemeral(inbound, notice)
+            await self._ephemeral_to(channel, user, thread, notice)
             return
         try:
             await AsyncWebhookClient(payload.response_url).send_dict(
                 {"response_type": "ephemeral", "replace_original": False, "text": notice}
             )
         except (OSError, TimeoutError, SlackClientError) as exc:
-            log.warning("could not answer the click of %s: %s", inbound.user_id, exc)
+            log.warning("could not answer the click of %s: %s", user, exc)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(work)

@@ -6,6 +6,10 @@ buttons, one ``actions`` block. Each button's ``value`` is the reply's opaque bu
 data and its ``action_id`` starts with :data:`ACTION_PREFIX`, which is how clicks are
 routed back. A decided card is the same reply without buttons: ``chat.update`` with
 its blocks removes them.
+
+A pending card whose action has text to edit (``Reply.edit_code``) gets one more
+button, Edit (:data:`EDIT_ACTION`, value the card's code): it opens a form, never
+decides (see :mod:`bot.slack_views`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from agents.replies import Button, Reply, body_text
 
 ACTION_PREFIX = "soloops.button."
+EDIT_ACTION = "soloops.edit"  # not under ACTION_PREFIX: pressing it decides nothing
 BUTTONS_BLOCK_ID = "soloops.buttons"
 SECTION_MAX = 3000  # Slack's limit on a section's text
 MAX_BLOCKS = 50  # Slack's limit on blocks in one message
@@ -76,6 +81,16 @@ def button(index: int, item: Button) -> Block:
     return element
 
 
+def edit_button(code: str) -> Block:
+    """The Edit button of a card whose action has text to edit."""
+    return {
+        "type": "button",
+        "action_id": EDIT_ACTION,
+        "text": {"type": "plain_text", "text": "Edit", "emoji": True},
+        "value": code,
+    }
+
+
 def render(reply: Reply) -> tuple[str, list[Block]]:
     """The notification text and the blocks of one reply."""
     text = ("" if reply.tone == "info" else ERROR_MARK) + body_text(reply)
@@ -85,13 +100,10 @@ def render(reply: Reply) -> tuple[str, list[Block]]:
         pieces = [*pieces[: room - 1], "_… the rest is too long for one Slack message._"]
     blocks = [section(piece) for piece in pieces]
     if reply.buttons:
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": BUTTONS_BLOCK_ID,
-                "elements": [button(i, item) for i, item in enumerate(reply.buttons)],
-            }
-        )
+        elements = [button(i, item) for i, item in enumerate(reply.buttons)]
+        if reply.edit_code:
+            elements.append(edit_button(reply.edit_code))
+        blocks.append({"type": "actions", "block_id": BUTTONS_BLOCK_ID, "elements": elements})
     fallback = escape(text)
     if len(fallback) > FALLBACK_MAX:
         fallback = escape(text[: FALLBACK_MAX // 5]) + "…"

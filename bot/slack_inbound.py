@@ -21,7 +21,13 @@ In a DM or a mention, a first word that names a command is read as that command
 leading slash for its own slash commands.
 
 A button click -> ``callback_data`` = the button's value; the id is the click's
-``action_ts`` on that message.
+``action_ts`` on that message. A click on the App Home tab (no channel: the
+container is the view) is the same press, answered in the operator's DM with the app
+(chat = their user id); its id is ``click:home:<view id>:<action_ts>``.
+
+An edit modal's submission (``view_submission``) -> ``/edit CODE new text`` in the
+card's conversation (from the modal's ``private_metadata``); the id is the
+submission's ``trigger_id``, unique per submission.
 """
 
 from __future__ import annotations
@@ -110,8 +116,28 @@ class _Message(_Edge):
 
 
 class _Container(_Edge):
+    type: str | None = None
     message_ts: str | None = None
     thread_ts: str | None = None
+    channel_id: str | None = None
+    view_id: str | None = None
+
+
+class _InputValue(_Edge):
+    type: str | None = None
+    value: str | None = None
+
+
+class _ViewState(_Edge):
+    values: dict[str, dict[str, _InputValue]] = Field(default_factory=dict)
+
+
+class _View(_Edge):
+    id: str = Field(min_length=1)
+    type: str | None = None
+    callback_id: str | None = None
+    private_metadata: str = ""
+    state: _ViewState = _ViewState()
 
 
 class _Action(_Edge):
@@ -130,6 +156,27 @@ class BlockActions(_Edge):
     container: _Container = _Container()
     actions: list[_Action] = Field(min_length=1)
     response_url: str | None = None
+    trigger_id: str | None = None
+    view: _View | None = None  # set for a click on the App Home tab (or in a modal)
+
+    @property
+    def on_home(self) -> bool:
+        """Whether the click came from the App Home tab."""
+        return self.channel is None and self.view is not None and self.view.type == "home"
+
+
+class ViewSubmission(_Edge):
+    """The ``payload`` of a ``view_submission`` (a modal's submit)."""
+
+    type: str
+    user: _User
+    view: _View
+    trigger_id: str = Field(min_length=1)
+
+    def value(self, block_id: str, action_id: str) -> str | None:
+        """The submitted value of one input."""
+        found = self.view.state.values.get(block_id, {}).get(action_id)
+        return None if found is None else found.value
 
 
 def strip_mention(text: str, bot_user_id: str | None) -> str:
@@ -249,7 +296,21 @@ def audio_ref(files: list[SharedFile]) -> AudioRef | None:
 def action_inbound(payload: BlockActions, now: datetime) -> Inbound | None:
     """A click on one of soloops's buttons as an inbound press; None for other actions."""
     action = payload.actions[0]
-    if not action.action_id.startswith(ACTION_PREFIX) or payload.channel is None:
+    if not action.action_id.startswith(ACTION_PREFIX):
+        return None
+    if payload.on_home:
+        assert payload.view is not None  # on_home says so
+        click = action.action_ts or now.isoformat()
+        return Inbound(
+            platform=PLATFORM,
+            message_id=f"click:home:{payload.view.id}:{click}"[:128],
+            chat_id=payload.user.id,
+            user_id=payload.user.id,
+            user_name=(payload.user.username or payload.user.name or None),
+            callback_data=(action.value or "")[:CALLBACK_MAX] or "-",
+            received_at=now,
+        )
+    if payload.channel is None:
         return None
     message_ts = payload.message.ts if payload.message else payload.container.message_ts
     thread = (payload.message.thread_ts if payload.message else None) or payload.container.thread_ts
@@ -262,6 +323,22 @@ def action_inbound(payload: BlockActions, now: datetime) -> Inbound | None:
         user_name=(payload.user.username or payload.user.name or None),
         thread_id=thread,
         callback_data=(action.value or "")[:CALLBACK_MAX] or "-",
+        received_at=now,
+    )
+
+
+def edit_inbound(
+    submission: ViewSubmission, code: str, chat: str, thread: str | None, text: str, now: datetime
+) -> Inbound:
+    """An edit modal's submission as the message it stands for: ``/edit CODE text``."""
+    return Inbound(
+        platform=PLATFORM,
+        message_id=f"edit:{submission.trigger_id}"[:128],
+        chat_id=chat,
+        user_id=submission.user.id,
+        user_name=(submission.user.username or submission.user.name or None),
+        thread_id=thread,
+        text=f"/edit {code} {text.strip()}",
         received_at=now,
     )
 

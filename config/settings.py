@@ -325,6 +325,8 @@ class SlackSettings(BaseModel):
     app_token: SecretStr | None = None
     api_base_url: str = Field(default="https://slack.com/api/", min_length=1)
     operators: list[str] = Field(default_factory=list)
+    # The App Home tab refreshes at most once per this many seconds (0: at every change).
+    home_refresh_s: float = Field(default=2.0, ge=0, le=300)
 
     @field_validator("bot_token", "signing_secret", "app_token", mode="before")
     @classmethod

@@ -287,7 +287,12 @@ def test_manifest_matches_what_the_front_end_serves() -> None:
     features, settings = manifest["features"], manifest["settings"]
     commands = [c["command"] for c in features["slash_commands"]]
     assert commands[0] == COMMAND and set(commands) == slash_names(build_registry())
-    assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
+    assert set(settings["event_subscriptions"]["bot_events"]) == {
+        "app_home_opened",  # the Home tab's refresh when the operator looks
+        "app_mention",
+        "message.im",
+    }
+    assert features["app_home"]["home_tab_enabled"] is True
     assert settings["interactivity"]["is_enabled"]
     urls = [
         *(command["url"] for command in features["slash_commands"]),

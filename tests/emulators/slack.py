@@ -3,13 +3,20 @@
 The emulator serves ``/api/<method>`` on 127.0.0.1 the way Slack answers the methods
 soloops calls (auth.test, chat.postMessage, chat.update, chat.postEphemeral, and the
 external file upload: files.getUploadURLExternal, the upload URL, then
-files.completeUploadExternal, files.info), reading
+files.completeUploadExternal, files.info; views.publish, keeping each user's Home
+view; views.open, taking only a trigger id it issued (:meth:`SlackEmulator.trigger`)
+and only once, keeping the modal), reading
 JSON and form bodies alike, plus ``/response/<id>`` for ``response_url`` posts and
 ``/files-pri/<team>-<file id>/download/<name>`` serving shared files to the bot token
 (any other token gets Slack's sign-in page, an unknown file 404). It
 records every call, keeps the messages it holds (so ``chat.update`` of an unknown
 message fails as on Slack), and fails on demand: the next N calls of a method answer
-429 with ``Retry-After``, or 500.
+429 with ``Retry-After``, or 500. :meth:`SlackEmulator.hold` keeps a method's answers
+back until released, so a test can change things while a call is in flight.
+
+Payload builders below make what Slack sends soloops: slash commands, events
+(``app_home_opened`` among them), block_actions clicks on a message or on the Home
+tab, and a modal's ``view_submission`` built from the modal the emulator opened.
 """
 
 from __future__ import annotations
@@ -64,6 +71,12 @@ class SlackEmulator:
     file_contents: dict[str, bytes] = field(default_factory=dict)
     file_downloads: list[tuple[str, int]] = field(default_factory=list)  # (file id, status)
     files_read_scope: bool = True  # False: the bot token lacks files:read
+    homes: dict[str, dict[str, Any]] = field(default_factory=dict)  # Home view per user
+    modals: dict[str, dict[str, Any]] = field(default_factory=dict)  # opened, by view id
+    _triggers: dict[str, str] = field(default_factory=dict)  # unused trigger id -> user
+    _view_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _held: dict[str, asyncio.Event] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)  # held calls, per method
 
     @property
     def api_url(self) -> str:
@@ -84,6 +97,27 @@ class SlackEmulator:
         """Answer ``times`` calls of ``method`` with ``status``, after ``after`` good ones."""
         queue = self._failures.setdefault(method, [])
         queue.extend([(200, 0.0)] * after + [(status, retry_after)] * times)
+
+    def trigger(self, user: str) -> str:
+        """A trigger id as Slack puts in an interaction of ``user`` (usable once)."""
+        trigger_id = f"{next(self._view_ids)}.{time.monotonic_ns()}.trig"
+        self._triggers[trigger_id] = user
+        return trigger_id
+
+    def hold(self, method: str) -> None:
+        """Keep answers to ``method`` back until :meth:`release` (counted in ``in_flight``)."""
+        self._held[method] = asyncio.Event()
+
+    def release(self, method: str) -> None:
+        """Answer the held calls of ``method`` and stop holding it."""
+        held = self._held.pop(method, None)
+        if held is not None:
+            held.set()
+
+    def home_of(self, user: str) -> str:
+        """The text of ``user``'s Home view (sections and contexts, in order)."""
+        view = self.homes.get(user)
+        return "" if view is None else blocks_text(view["blocks"])
 
     def share_file(
         self, content: bytes, *, name: str = "audio_message.webm", mimetype: str = "audio/webm"
@@ -143,6 +177,11 @@ class SlackEmulator:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await _read_args(request)
+        held = self._held.get(method)
+        if held is not None:
+            self.in_flight[method] = self.in_flight.get(method, 0) + 1
+            await held.wait()
+            self.in_flight[method] -= 1
         failures = self._failures.get(method)
         status, retry_after = failures.pop(0) if failures else (200, 0.0)
         if status != 200:
@@ -202,12 +241,42 @@ class SlackEmulator:
             return self._upload_url(args)
         if method == "files.completeUploadExternal":
             return self._complete_upload(args)
+        if method == "views.publish":
+            return self._publish(args)
+        if method == "views.open":
+            return self._open(args)
         if method == "files.info":
             found = self.files.get(str(args.get("file", "")))
             return (
                 {"ok": True, "file": found} if found else {"ok": False, "error": "file_not_found"}
             )
         return {"ok": False, "error": "unknown_method"}
+
+    def _publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        user, view = str(args.get("user_id") or ""), args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        problem = view_problem(view, "home")
+        if not user or problem:
+            return {"ok": False, "error": "invalid_arguments", "detail": problem}
+        view_id = f"VH{user}"
+        self.homes[user] = {**view, "id": view_id}
+        return {"ok": True, "view": self.homes[user]}
+
+    def _open(self, args: dict[str, Any]) -> dict[str, Any]:
+        trigger, view = str(args.get("trigger_id") or ""), args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        user = self._triggers.pop(trigger, None)  # single use, as on Slack
+        if user is None:
+            return {"ok": False, "error": "invalid_trigger_id"}
+        problem = view_problem(view, "modal")
+        if problem:
+            return {"ok": False, "error": "invalid_arguments", "detail": problem}
+        view_id = f"VM{next(self._view_ids):06d}"
+        opened = {**view, "id": view_id, "hash": f"h{view_id}"}
+        self.modals[view_id] = {"user": user, "view": opened}
+        return {"ok": True, "view": opened}
 
     def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
         filename, length = str(args.get("filename") or ""), str(args.get("length") or "")
@@ -299,6 +368,41 @@ async def _read_args(request: web.Request) -> dict[str, Any]:
     # slack_sdk sends some methods' arguments as the query string (params=).
     query = {key: _json_or_text(value) for key, value in request.query.items()}
     return {**query, **await _read_body(request)}
+
+
+def view_problem(view: Any, kind: str) -> str | None:
+    """Why Slack would refuse ``view`` as a ``kind`` view (the checks soloops could trip)."""
+    if not isinstance(view, dict) or view.get("type") != kind:
+        return f"not a {kind} view"
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or len(blocks) > 100:
+        return "blocks: a list of at most 100"
+    ids = [b["block_id"] for b in blocks if "block_id" in b]
+    if len(ids) != len(set(ids)):
+        return "duplicate block_id"
+    if kind == "modal":
+        if len(view.get("title", {}).get("text", "")) > 24:
+            return "title longer than 24"
+        for block in blocks:
+            element = block.get("element", {})
+            if block.get("type") == "input" and len(element.get("initial_value", "")) > int(
+                element.get("max_length", 3000)
+            ):
+                return "initial_value longer than max_length"
+    return None
+
+
+def blocks_text(blocks: list[dict[str, Any]]) -> str:
+    """The readable text of some blocks: sections, headers and contexts, one a line."""
+    lines = []
+    for block in blocks:
+        text = block.get("text")
+        if isinstance(text, dict):
+            lines.append(str(text.get("text", "")))
+        for element in block.get("elements", ()):
+            if block.get("type") == "context":
+                lines.append(str(element.get("text", "")))
+    return "\n".join(lines)
 
 
 def _json_or_text(value: str) -> Any:
@@ -422,6 +526,15 @@ class SlackClient:
         body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
         return await self.post(body, "application/x-www-form-urlencoded", **kw)
 
+    async def interaction(self, payload: dict[str, Any], **kw: Any) -> tuple[int, str]:
+        """Any interaction payload (a Home click, a view_submission), as a form field."""
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        return await self.post(body, "application/x-www-form-urlencoded", **kw)
+
+    async def home_opened(self, user: str, *, event_id: str, **kw: Any) -> tuple[int, str]:
+        """``user`` opened the app's Home tab."""
+        return await self.event(home_opened_event(user), event_id=event_id, **kw)
+
 
 def command_form(
     text: str, *, user: str, channel: str = "C0001", response_url: str | None = None
@@ -480,25 +593,93 @@ def click_payload(
     message_ts: str,
     response_url: str,
     action_ts: str | None = None,
+    action_id: str = "soloops.button.0",
+    trigger_id: str = "trig",
+    thread_ts: str | None = None,
 ) -> dict[str, Any]:
     """A ``block_actions`` payload for a click on one of soloops's buttons."""
+    message: dict[str, Any] = {"type": "message", "ts": message_ts, "text": "card"}
+    if thread_ts:
+        message["thread_ts"] = thread_ts
     return {
         "type": "block_actions",
         "team": {"id": TEAM_ID},
         "user": {"id": user, "username": f"name-{user}"},
         "api_app_id": "A0001",
-        "trigger_id": "trig",
+        "trigger_id": trigger_id,
         "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
         "channel": {"id": channel},
-        "message": {"type": "message", "ts": message_ts, "text": "card"},
+        "message": message,
         "response_url": response_url,
         "actions": [
             {
                 "type": "button",
-                "action_id": "soloops.button.0",
+                "action_id": action_id,
                 "block_id": "soloops.buttons",
                 "value": value,
                 "action_ts": action_ts or f"{time.time():.6f}",
             }
         ],
+    }
+
+
+def home_opened_event(user: str, tab: str = "home") -> dict[str, Any]:
+    """The ``app_home_opened`` event (``tab`` is "messages" for the Messages tab)."""
+    return {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": "D0001",
+        "tab": tab,
+        "event_ts": f"{time.time():.6f}",
+    }
+
+
+def home_click_payload(
+    *, user: str, element: dict[str, Any], view_id: str, trigger_id: str = "trig"
+) -> dict[str, Any]:
+    """A ``block_actions`` payload for a press of ``element`` (a button of a published
+    Home view): no channel, no response_url, the view as container."""
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user, "username": f"name-{user}"},
+        "api_app_id": "A0001",
+        "trigger_id": trigger_id,
+        "container": {"type": "view", "view_id": view_id},
+        "view": {"id": view_id, "type": "home", "callback_id": "", "private_metadata": ""},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": element["action_id"],
+                "block_id": "soloops.buttons.0",
+                "value": element.get("value"),
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def view_submission_payload(
+    modal: dict[str, Any], *, user: str, values: dict[str, str], trigger_id: str = "trig-submit"
+) -> dict[str, Any]:
+    """What Slack sends when ``user`` presses the submit button of ``modal`` (a view the
+    emulator opened) with ``values`` typed into its inputs (by block id)."""
+    state: dict[str, dict[str, Any]] = {}
+    for block in modal["blocks"]:
+        if block.get("type") != "input":
+            continue
+        element = block["element"]
+        typed = values.get(block["block_id"], element.get("initial_value"))
+        state[block["block_id"]] = {element["action_id"]: {"type": element["type"], "value": typed}}
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user, "username": f"name-{user}", "name": f"name-{user}"},
+        "api_app_id": "A0001",
+        "trigger_id": trigger_id,
+        "view": {
+            **modal,
+            "state": {"values": state},
+        },
+        "response_urls": [],
     }
