@@ -21,11 +21,12 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from memory.errors import EmbedderUnavailable
+
+if TYPE_CHECKING:  # numpy loads with the first vector, not at start-up
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not self.is_ready:
             raise EmbedderUnavailable(f"the model {self.model_id!r} is not loaded")
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
         with self._encode_lock:
