@@ -232,11 +232,9 @@ class ApprovalDesk:
             purpose=purpose,
             labels=labels,
         )
-        for decision in ("approve", "reject"):
-            await self._repo.add_button(
-                tx, token=new_button_data(), approval_id=row.id, decision=decision, now=now
-            )
-        await self._show(tx, row, conversation)
+        buttons = [(new_button_data(), decision) for decision in ("approve", "reject")]
+        await self._repo.add_buttons(tx, row.id, buttons, now)
+        await self._show(tx, row, conversation, buttons)
         await self._events.append(
             tx,
             f"{purpose}.card" if purpose != "action" else "approval.requested",
@@ -514,15 +512,24 @@ class ApprovalDesk:
             payload={"approval": row.id, "decision": state.value},
         )
 
-    async def _show(self, tx: Transaction, row: ApprovalRow, conversation: Conversation) -> None:
+    async def _show(
+        self,
+        tx: Transaction,
+        row: ApprovalRow,
+        conversation: Conversation,
+        tokens: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Queue the card; ``tokens`` are its (token, decision) pairs when just made."""
         labels = {"approve": row.labels[0], "reject": row.labels[1]}
+        if tokens is None:
+            tokens = await self._repo.buttons_of(tx, row.id)
         buttons = tuple(
             Button(
                 label=labels[decision],
                 data=token,
                 style="primary" if decision == "approve" else "danger",
             )
-            for token, decision in await self._repo.buttons_of(tx, row.id)
+            for token, decision in tokens
         )
         card = Reply(
             text=card_text(row), buttons=buttons, attachments=card_files(row.action, self._files)
