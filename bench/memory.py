@@ -219,12 +219,9 @@ def _chroma_in_bench_venv(
     """chromadb's side in ``.venv-bench`` (``bench/chroma_side.py``), if it is there."""
     from bench import peers
 
+    if not peers.chroma_in_venv():
+        return None
     probe = peers.python()
-    if not probe.exists():
-        return None
-    has = subprocess.run([str(probe), "-c", "import chromadb"], capture_output=True, check=False)
-    if has.returncode:
-        return None
     home.mkdir(parents=True, exist_ok=True)
     arrays, listed = home / "input.npz", home / "input.json"
     np.savez(arrays, vectors=vectors, queries=qv)

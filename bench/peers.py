@@ -58,6 +58,16 @@ def ensure() -> str:
     return available()
 
 
+def chroma_in_venv() -> bool:
+    """Whether ``.venv-bench`` has chromadb (the memory rows' peer runs there)."""
+    if not python().exists():
+        return False
+    probe = subprocess.run(
+        [str(python()), "-c", "import chromadb"], capture_output=True, check=False, timeout=120
+    )
+    return probe.returncode == 0
+
+
 def langgraph_steps(db: Path, steps: int) -> tuple[list[float], dict[str, str]]:
     """CPU seconds per interrupt + resume step, and the versions that ran."""
     done = subprocess.run(
