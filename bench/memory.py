@@ -30,6 +30,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from bench import peers
 from bench.corpus import embedded, queries, texts
 from bench.harness import Row, ratio_at_least, ratio_at_most
 from config import MemorySettings
@@ -217,8 +218,6 @@ def _chroma_in_bench_venv(
     home: Path, items: list[str], vectors: np.ndarray, qv: np.ndarray, n_small: int
 ) -> dict[str, Any] | None:
     """chromadb's side in ``.venv-bench`` (``bench/chroma_side.py``), if it is there."""
-    from bench import peers
-
     if not peers.chroma_in_venv():
         return None
     probe = peers.python()
@@ -331,7 +330,7 @@ async def run() -> None:
     )
     print(f"Encoder for scale: all-MiniLM-L6-v2 embeds {rate:,.0f} texts/s on this machine.")
     if chroma is None:
-        print("chromadb is not installed: pip install -e '.[bench]' (make bench does).")
+        print("chromadb is not installed: make bench puts chromadb==1.5.9 into .venv-bench.")
 
 
 async def rows(n_total: int, n_queries: int, *, quick: bool) -> list[Row]:
@@ -354,11 +353,13 @@ async def rows(n_total: int, n_queries: int, *, quick: bool) -> list[Row]:
     home = Path(tempfile.mkdtemp(prefix="soloops-bench-"))
     try:
         ours = await bench_soloops(home / "soloops", items, vectors, qs, qv, n_small)
+        if not quick:  # a full run installs the peer into .venv-bench, as for LangGraph
+            await asyncio.to_thread(peers.ensure_chroma)
         chroma = await bench_chroma(home / "chroma", items, vectors, qs, qv, n_small)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     if chroma is None:
-        missing = "chromadb not installed (pip install chromadb into .venv-bench)"
+        missing = "chromadb not installed (make bench puts it into .venv-bench)"
     else:  # the note names the version measured (in .venv-bench, or in this venv)
         missing = f"chromadb {chroma.get('versions', {}).get('chromadb', '(in this venv)')}"
     size = f"{n_total:,}"
