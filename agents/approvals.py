@@ -232,11 +232,9 @@ class ApprovalDesk:
             purpose=purpose,
             labels=labels,
         )
-        for decision in ("approve", "reject"):
-            await self._repo.add_button(
-                tx, token=new_button_data(), approval_id=row.id, decision=decision, now=now
-            )
-        await self._show(tx, row, conversation)
+        buttons = [(new_button_data(), decision) for decision in ("approve", "reject")]
+        await self._repo.add_buttons(tx, row.id, buttons, now)
+        await self._show(tx, row, conversation, buttons)
         await self._events.append(
             tx,
             f"{purpose}.card" if purpose != "action" else "approval.requested",
@@ -525,17 +523,22 @@ class ApprovalDesk:
             payload={"approval": row.id, "decision": state.value},
         )
 
-    async def card(self, tx: Transaction, row: ApprovalRow) -> Reply:
+    async def card(
+        self, tx: Transaction, row: ApprovalRow, tokens: list[tuple[str, str]] | None = None
+    ) -> Reply:
         """The pending card of ``row``: its text, its buttons and, when its action has
-        text to edit, its code as ``edit_code`` (a Slack Home tab shows the same card)."""
+        text to edit, its code as ``edit_code`` (a Slack Home tab shows the same card).
+        ``tokens`` are its (token, decision) pairs when just made (else they are read)."""
         labels = {"approve": row.labels[0], "reject": row.labels[1]}
+        if tokens is None:
+            tokens = await self._repo.buttons_of(tx, row.id)
         buttons = tuple(
             Button(
                 label=labels[decision],
                 data=token,
                 style="primary" if decision == "approve" else "danger",
             )
-            for token, decision in await self._repo.buttons_of(tx, row.id)
+            for token, decision in tokens
         )
         editable = None
         if row.purpose == "action":
@@ -548,8 +551,15 @@ class ApprovalDesk:
             edit_code=editable,
         )
 
-    async def _show(self, tx: Transaction, row: ApprovalRow, conversation: Conversation) -> None:
-        card = await self.card(tx, row)
+    async def _show(
+        self,
+        tx: Transaction,
+        row: ApprovalRow,
+        conversation: Conversation,
+        tokens: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Queue the card; ``tokens`` are its (token, decision) pairs when just made."""
+        card = await self.card(tx, row, tokens)
         outbox_id = await self._queue(tx, conversation, card)
         await self._repo.set_card(tx, row.id, outbox_id)
 

@@ -54,9 +54,12 @@ class Intent(BaseModel):
 
     ``scheduled`` is set when the scheduler submitted the intent (a reminder, the daily
     digest), so the agent can say when a run is late.
+
+    Each intent model's validator is built when the intent is first made, not when its
+    feature is imported (``defer_build``): start-up builds only the ones it uses.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     kind: str
     conversation: Conversation

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 
-from babel.core import UnknownLocaleError
-from babel.numbers import format_currency, get_currency_precision, list_currencies
+# babel is imported where a currency is first looked at: start-up never needs it.
 
 MAX_AMOUNT = Decimal(10) ** 9
 """The largest amount accepted for one invoice or line (anything above is a typo)."""
@@ -59,6 +58,8 @@ class Totals:
 
 @cache
 def _known() -> frozenset[str]:
+    from babel.numbers import list_currencies
+
     return frozenset(code for code in list_currencies() if code not in _NOT_MONEY)
 
 
@@ -80,6 +81,8 @@ def currency_code(text: str) -> str:
 
 def precision(currency: str) -> int:
     """How many decimals the currency has (EUR 2, JPY 0, BHD 3)."""
+    from babel.numbers import get_currency_precision
+
     return int(get_currency_precision(currency))
 
 
@@ -185,6 +188,9 @@ def totals(amounts: Iterable[Decimal], rate: Decimal | None, currency: str) -> T
 
 def format_money(amount: Decimal, currency: str, locale: str = "en") -> str:
     """The amount as the locale writes it ("€1,200.50" in en, "1.200,50 €" in de_DE)."""
+    from babel.core import UnknownLocaleError
+    from babel.numbers import format_currency
+
     try:
         return str(format_currency(quantize(amount, currency), currency, locale=locale))
     except (UnknownLocaleError, ValueError):

@@ -27,9 +27,8 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 from agents.base import Agent, AgentResult, Reroute, TaskContext
@@ -41,6 +40,9 @@ from memory.clock import Clock, SystemClock
 from memory.embedder import Embedder
 from memory.ephemeral import EphemeralMemory
 from memory.errors import EmbedderUnavailable
+
+if TYPE_CHECKING:  # numpy loads with the first vector, not at start-up
+    import numpy as np
 
 Record = Callable[..., Awaitable[int]]
 MakeIntent = Callable[..., Intent]

@@ -36,11 +36,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol, Self
 
-from apscheduler.schedulers.asyncio import (  # type: ignore[import-untyped]  # APScheduler 3 ships no type hints
-    AsyncIOScheduler,
-)
-from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]  # as above
-
 from agents.schedules import (
     JobLine,
     PlannedRun,
@@ -171,23 +166,48 @@ class DueReport:
 
 
 class _Timer:
-    """APScheduler as an alarm clock: one date job, re-armed after every change."""
+    """APScheduler as an alarm clock: one date job, re-armed after every change.
+
+    APScheduler is imported off the start-up path: its import scans every installed
+    package's entry points and loads ``multiprocessing`` (~0.1 s here), which a
+    scripted ``/help`` should not pay. Until it is loaded, an asyncio timer stands in,
+    set for the wanted wake or ``LOAD_AFTER_S`` after start, whichever comes first;
+    when it goes off APScheduler is started and armed for the wanted wake (at once if
+    that has passed: a date job has no misfire grace here).
+    """
+
+    LOAD_AFTER_S = 2.0
 
     def __init__(self, wake: Callable[[], Awaitable[None]]) -> None:
         self._wake = wake
         self._aps: Any = None
+        self._on = False
+        self._wanted: datetime | None = None
+        self._loading: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        self._aps = AsyncIOScheduler(timezone=UTC)
-        self._aps.start()
+        self._on = True
 
     def arm(self, at: datetime | None) -> None:
+        if not self._on:
+            return
         if self._aps is None:
+            self._wanted = at
+            if at is None and self._loading is not None:
+                self._loading.cancel()
+                self._loading = None
+            elif at is not None:
+                delay = min(self.LOAD_AFTER_S, (at - datetime.now(UTC)).total_seconds())
+                if self._loading is not None:
+                    self._loading.cancel()
+                self._loading = asyncio.get_running_loop().call_later(max(0.0, delay), self._load)
             return
         if at is None:
             if self._aps.get_job(WAKE_JOB_ID) is not None:
                 self._aps.remove_job(WAKE_JOB_ID)
             return
+        from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]  # APScheduler 3 ships no type hints
+
         self._aps.add_job(
             self._wake,
             DateTrigger(run_date=at, timezone=UTC),
@@ -200,7 +220,23 @@ class _Timer:
             max_instances=16,
         )
 
+    def _load(self) -> None:
+        self._loading = None
+        if not self._on or self._aps is not None:
+            return
+        from apscheduler.schedulers.asyncio import (  # type: ignore[import-untyped]  # as above
+            AsyncIOScheduler,
+        )
+
+        self._aps = AsyncIOScheduler(timezone=UTC)
+        self._aps.start()
+        self.arm(self._wanted)
+
     def stop(self) -> None:
+        self._on = False
+        if self._loading is not None:
+            self._loading.cancel()
+            self._loading = None
         if self._aps is not None:
             self._aps.shutdown(wait=False)
             self._aps = None

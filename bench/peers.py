@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv-bench"
 # The versions the README's numbers were measured with.
 PINS = ("langgraph==1.2.22", "langgraph-checkpoint-sqlite==3.1.2")
+# The memory rows' peer, in the same venv (its dependencies stay out of .venv too).
+CHROMA_PIN = "chromadb==1.5.9"
 SCRIPT = Path(__file__).with_name("langgraph_step.py")
 
 
@@ -56,6 +58,34 @@ def ensure() -> str:
     except (subprocess.SubprocessError, OSError) as exc:
         return f"could not create {VENV.name}: {exc}"
     return available()
+
+
+def chroma_in_venv() -> bool:
+    """Whether ``.venv-bench`` has chromadb (the memory rows' peer runs there)."""
+    if not python().exists():
+        return False
+    probe = subprocess.run(
+        [str(python()), "-c", "import chromadb"], capture_output=True, check=False, timeout=120
+    )
+    return probe.returncode == 0
+
+
+def ensure_chroma() -> bool:
+    """Install the pinned chromadb into ``.venv-bench`` if it is missing; whether it is there."""
+    if chroma_in_venv():
+        return True
+    try:
+        if not python().exists():
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=300)
+        subprocess.run(
+            [str(python()), "-m", "pip", "install", "-q", CHROMA_PIN],
+            check=True,
+            timeout=1800,
+            capture_output=True,
+        )
+    except (subprocess.SubprocessError, OSError):
+        return False
+    return chroma_in_venv()
 
 
 def langgraph_steps(db: Path, steps: int) -> tuple[list[float], dict[str, str]]:

@@ -20,27 +20,27 @@ import types
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.console import ConsoleSender, ConsoleSession
 from bot.frontends import FrontEnd, configured_front_ends
 from bot.home import HomeBusyError, HomeLock
-from bot.http import HttpServer
 from bot.logs import configure_logging
-from bot.readers import EXIT_PIPE_CLOSED, print_digest, print_events
 from bot.runtime import Runtime, open_runtime
-from bot.serve import http_wanted, serve_http
 from config import ConfigError, Settings, load_settings
-from memory.backup import BackupError, backup_database
 from memory.embedder import wait_for_loads
 from memory.errors import CorruptDatabaseError, HistoryLostError
 from memory.redact import Redactor
 
+if TYPE_CHECKING:  # aiohttp (~0.15 s to import) only when this process serves HTTP
+    from bot.http import HttpServer
+
 log = logging.getLogger("soloops")
 
 # Exit status of a command whose reader went away: 128 + SIGPIPE, as shells report.
+# (bot.readers.EXIT_PIPE_CLOSED; repeated so the help text does not import the readers.)
+_EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE
 _SECRET_ENV = re.compile(r"secret|token|passw|api_?key|secert|secrt|tokn|sign", re.IGNORECASE)
 
 ENVIRONMENT_HELP = """\
@@ -115,11 +115,21 @@ def parse_since(text: str, now: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked (reading package metadata costs ms)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from importlib.metadata import version
+
+        print(f"soloops {version('soloops')}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soloops", description="An agent OS for one-person companies."
     )
-    parser.add_argument("--version", action="version", version=f"soloops {version('soloops')}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     described = argparse.RawDescriptionHelpFormatter  # keeps the epilog's layout
     sub.add_parser(
@@ -139,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the event log",
         epilog=ENVIRONMENT_HELP
         + "\nexit status: 0 printed, 1 no database, 2 bad option or unknown kind,\n"
-        f"  {EXIT_PIPE_CLOSED} the reader closed the pipe (| head)\n",
+        f"  {_EXIT_PIPE_CLOSED} the reader closed the pipe (| head)\n",
         formatter_class=described,
     )
     events.add_argument("--since", help="only events newer than this: 30m, 24h, 7d or an ISO time")
@@ -205,6 +215,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except ConfigError as exc:
         _error(str(exc))
         return 2
+    if command in ("events", "digest"):
+        from bot.readers import print_digest, print_events  # only the readers need them
     if command == "events":
         now = datetime.now(UTC)
         try:
@@ -262,7 +274,7 @@ def _start(settings: Settings, command: str) -> int:
         settings.log_path, settings.log_level, Redactor(settings.secret_values()), to_stderr=False
     )
     # One HTTP server per process, shared by everything that comes in over HTTP.
-    server = HttpServer(settings.http) if command == "run" and http_wanted(settings) else None
+    server = _http_server(settings) if command == "run" else None
     if command == "run":
         front_ends = configured_front_ends(settings, server)
         if front_ends:
@@ -313,6 +325,17 @@ async def _serve(
     return 0
 
 
+def _http_server(settings: Settings) -> HttpServer | None:
+    """The process's HTTP server, if anything configured wants one."""
+    from bot.serve import http_wanted  # imports aiohttp: only ``soloops run`` gets here
+
+    if not http_wanted(settings):
+        return None
+    from bot.http import HttpServer
+
+    return HttpServer(settings.http)
+
+
 @asynccontextmanager
 async def _http(
     server: HttpServer | None, runtime: Runtime, parts: Sequence[object]
@@ -321,6 +344,8 @@ async def _http(
     if server is None:
         yield
         return
+    from bot.serve import serve_http
+
     async with serve_http(server, runtime, parts):
         yield
 
@@ -367,6 +392,8 @@ def _run_reader(work: Coroutine[Any, Any, int]) -> int:
 
 
 def _backup(settings: Settings, file: str, *, force: bool) -> int:
+    from memory.backup import BackupError, backup_database
+
     try:
         result = backup_database(settings.database_path, Path(file), datetime.now(UTC), force=force)
     except (BackupError, CorruptDatabaseError) as exc:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from typing import Self
-
-import httpx
+from typing import TYPE_CHECKING, Self
 
 from connectors.base import PermanentError, TransientError
+
+if TYPE_CHECKING:  # httpx costs ~70 ms to import: loaded when a request is first made
+    import httpx
 
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,200}$")  # visible ASCII: safe in a header
 
@@ -35,12 +36,24 @@ class OwnedClient:
 
     Args:
         client: an httpx client to use. When omitted one is opened here (no redirects
-            followed) and closed in :meth:`aclose`.
+            followed) on first use and closed in :meth:`aclose`.
+
+    The own client is opened when a request first needs it: building one loads the
+    system's CA certificates (~40 ms), which a start-up that never calls out should
+    not pay.
     """
 
     def __init__(self, client: httpx.AsyncClient | None = None) -> None:
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(follow_redirects=False)
+        self._given = client
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        if self._given is None:
+            import httpx
+
+            self._given = httpx.AsyncClient(follow_redirects=False)
+        return self._given
 
     async def __aenter__(self) -> Self:
         return self
@@ -50,8 +63,8 @@ class OwnedClient:
 
     async def aclose(self) -> None:
         """Close the HTTP client if this object opened it."""
-        if self._owns_client:
-            await self._client.aclose()
+        if self._owns_client and self._given is not None:
+            await self._given.aclose()
 
 
 async def send_capped(
@@ -75,6 +88,8 @@ async def send_capped(
         max_bytes: how much of the answer is read.
         truncate: cut a longer answer at ``max_bytes`` (else PermanentError).
     """
+    import httpx
+
     try:
         # httpx's timeout bounds each read; the outer deadline bounds the whole answer.
         async with asyncio.timeout(deadline_s):

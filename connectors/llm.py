@@ -49,15 +49,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from config.settings import LlmSettings
 from connectors import openai_http
 from connectors.base import ConnectorError, PermanentError
 from connectors.http import OwnedClient, check_key
+
+if TYPE_CHECKING:  # imported where a request is made: start-up never needs it
+    import httpx
 
 log = logging.getLogger(__name__)
 

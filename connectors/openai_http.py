@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from pydantic import SecretStr
 
 from connectors.base import PermanentError, TransientError
 from connectors.http import send_capped
 from connectors.webhook import USER_AGENT, Outcome, classify
+
+if TYPE_CHECKING:  # imported where a request is made: start-up never needs it
+    import httpx
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 SHOWN_CHARS = 300
@@ -173,6 +175,8 @@ def key_problems(settings: ServerSettings, prefix: str) -> list[str]:
     problems = []
     if settings.base_url.startswith("https://api.openai.com") and settings.api_key is None:
         problems.append(f"{prefix}__API_KEY is not set, and api.openai.com needs one")
+    import httpx
+
     host = httpx.URL(settings.base_url).host if settings.base_url else ""
     plain_http = settings.base_url.startswith("http://")
     if plain_http and settings.api_key is not None and host not in _LOOPBACK:

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import json
 import logging
-
-import httpx
+from typing import TYPE_CHECKING
 
 from config.settings import TranscribeSettings
 from connectors import openai_http
 from connectors.base import ConnectorError, PermanentError
 from connectors.http import OwnedClient, check_key
+
+if TYPE_CHECKING:  # imported where a request is made: start-up never needs it
+    import httpx
 
 log = logging.getLogger(__name__)
 

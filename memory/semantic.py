@@ -28,8 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from config import MemorySettings
 from memory.clock import Clock, SystemClock
@@ -39,7 +38,11 @@ from memory.errors import EmbedderUnavailable, NotFoundError, OwnershipError
 from memory.events import Draft, EventLog
 from memory.memories import Memory, MemoryRepo, NewMemory, Tier
 from memory.store import Store
-from memory.vectorindex import VectorIndex
+
+if TYPE_CHECKING:  # numpy and faiss load with the index, when memory is first needed
+    import numpy as np
+
+    from memory.vectorindex import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +253,8 @@ class SemanticMemory:
         return done
 
     async def _load_or_rebuild(self, *, force: bool = False) -> None:
+        from memory.vectorindex import VectorIndex
+
         model_id, dim = self._embedder.model_id, self._embedder.dim
         index = VectorIndex(
             dim,
@@ -338,6 +343,8 @@ class SemanticMemory:
                 index = self._index
                 assert index is not None
                 positions = [i for i, (_, created) in enumerate(stored) if created]
+                import numpy as np
+
                 ids = np.array([m.id for m in fresh], dtype=np.int64)
                 try:
                     await asyncio.to_thread(index.add, ids, vectors[positions])
