@@ -100,7 +100,9 @@ class HomeTab:
             self._wake.set()
 
     def note(self, user_id: str, text: str) -> None:
-        """Show ``text`` once on top of ``user_id``'s Home (what became of their press)."""
+        """Show ``text`` on top of ``user_id``'s Home (what became of their last press)
+        until their next press replaces it: a refresh a moment later (the reply the
+        press caused) must not wipe it before it was read."""
         if user_id in self._operators:
             self._notes[user_id] = text
             self.changed()
@@ -121,7 +123,7 @@ class HomeTab:
                 log.exception("could not read the board for the Slack Home tab")
                 return
             for user in sorted(self._operators):
-                note = self._notes.pop(user, None)
+                note = self._notes.get(user)
                 await self._publish(user, home_view(board, note))
 
     async def _publish(self, user: str, view: View) -> None:

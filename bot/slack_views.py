@@ -72,14 +72,14 @@ def _local(board: Board) -> str:
 
 
 def home_view(board: Board, note: str | None = None) -> View:
-    """The operator's Home tab for ``board``; ``note`` is a one-off line on top (what
-    became of their last press on this tab)."""
+    """The operator's Home tab for ``board``; ``note`` is a line on top (what became of
+    their last press on this tab)."""
     blocks: list[Block] = [
         {"type": "header", "text": _plain("Needs you now")},
         _context(f"Updated {escape(_local(board))} · the same as /today"),
     ]
     if note:
-        blocks.append(section(f":information_source: {_short(note, 500)}"))
+        blocks.append(section(f":information_source: Your last press: {_short(note, 500)}"))
     if board.cards:
         total = len(board.cards) + board.more_cards
         blocks += [{"type": "divider"}, section(f"*Decide ({total})*")]
