@@ -23,9 +23,10 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO, TypeVar
 
 from agents.replies import Reply, body_text
 from bot.inbound import Inbound
@@ -72,6 +73,75 @@ class ConsoleSender:
         return str(delivery.row.id)
 
 
+T = TypeVar("T")
+
+
+async def in_daemon_thread(read: Callable[..., T], *args: Any) -> T:
+    """``read(*args)`` in a daemon thread of its own, awaited.
+
+    Not the default executor: its threads are joined when the loop closes, so a
+    SIGTERM or Ctrl-C would wait for the next line (for ever, with stdin a pipe that
+    stays open). A daemon thread blocked in a read ends with the process.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | BaseException) -> None:
+        if done.done():
+            return
+        if isinstance(value, BaseException):
+            done.set_exception(value)
+        else:
+            done.set_result(value)
+
+    def run() -> None:
+        try:
+            value: T | BaseException = read(*args)
+        except Exception as exc:  # handed to the awaiting task
+            value = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, value)
+
+    threading.Thread(target=run, name="console-input", daemon=True).start()
+    return await done
+
+
+class _FdLines:
+    """``readline(limit)`` straight from a file descriptor with ``os.read``.
+
+    A thread blocked in a buffered stream's readline holds that stream's lock, and the
+    interpreter takes the lock again while it shuts down (a fatal error when the read
+    never ends). ``os.read`` holds no Python lock, so a reader left blocked in a daemon
+    thread does not stand in the way of exiting.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending = b""
+        self._eof = False
+
+    @staticmethod
+    def of(stream: BinaryIO) -> Callable[[int], bytes]:
+        """A readline for ``stream``: from its descriptor when it has one (and nothing is
+        buffered on top of it yet), else the stream's own."""
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError, AttributeError):  # BytesIO and friends: never block
+            return stream.readline
+        return _FdLines(fd).readline
+
+    def readline(self, limit: int) -> bytes:
+        while not self._eof and b"\n" not in self._pending and len(self._pending) < limit:
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                self._eof = True
+            self._pending += chunk
+        cut = self._pending.find(b"\n", 0, limit)
+        end = cut + 1 if cut >= 0 else min(limit, len(self._pending))
+        line, self._pending = self._pending[:end], self._pending[end:]
+        return line
+
+
 class ConsoleSession:
     """Reads lines, hands them to the gateway, waits for their replies."""
 
@@ -84,6 +154,7 @@ class ConsoleSession:
         history: Path | None = None,
     ) -> None:
         self._stdin = stdin
+        self._lines = _FdLines.of(stdin)
         self._out = out
         self._interactive = interactive
         self._history = history
@@ -150,7 +221,7 @@ class ConsoleSession:
         """The next line without its newline, or None at end of input."""
         if self._interactive:
             return await self._read_terminal()
-        raw: bytes = await asyncio.to_thread(self._stdin.readline, MAX_LINE_BYTES)
+        raw: bytes = await in_daemon_thread(self._lines, MAX_LINE_BYTES)
         if not raw:
             return None
         if raw.endswith(b"\n"):
@@ -158,7 +229,7 @@ class ConsoleSession:
         else:
             # An over-long line: drop the rest of it so it is not read as the next message.
             while raw and not raw.endswith(b"\n"):
-                more: bytes = await asyncio.to_thread(self._stdin.readline, MAX_LINE_BYTES)
+                more: bytes = await in_daemon_thread(self._lines, MAX_LINE_BYTES)
                 if not more or more.endswith(b"\n"):
                     break
         if raw.endswith(b"\r"):
@@ -166,29 +237,18 @@ class ConsoleSession:
         return raw.decode("utf-8", errors="replace")
 
     async def _read_terminal(self) -> str | None:
-        """One line from the terminal, read in a daemon thread.
+        """One line from the terminal, read in a daemon thread (a Ctrl-C must not wait
+        for Enter)."""
 
-        Not the default executor: its threads are joined at exit, so a Ctrl-C would
-        wait for Enter. A daemon thread blocked in readline ends with the process.
-        """
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[str | None] = loop.create_future()
-
-        def settle(value: str | None) -> None:
-            if not done.done():
-                done.set_result(value)
-
-        def read() -> None:
+        def read() -> str | None:
             try:
-                line: str | None = input(PROMPT)
+                return input(PROMPT)
             except EOFError:
-                line = None
+                return None
             except (OSError, ValueError, UnicodeDecodeError):  # the terminal went away
-                line = None
-            loop.call_soon_threadsafe(settle, line)
+                return None
 
-        threading.Thread(target=read, name="console-input", daemon=True).start()
-        return await done
+        return await in_daemon_thread(read)
 
     def banner(self, data_dir: str) -> None:
         """Greeting for an interactive session."""

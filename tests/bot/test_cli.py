@@ -187,3 +187,33 @@ def test_parse_since_iso() -> None:
     now = datetime(2026, 11, 21, 12, tzinfo=UTC)
     assert parse_since("2026-11-01T09:00", now) == datetime(2026, 11, 1, 9, tzinfo=UTC)
     assert parse_since("2026-11-01T09:00+01:00", now) == datetime(2026, 11, 1, 8, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("command", ["chat", "run"])
+def test_sigterm_stops_the_console_while_its_input_stays_open(home: Path, command: str) -> None:
+    """Under a service manager stdin is often a pipe nobody writes to or closes: SIGTERM
+    must still end soloops, not wait for a line that never comes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
+    env.update({"SOLOOPS_HOME": str(home), "SOLOOPS_DIGEST__ENABLED": "false"})
+    with subprocess.Popen(
+        [SOLOOPS, command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        try:
+            proc.stdin.write(b"/help\n")
+            proc.stdin.flush()
+            first = proc.stdout.readline()  # answered: the console is up and reading again
+            assert first.startswith(b"Commands"), first
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=120)  # a safety net: before the fix it waited for EOF
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        # The pipe stayed open while soloops stopped; the context closes it only now.
+        errors = proc.stderr.read()
+    assert code == 0, errors
