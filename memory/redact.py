@@ -26,6 +26,18 @@ _URL_SECRET = re.compile(
 )
 
 
+_KEY_VERDICTS: dict[object, bool] = {}  # payload keys are a small fixed set: remember them
+
+
+def _secret_key(key: object) -> bool:
+    verdict = _KEY_VERDICTS.get(key)
+    if verdict is None:
+        verdict = _SECRET_KEY.search(str(key)) is not None
+        if len(_KEY_VERDICTS) < 4096:
+            _KEY_VERDICTS[key] = verdict
+    return verdict
+
+
 class Redactor:
     """Removes known secret values and secret-named fields from data."""
 
@@ -48,7 +60,7 @@ class Redactor:
             return self.text(value)
         if isinstance(value, dict):
             return {
-                key: REDACTED if _SECRET_KEY.search(str(key)) else self.data(item)
+                key: REDACTED if _secret_key(key) else self.data(item)
                 for key, item in value.items()
             }
         if isinstance(value, list | tuple):
