@@ -495,10 +495,20 @@ class Coordinator:
             self._claiming += 1
             try:
                 async with self._store.write() as tx:
-                    payload = {"kind": task.kind, "agent": task.agent, "attempt": task.attempts + 1}
-                    claimed = await self._mover.advance(
-                        tx, task.id, TaskState.RUNNING, "task.started", payload, attempt=True
-                    )
+                    # The row as it is now (the queue's copy may predate a change to it).
+                    fresh = await self._tasks.get_in(tx, task.id)
+                    claimed = False
+                    if fresh is not None and fresh.state is TaskState.QUEUED:
+                        task = fresh
+                        payload = {
+                            "kind": task.kind,
+                            "agent": task.agent,
+                            "attempt": task.attempts + 1,
+                        }
+                        moved = await self._mover.advance(
+                            tx, task.id, TaskState.RUNNING, "task.started", payload, attempt=True
+                        )
+                        claimed = moved is not None
                 self._queue.get(task.lane, {}).pop(task.id, None)  # claimed, or gone
                 if not claimed:
                     continue

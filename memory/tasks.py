@@ -104,6 +104,11 @@ class TaskRepo:
         row = await self._store.fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
         return None if row is None else _row(row)
 
+    async def get_in(self, tx: Transaction, task_id: int) -> TaskRow | None:
+        """The task with this id as the write transaction sees it."""
+        row = await tx.fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        return None if row is None else _row(row)
+
     async def runnable(self, now: datetime, limit: int = 200) -> list[TaskRow]:
         """Queued tasks whose next attempt is due, oldest first."""
         rows = await self._store.fetchall(
