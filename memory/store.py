@@ -391,7 +391,9 @@ class _Writing:
         finally:
             store._write_lock.release()
             pending = store._batch
-            if pending is not None and pending.released and not pending.scheduled:
+            if pending is not None and pending.released:
+                if store._commit_now:  # came due while this write was open, which failed
+                    store._commit_now = pending.scheduled = False
                 store._schedule_commit(pending)
         if done is not None:
             # Shielded: a writer cancelled while waiting does not undo the shared commit.

@@ -158,3 +158,29 @@ async def test_a_second_store_on_the_same_file_does_not_wait_for_the_first(
         stores = [one, two]
         await asyncio.gather(*(insert(stores[i % 2], f"s{i}") for i in range(6)))
         assert on_disk(path, "SELECT COUNT(*) FROM memories") == [(6,)]
+
+
+async def test_a_write_open_across_a_turn_that_fails_still_lets_the_others_commit(
+    store: Store,
+) -> None:
+    inside = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def slow_failing() -> None:
+        async with store.write() as tx:
+            await tx.execute(
+                "INSERT INTO memories (namespace, tier, text, source_key, created_at,"
+                " last_used_at) VALUES ('n', 'durable', 'slow', 'slow', 'now', 'now')"
+            )
+            inside.set()
+            await go_on.wait()  # the commit of the first write comes due meanwhile
+            raise RuntimeError("gave up")
+
+    first = asyncio.create_task(insert(store, "first"))
+    slow = asyncio.create_task(slow_failing())
+    await inside.wait()
+    go_on.set()
+    with pytest.raises(RuntimeError, match="gave up"):
+        await slow
+    assert await asyncio.wait_for(first, 10) == [("first",)]
+    assert on_disk(store.path, "SELECT text FROM memories") == [("first",)]
