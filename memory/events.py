@@ -94,11 +94,15 @@ class ChainReport:
         return self.first_bad_seq is None
 
 
+# One encoder for every event: json.dumps with these options builds a new one per call.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+)
+
+
 def canonical(payload: dict[str, Any]) -> str:
     """The one JSON text of a payload that the hash covers."""
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
+    return _CANONICAL.encode(payload)
 
 
 def chain_hash(
