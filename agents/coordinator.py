@@ -51,6 +51,7 @@ from memory.waiting import wait_for_event
 log = logging.getLogger(__name__)
 
 ACTOR = "coordinator"
+READ_LIMIT = 1000  # queued tasks read into the ready queue at once
 
 
 class Coordinator:
@@ -131,6 +132,14 @@ class Coordinator:
         self._rescan = True  # also re-read when the next delayed task is due
         self._waiting_for_lane = False
         self._due_times: list[datetime] = []
+        # The ready queue: queued tasks due now, by id, kept from the commits that queue
+        # them (``tasks.queued``) so a dispatch reads nothing; re-read from SQLite at
+        # start, after a failure, when a delayed task comes due and when idle.
+        self._queue: dict[str, dict[int, TaskRow]] = {}  # lane -> id -> task
+        self._arrived: list[int] = []  # ids queued since the last round, rows not read yet
+        self._rescan_queue = True
+        self._queue_truncated = False
+        self._started_at_once: set[int] = set()  # claimed in the transaction that queued them
         self._changed = asyncio.Condition()
         self._loop_task: asyncio.Task[None] | None = None
         self._accepting = False
@@ -260,7 +269,53 @@ class Coordinator:
             )
             if self.lifecycle.holds(feature.name, intent.kind):
                 await self.tell_held(tx, task.id, intent.kind, feature.name, intent.conversation)
+            elif self._free_for(task):
+                await self._claim_in(tx, task)
         return task, created
+
+    def _free_for(self, task: TaskRow) -> bool:
+        """Whether a new task can start at once: a free slot, its lane idle, nothing
+        waiting before it in the lane (the ready queue is up to date: no round pending)."""
+        return (
+            self._accepting
+            and self._runner is not None
+            and not self._dirty
+            and not self._waiting_for_lane
+            and len(self._running) + self._claiming < self._concurrency
+            and task.lane not in self._busy_lanes
+            and not self._queue.get(task.lane)
+        )
+
+    async def _claim_in(self, tx: Transaction, task: TaskRow) -> None:
+        """Claim a task in the transaction that queued it: one commit instead of two.
+
+        The claim is on disk before the agent runs, as with a claim of its own; the
+        runner starts once the transaction has committed.
+        """
+        payload = {"kind": task.kind, "agent": task.agent, "attempt": task.attempts + 1}
+        if not await self._mover.advance(
+            tx, task.id, TaskState.RUNNING, "task.started", payload, attempt=True
+        ):
+            return
+        self._claiming += 1
+        self._busy_lanes.add(task.lane)
+        self._started_at_once.add(task.id)
+
+        def started() -> None:
+            self._claiming -= 1
+            if not self._accepting:  # stopping: the next start requeues it
+                self._busy_lanes.discard(task.lane)
+                return
+            runner = asyncio.create_task(self._run(task), name=f"task-{task.id}")
+            self._running[task.id] = runner
+
+        def undone() -> None:
+            self._started_at_once.discard(task.id)
+            self._claiming -= 1
+            self._busy_lanes.discard(task.lane)
+
+        tx.on_commit(started)
+        tx.on_rollback(undone)
 
     async def submit(self, intent: Intent) -> TaskRow:
         """Record a task for ``intent`` and schedule it."""
@@ -270,13 +325,16 @@ class Coordinator:
         return task
 
     def wake(self) -> None:
-        """Tell the dispatcher there may be new work."""
+        """Tell the dispatcher there may be new work (or that held work may run)."""
         self._dirty = True
         self._wakeup.set()
 
     def _task_queued(self, value: object) -> None:
-        _, due = cast(tuple[int, datetime | None], value)
-        if due is None or due <= self._clock.now():
+        task_id, due = cast(tuple[int, datetime | None], value)
+        if task_id in self._started_at_once:
+            self._started_at_once.discard(task_id)  # claimed as it was queued
+        elif due is None or due <= self._clock.now():
+            self._arrived.append(task_id)
             self._dirty = True
         else:
             heapq.heappush(self._due_times, due)
@@ -286,8 +344,12 @@ class Coordinator:
         """Return once nothing is running and nothing runnable is queued."""
         async with self._changed:
             while True:
-                if not self._running and not self._claiming and not await self._runnable():
+                runnable = await self._runnable()
+                if not self._running and not self._claiming and not runnable:
                     return
+                known = {i for lane in self._queue.values() for i in lane} | set(self._arrived)
+                if any(task.id not in known for task in runnable):
+                    self._rescan = True  # queued by a path this process did not see
                 self.wake()
                 await self._changed.wait()
 
@@ -344,10 +406,11 @@ class Coordinator:
             now = self._clock.now()
             while self._due_times and self._due_times[0] <= now:
                 heapq.heappop(self._due_times)
-                self._dirty = True
+                self._dirty = self._rescan_queue = True
             try:
                 if self._rescan:
                     self._rescan = False
+                    self._rescan_queue = True
                     self._dirty = True
                     self._due_times.clear()
                     due = await self._tasks.next_due_at(now)
@@ -355,9 +418,11 @@ class Coordinator:
                         self._due_times.append(due)
                 if self._dirty:
                     self._dirty = False
-                    runnable = await self._tasks.runnable(now)
-                    await self._tell_held(runnable)
-                    await self._dispatch_once(runnable)
+                    await self._refresh_queue(now)
+                    if self.lifecycle.holds_any:
+                        queued = [t for lane in self._queue.values() for t in lane.values()]
+                        await self._tell_held(sorted(queued, key=lambda task: task.id))
+                    await self._dispatch_once()
             except Exception:
                 log.exception("the dispatcher failed to claim work; retrying in 1 s")
                 await asyncio.sleep(1.0)
@@ -372,33 +437,79 @@ class Coordinator:
             if not self._wakeup.is_set():
                 self._rescan = True  # a minute without news, or a delay came due
 
-    async def _dispatch_once(self, due: list[TaskRow]) -> None:
+    async def _refresh_queue(self, now: datetime) -> None:
+        """Bring the ready queue up to date: all of it after a rescan, else only the
+        tasks queued since the last round (one read by id)."""
+        if self._rescan_queue:
+            self._rescan_queue = False
+            self._arrived.clear()
+            rows = await self._tasks.runnable(now, limit=READ_LIMIT)
+            self._queue = {}
+            for task in rows:
+                self._queue.setdefault(task.lane, {})[task.id] = task
+            # More than one read's worth: read again once this much has been dispatched.
+            self._queue_truncated = len(rows) >= READ_LIMIT
+            return
+        if self._arrived:
+            ids, self._arrived = self._arrived, []
+            for task in await self._tasks.queued_among(ids, now):
+                self._queue.setdefault(task.lane, {})[task.id] = task
+        if self._queue_truncated and not any(self._queue.values()):
+            self._rescan_queue = True
+            await self._refresh_queue(now)
+
+    def _first_runnable(self, lane: dict[int, TaskRow]) -> TaskRow | None:
+        """The oldest task of a lane whose agent is not held (held ones wait in place)."""
+        if not self.lifecycle.holds_any:
+            return lane[min(lane)]
+        for task_id in sorted(lane):
+            task = lane[task_id]
+            if not self.lifecycle.holds(task.agent, task.kind):
+                return task
+        return None
+
+    async def _dispatch_once(self) -> None:
         self._waiting_for_lane = False
-        free = self._concurrency - len(self._running)
+        free = self._concurrency - len(self._running) - self._claiming
         if not self._accepting:
             return
-        seen_lanes: set[str] = set()
-        chosen: list[TaskRow] = []
-        for task in due:
-            if self.lifecycle.holds(task.agent, task.kind):
+        heads: list[TaskRow] = []
+        for name, lane in list(self._queue.items()):
+            if not lane:
+                del self._queue[name]
                 continue
-            if len(chosen) >= free or task.lane in seen_lanes or task.lane in self._busy_lanes:
-                # Runnable but waiting for a lane or a free slot: look again when one frees.
-                self._waiting_for_lane = True
-                seen_lanes.add(task.lane)
+            if name in self._busy_lanes:
+                self._waiting_for_lane = True  # look again when the lane frees
                 continue
-            seen_lanes.add(task.lane)
-            chosen.append(task)
-        for task in chosen:
+            head = self._first_runnable(lane)
+            if head is not None:
+                heads.append(head)
+        heads.sort(key=lambda task: task.id)
+        if len(heads) > free:
+            # Runnable but waiting for a free slot: look again when one frees.
+            self._waiting_for_lane = True
+            heads = heads[: max(free, 0)]
+        for task in heads:
             # Until the task is in _running, wait_idle must not see the committed claim
             # (no longer queued) as idle.
             self._claiming += 1
             try:
                 async with self._store.write() as tx:
-                    payload = {"kind": task.kind, "agent": task.agent, "attempt": task.attempts + 1}
-                    claimed = await self._mover.advance(
-                        tx, task.id, TaskState.RUNNING, "task.started", payload, attempt=True
-                    )
+                    # The row as it is now (the queue's copy may predate a change to it).
+                    fresh = await self._tasks.get_in(tx, task.id)
+                    claimed = False
+                    if fresh is not None and fresh.state is TaskState.QUEUED:
+                        task = fresh
+                        payload = {
+                            "kind": task.kind,
+                            "agent": task.agent,
+                            "attempt": task.attempts + 1,
+                        }
+                        moved = await self._mover.advance(
+                            tx, task.id, TaskState.RUNNING, "task.started", payload, attempt=True
+                        )
+                        claimed = moved is not None
+                self._queue.get(task.lane, {}).pop(task.id, None)  # claimed, or gone
                 if not claimed:
                     continue
                 self._busy_lanes.add(task.lane)

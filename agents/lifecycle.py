@@ -90,6 +90,11 @@ class Lifecycle:
     def state(self, agent: str) -> AgentState:
         return self._states.get(agent, AgentState.RUNNING)
 
+    @property
+    def holds_any(self) -> bool:
+        """Whether any agent is paused, degraded or over budget (else nothing waits)."""
+        return any(state is not AgentState.RUNNING for state in self._states.values())
+
     def holds(self, agent: str, kind: str) -> bool:
         """Whether a task of ``kind`` for ``agent`` must wait."""
         return kind not in self._control_kinds and self.state(agent) is not AgentState.RUNNING

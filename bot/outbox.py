@@ -221,7 +221,10 @@ class OutboxDispatcher:
     async def _deliver(self, outbox_id: int) -> None:
         subject = f"reply:{outbox_id}"
         target: OutboxRow | None = None
-        async with self._store.write() as tx:
+        # Not waited for (the commit follows within this turn of the loop): a claim lost
+        # in a crash leaves the reply pending, sent again at the next start, which is
+        # what a reclaimed 'sending' row gets too; in this process the claim holds.
+        async with self._store.write(durable=False) as tx:
             claimed = await self._repo.claim(tx, outbox_id, self._clock.now())
             if claimed is not None and claimed.replaces_outbox_id is not None:
                 target = await self._repo.state_in(tx, claimed.replaces_outbox_id)
@@ -296,7 +299,9 @@ class OutboxDispatcher:
                     payload={"platform": row.platform, "error": type(exc).__name__},
                 )
             return
-        async with self._store.write() as tx:
+        # Not waited for either: lost in a crash, the reply is sent again (at-least-once
+        # after a crash, as before); the next commit of this turn carries it.
+        async with self._store.write(durable=False) as tx:
             if not await self._repo.mark_sent(tx, row.id, self._clock.now(), sent_ref):
                 log.error("reply %d was sent but was no longer claimed", row.id)
                 return

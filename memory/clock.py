@@ -21,7 +21,18 @@ class SystemClock:
 
 def to_iso(moment: datetime) -> str:
     """Store times as sortable ISO-8601 UTC strings with microseconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # %-formatting the fields is ~4x faster than strftime (a message writes ~15 times).
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031  # the fast one
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
 
 
 def from_iso(text: str) -> datetime:

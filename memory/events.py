@@ -94,11 +94,15 @@ class ChainReport:
         return self.first_bad_seq is None
 
 
+# One encoder for every event: json.dumps with these options builds a new one per call.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+)
+
+
 def canonical(payload: dict[str, Any]) -> str:
     """The one JSON text of a payload that the hash covers."""
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
+    return _CANONICAL.encode(payload)
 
 
 def chain_hash(
@@ -132,10 +136,11 @@ class EventLog:
     async def append_many(self, tx: Transaction, drafts: Sequence[Draft]) -> list[int]:
         """Append several events inside ``tx`` in one statement; return their numbers.
 
-        The chain head (last seq and hash) is cached on the store and updated only when
-        the transaction commits, so an append reads nothing. If another process
-        appended meanwhile, the cached seq collides with the primary key: the head is
-        read again and the batch retried, so the chain never forks.
+        The chain head (last seq and hash) is cached on the store and updated when the
+        transaction ends well (forgotten if its commit fails), so an append reads
+        nothing. If another process appended meanwhile, the cached seq collides with
+        the primary key: the head is read again and the batch retried, so the chain
+        never forks.
         """
         if not drafts:
             return []
@@ -159,7 +164,10 @@ class EventLog:
             rows = _chain(await self._head(tx), ts, prepared)
             await tx.executemany(_INSERT, rows)
         if _HEAD not in tx.scratch:
-            tx.on_commit(lambda: self._store.cache.__setitem__(_HEAD, tx.scratch[_HEAD]))
+            # The next write of the same shared commit chains on from here; if that
+            # commit fails, the head is read again from the database.
+            tx.on_release(lambda: self._store.cache.__setitem__(_HEAD, tx.scratch[_HEAD]))
+            tx.on_rollback(lambda: self._store.cache.pop(_HEAD, None))
         last_seq, last_hash = rows[-1][0], rows[-1][7]
         assert isinstance(last_seq, int) and isinstance(last_hash, str)
         tx.scratch[_HEAD] = (last_seq, last_hash)

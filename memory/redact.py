@@ -26,6 +26,19 @@ _URL_SECRET = re.compile(
 )
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})  # values that cannot hold a secret
+_KEY_VERDICTS: dict[object, bool] = {}  # payload keys are a small fixed set: remember them
+
+
+def _secret_key(key: object) -> bool:
+    verdict = _KEY_VERDICTS.get(key)
+    if verdict is None:
+        verdict = _SECRET_KEY.search(str(key)) is not None
+        if len(_KEY_VERDICTS) < 4096:
+            _KEY_VERDICTS[key] = verdict
+    return verdict
+
+
 class Redactor:
     """Removes known secret values and secret-named fields from data."""
 
@@ -47,10 +60,15 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {
-                key: REDACTED if _SECRET_KEY.search(str(key)) else self.data(item)
-                for key, item in value.items()
-            }
+            out: dict[Any, Any] = {}
+            for key, item in value.items():
+                if _secret_key(key):
+                    out[key] = REDACTED
+                elif type(item) in _PLAIN:  # the common case, without a call per value
+                    out[key] = item
+                else:
+                    out[key] = self.data(item)
+            return out
         if isinstance(value, list | tuple):
             return [self.data(item) for item in value]
         return value

@@ -18,6 +18,17 @@ transaction stays open: a read issued after a commit always sees that commit.
 A decision that must not race a writer (claiming a row) reads inside the write
 transaction instead.
 
+Group commit: a write is a *logical* transaction (a savepoint inside the open SQLite
+transaction); the SQLite commit happens once the loop has run every coroutine that
+was ready, so writers that finish in the same turn of the loop share one commit
+instead of queueing one each. A durable write (the default) returns only after that
+commit: "stored before acknowledged" holds exactly as with one commit per write. A
+write opened with ``durable=False`` (bookkeeping whose loss in a crash changes no
+outcome, e.g. marking a reply sent) returns at once and rides on the next commit.
+Commit callbacks and ``publish`` run only after the SQLite commit, so nothing in
+memory learns of a write that could still roll back; a read through the store
+commits the finished writes first, so a writer always reads what it wrote.
+
     async with Store.open(path) as store:
         async with store.write() as tx:
             await tx.execute("INSERT ...")
@@ -29,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
@@ -49,6 +61,11 @@ _PRAGMAS = (
 
 Params = Sequence[Any] | dict[str, Any]
 
+# Every open store of this process: a store about to begin a transaction first commits
+# what another store on the same file holds open, which would otherwise wait for a
+# turn of the loop that cannot come while this thread waits for SQLite's lock.
+_OPEN: weakref.WeakSet[Store] = weakref.WeakSet()
+
 
 class Transaction:
     """The writer connection inside one open transaction.
@@ -68,6 +85,7 @@ class Transaction:
         self._publish = publish
         self._on_commit: list[Callable[[], None]] = []
         self._on_rollback: list[Callable[[], None]] = []
+        self._on_release: list[Callable[[], None]] = []
         self.scratch: dict[str, Any] = {}  # per-transaction state of in-memory views
 
     def on_commit(self, callback: Callable[[], None]) -> None:
@@ -75,8 +93,17 @@ class Transaction:
         self._on_commit.append(callback)
 
     def on_rollback(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` if this transaction rolls back."""
+        """Run ``callback`` if this transaction rolls back (alone, or with the commit
+        it shared)."""
         self._on_rollback.append(callback)
+
+    def on_release(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when this transaction ends well, before the shared commit.
+
+        For views that the next transaction of the same commit must see (the chain
+        head); pair it with :meth:`on_rollback` to forget the view if the commit fails.
+        """
+        self._on_release.append(callback)
 
     def publish(self, topic: str, value: object) -> None:
         """Tell the store's subscribers of ``topic`` about ``value`` once committed."""
@@ -111,6 +138,8 @@ class Store:
         self._writer: sqlite3.Connection | None = writer
         self._reader: sqlite3.Connection | None = reader
         self._write_lock = asyncio.Lock()
+        self._batch: _Batch | None = None  # the open SQLite transaction writes share
+        self._commit_now = False  # a commit came due while a write was open
         self._subscribers: dict[str, list[Callable[[object], None]]] = {}
         # In-memory views of committed state, owned by the memory modules (e.g. the
         # event log's chain head), shared by every repository on this store.
@@ -155,15 +184,19 @@ class Store:
                 " 'soloops doctor'."
             ) from exc
         store = cls(path, writer, reader)
+        _OPEN.add(store)
         try:
             yield store
         finally:
             await store.close()
 
     async def close(self) -> None:
-        """Close both connections. Idempotent."""
+        """Commit finished writes, then close both connections. Idempotent."""
+        if self._batch is not None and not self._write_lock.locked():
+            self._commit_batch()
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
+        _OPEN.discard(self)
         if reader is not None:
             reader.close()
         if writer is not None:
@@ -175,22 +208,83 @@ class Store:
             raise StoreClosedError("the store is closed; use it inside 'async with Store.open()'")
         return self._reader
 
-    def write(self) -> _Writing:
+    def write(self, *, durable: bool = True) -> _Writing:
         """One write transaction: commits on success, rolls back on any error.
 
-        Use as ``async with store.write() as tx``. A plain class rather than
-        ``@asynccontextmanager``: every message opens several, and the generator
-        machinery cost more than the commit's own Python part.
+        Use as ``async with store.write() as tx``. A durable write returns once its
+        commit (shared with the writes of the same turn of the loop) is on disk;
+        ``durable=False`` returns at once, the commit follows within the turn. A plain
+        class rather than ``@asynccontextmanager``: every message opens several, and
+        the generator machinery cost more than the commit's own Python part.
         """
-        return _Writing(self)
+        return _Writing(self, durable)
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """Read one row from the last committed state."""
+        self._settle()
         return _one(self.reader, sql, params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """Read all rows from the last committed state."""
+        self._settle()
         return _all(self.reader, sql, params)
+
+    def _settle(self) -> None:
+        # A read after a write sees it: commit the finished writes first.
+        batch = self._batch
+        if batch is not None and batch.released and not self._write_lock.locked():
+            self._commit_batch()
+
+    def _schedule_commit(self, batch: _Batch) -> None:
+        if not batch.scheduled:
+            batch.scheduled = True
+            asyncio.get_running_loop().call_soon(self._commit_due, batch)
+
+    def _commit_due(self, batch: _Batch) -> None:
+        if self._batch is not batch:
+            return  # already committed (a read or close got there first) or rolled back
+        if self._write_lock.locked():
+            self._commit_now = True  # the open write commits as it ends
+            return
+        self._commit_batch()
+
+    def _commit_batch(self) -> BaseException | None:
+        """Commit the shared transaction; tell its writers and run its callbacks.
+
+        Returns the error if the commit failed (its writers have been told).
+        """
+        batch, self._batch, self._commit_now = self._batch, None, False
+        if batch is None:
+            return None
+        conn = self._writer
+        try:
+            if conn is None:
+                raise StoreClosedError("the store closed before its writes were committed")
+            conn.commit()
+        except BaseException as exc:
+            self._fail_batch(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return exc
+        for callback in batch.on_commit:
+            _guarded(callback)
+        if batch.done is not None and not batch.done.done():
+            batch.done.set_result(None)
+        return None
+
+    def _fail_batch(self, batch: _Batch, exc: BaseException) -> None:
+        conn = self._writer
+        if conn is not None and conn.in_transaction:
+            conn.rollback()
+        for callback in batch.on_rollback:
+            _guarded(callback)
+        if batch.done is not None and not batch.done.done():
+            batch.done.set_exception(exc)
+            batch.done.exception()  # retrieved: a writer cancelled meanwhile is not told
+        elif batch.released:
+            logging.getLogger(__name__).error(
+                "a commit of %d write(s) failed: %s", batch.released, exc
+            )
 
     async def scalar(self, sql: str, params: Params = ()) -> Any:
         """Read the first column of the first row, or None."""
@@ -206,13 +300,27 @@ class Store:
         return str(await self.scalar("PRAGMA quick_check"))
 
 
+class _Batch:
+    """One SQLite transaction that the logical writes of a turn of the loop share."""
+
+    __slots__ = ("done", "on_commit", "on_rollback", "released", "scheduled")
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[None] | None = None  # set once committed (or failed)
+        self.on_commit: list[Callable[[], None]] = []
+        self.on_rollback: list[Callable[[], None]] = []
+        self.released = 0  # logical writes finished in it
+        self.scheduled = False
+
+
 class _Writing:
     """The async context of :meth:`Store.write`."""
 
-    __slots__ = ("_conn", "_store", "_tx")
+    __slots__ = ("_batch", "_conn", "_durable", "_joined", "_store", "_tx")
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, durable: bool) -> None:
         self._store = store
+        self._durable = durable
 
     async def __aenter__(self) -> Transaction:
         store = self._store
@@ -223,11 +331,24 @@ class _Writing:
                 raise StoreClosedError(
                     "the store is closed; use it inside 'async with Store.open()'"
                 )
-            conn.execute("BEGIN IMMEDIATE").close()
+            batch = store._batch
+            if batch is None:
+                if len(_OPEN) > 1:
+                    for other in list(_OPEN):
+                        if other is not store and other.path == store.path:
+                            other._settle()
+                conn.execute("BEGIN IMMEDIATE").close()
+                batch = store._batch = _Batch()
+                self._joined = False
+            else:
+                # Joining writes finished earlier in this turn: undo only our own part.
+                conn.execute("SAVEPOINT w").close()
+                self._joined = True
         except BaseException:
             store._write_lock.release()
             raise
         self._conn = conn
+        self._batch = batch
         self._tx = Transaction(conn, store._publish)
         return self._tx
 
@@ -237,27 +358,77 @@ class _Writing:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        conn, tx = self._conn, self._tx
+        store, conn, tx, batch = self._store, self._conn, self._tx, self._batch
+        done: asyncio.Future[None] | None = None
         try:
-            if exc_type is None:
+            if exc_type is not None:
+                self._undo(exc or exc_type())
+                return
+            if self._joined:
                 try:
-                    conn.commit()
-                except BaseException:
-                    _roll_back(conn, tx)
+                    conn.execute("RELEASE w").close()
+                except BaseException as error:
+                    self._undo(error)
                     raise
-                for callback in tx._on_commit:
-                    callback()
-            else:
-                _roll_back(conn, tx)
+            batch.released += 1
+            batch.on_commit.extend(tx._on_commit)
+            batch.on_rollback.extend(tx._on_rollback)
+            for callback in tx._on_release:
+                callback()
+            loop = asyncio.get_running_loop()
+            if store._commit_now or (self._durable and not _others_ready(loop)):
+                # Nothing else can run before the commit (or one is overdue): waiting a
+                # turn of the loop would share it with no one.
+                failed = store._commit_batch()
+                if failed is not None:
+                    raise failed
+                return
+            if self._durable:
+                if batch.done is None:
+                    batch.done = loop.create_future()
+                done = batch.done
+            store._schedule_commit(batch)
         finally:
-            self._store._write_lock.release()
+            store._write_lock.release()
+            pending = store._batch
+            if pending is not None and pending.released:
+                if store._commit_now:  # came due while this write was open, which failed
+                    store._commit_now = pending.scheduled = False
+                store._schedule_commit(pending)
+        if done is not None:
+            # Shielded: a writer cancelled while waiting does not undo the shared commit.
+            await asyncio.shield(done)
+
+    def _undo(self, exc: BaseException) -> None:
+        """Roll back this write alone, or the whole shared transaction if SQLite did."""
+        store, conn, tx, batch = self._store, self._conn, self._tx, self._batch
+        if self._joined and conn.in_transaction:
+            conn.execute("ROLLBACK TO w").close()
+            conn.execute("RELEASE w").close()
+            for callback in tx._on_rollback:
+                _guarded(callback)
+            return
+        # The first write of the transaction, or SQLite ended the transaction itself
+        # (a full disk): everything not yet committed goes, and every writer is told.
+        store._batch = None
+        for callback in tx._on_rollback:
+            _guarded(callback)
+        store._fail_batch(batch, exc)
 
 
-def _roll_back(conn: sqlite3.Connection, tx: Transaction) -> None:
-    if conn.in_transaction:
-        conn.rollback()
-    for callback in tx._on_rollback:
+def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether other callbacks wait to run in this turn of the loop (writers that could
+    share the commit). asyncio's loops keep them in ``_ready``; a loop without it is
+    assumed busy, which only costs a turn of the loop per write."""
+    ready = getattr(loop, "_ready", None)
+    return ready is None or len(ready) > 0
+
+
+def _guarded(callback: Callable[[], None]) -> None:
+    try:
         callback()
+    except Exception:  # a view's bug must not undo (or hide) a committed write
+        logging.getLogger(__name__).exception("a commit callback failed")
 
 
 def _damaged(exc: sqlite3.Error) -> bool:

@@ -86,20 +86,27 @@ class TaskRepo:
     ) -> tuple[TaskRow, bool]:
         """Insert a queued task; if the key exists, return the existing one and False."""
         stamp = to_iso(now)
-        inserted = await tx.execute(
+        # One statement when new (RETURNING); a duplicate inserts nothing and is read.
+        row = await tx.fetchone(
             "INSERT OR IGNORE INTO tasks (idempotency_key, kind, agent, lane, state, intent,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
             (idempotency_key, kind, agent, lane, TaskState.QUEUED, intent, stamp, stamp),
         )
+        if row is not None:
+            tx.publish(QUEUED_TOPIC, (int(row["id"]), None))
+            return _row(row), True
         row = await tx.fetchone("SELECT * FROM tasks WHERE idempotency_key = ?", (idempotency_key,))
-        assert row is not None  # just inserted or already there
-        if inserted:
-            tx.publish(QUEUED_TOPIC, (inserted, None))
-        return _row(row), inserted != 0
+        assert row is not None  # the key exists: that is why nothing was inserted
+        return _row(row), False
 
     async def get(self, task_id: int) -> TaskRow | None:
         """The task with this id, if any."""
         row = await self._store.fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        return None if row is None else _row(row)
+
+    async def get_in(self, tx: Transaction, task_id: int) -> TaskRow | None:
+        """The task with this id as the write transaction sees it."""
+        row = await tx.fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
         return None if row is None else _row(row)
 
     async def runnable(self, now: datetime, limit: int = 200) -> list[TaskRow]:
@@ -108,6 +115,18 @@ class TaskRepo:
             "SELECT * FROM tasks WHERE state = ?"
             " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
             (TaskState.QUEUED, to_iso(now), limit),
+        )
+        return [_row(row) for row in rows]
+
+    async def queued_among(self, ids: list[int], now: datetime) -> list[TaskRow]:
+        """Those of ``ids`` that are queued and due, oldest first (one read)."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = await self._store.fetchall(
+            f"SELECT * FROM tasks WHERE id IN ({marks}) AND state = ?"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id",
+            (*ids, TaskState.QUEUED, to_iso(now)),
         )
         return [_row(row) for row in rows]
 
