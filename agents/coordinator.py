@@ -525,7 +525,9 @@ class Coordinator:
         finally:
             self._running.pop(task.id, None)
             self._busy_lanes.discard(task.lane)
-            if self._waiting_for_lane:
+            # The next task of this lane may already be in the ready queue (read at
+            # start, or queued behind this one): look again, as when a slot frees.
+            if self._waiting_for_lane or self._queue.get(task.lane):
                 self._dirty = True
             self._wakeup.set()
             await self._notify()

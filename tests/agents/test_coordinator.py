@@ -187,6 +187,31 @@ async def test_stop_requeues_running_work_and_start_resumes_it(tmp_path: Path) -
         assert agent.seen == ["long"]
 
 
+async def test_a_lane_queued_before_start_runs_through_without_a_nudge(
+    store: Store, events: EventLog
+) -> None:
+    """Tasks queued while soloops was down (or requeued by a crash) are all in the ready
+    queue at start: each one's end starts the next, with no wake-up from outside (no
+    settle, no new message; the idle re-read is a minute away)."""
+    waiting = make(store, events, Recorder())  # not started: it only records the tasks
+    async with store.write() as tx:
+        for n in range(4):
+            await waiting.enqueue(tx, remember(f"q{n}", chat="A"))
+    all_done = asyncio.Event()
+
+    class Counting(Recorder):
+        async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
+            replies = await super().handle(intent, ctx)
+            if len(self.seen) == 4:
+                all_done.set()
+            return replies
+
+    agent = Counting(delay=0)
+    async with make(store, events, agent):
+        await asyncio.wait_for(all_done.wait(), 30)  # a safety net: the bug took 60 s a task
+    assert agent.seen == ["q0", "q1", "q2", "q3"]
+
+
 def test_two_agents_cannot_claim_one_kind(store: Store, events: EventLog) -> None:
     with pytest.raises(ConfigurationError, match="claimed by both"):
         Registry([feature_of(Recorder()), feature_of(Recorder(), "other")])
