@@ -11,11 +11,11 @@ from __future__ import annotations
 from agents.intents import Conversation
 from agents.registry import Registry
 from agents.topics import bound_text
-from bot.slack_inbound import PLATFORM as SLACK
 from memory.bindings import Binding, Place
 
-# Platforms whose threads are replies, not standing topics: bind the channel.
-_CHANNEL_WIDE = frozenset({SLACK})
+# Platforms whose threads are replies, not standing topics: bind the channel. By name:
+# importing the Slack front end's models here would put them on every start-up's path.
+_CHANNEL_WIDE = frozenset({"slack"})
 
 
 def binding_place(conversation: Conversation) -> Place:
