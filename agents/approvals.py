@@ -167,6 +167,7 @@ def decision_of(row: ApprovalRow) -> ApprovalDecision | None:
         outcome=row.state.value,  # type: ignore[arg-type]  # the non-pending states
         by=row.decided_by or "",
         fingerprint=row.fingerprint,
+        name=row.decided_name,
     )
 
 

@@ -40,8 +40,14 @@ class ApprovalDecision:
 
     approval_id: int
     outcome: Literal["approved", "rejected", "expired", "voided"]
-    by: str
+    by: str  # the platform id (``telegram:12345``): for the record
     fingerprint: str
+    name: str | None = None  # the name the platform gave with the press: for people
+
+    @property
+    def who(self) -> str:
+        """Who decided, as a reply says it: the display name, else the platform id."""
+        return self.name or self.by
 
     def covers(self, agent: str, action: dict[str, Any]) -> bool:
         """Whether this decision was made on exactly this action."""
@@ -79,7 +85,7 @@ class ActionReport:
     summary: str
     outcome: Literal["succeeded", "rejected", "discarded"]
     result: dict[str, Any] | None = None
-    by: str | None = None
+    by: str | None = None  # who decided, as people read it (the display name, else the id)
     reason: str | None = None
 
 

@@ -184,7 +184,7 @@ class DraftsAgent(Agent):
             return self._ask(kept, hook, actor)
         await self._space.forget(kept.id, actor=actor)
         if decision.outcome != "approved":
-            why = f"rejected by {decision.by}" if decision.outcome == "rejected" else "expired"
+            why = f"rejected by {decision.who}" if decision.outcome == "rejected" else "expired"
             return [Reply(text=f"Draft not saved ({why}).")]
         note, _ = await self._space.remember(
             f"Draft: {kept.text}", source_key=f"note:{key}", actor=decision.by or actor

@@ -252,7 +252,7 @@ class Executor:
             await self._mover.move(
                 tx, row.id, ActionState.REJECTED, expect=ActionState.PENDING_APPROVAL, error=reason
             )
-        report = _report(row, "rejected", by=approval.decided_by, reason=reason)
+        report = _report(row, "rejected", by=approval.decider, reason=reason)
         return await agent.on_action(intent, report)
 
     async def _run(

@@ -238,8 +238,8 @@ class OpsAgent(Agent):
             payload={"text": text[:200], "task": ctx.task_id},
         )
         if decision.outcome == "approved":
-            return [Reply(text=f"Confirmed by {decision.by}: {text}")]
-        why = {"rejected": f"rejected by {decision.by}", "expired": "the approval expired"}
+            return [Reply(text=f"Confirmed by {decision.who}: {text}")]
+        why = {"rejected": f"rejected by {decision.who}", "expired": "the approval expired"}
         return [
             Reply(text=f"Not confirmed ({why.get(decision.outcome, decision.outcome)}): {text}")
         ]

@@ -159,7 +159,7 @@ async def test_approval_card_press_applies_once_and_edits_the_card(bot: Running)
     assert re.match(r"<b>Approved by Ada at \d\d:\d\d UTC on \d{4}-\d\d-\d\d</b>", card.text)
     assert card.buttons == []
     confirmed = bot.api.sent(OP)[-1]
-    assert confirmed.text == f"Confirmed by telegram:{OP}: pay Acme 120 EUR"
+    assert confirmed.text == "Confirmed by Ada: pay Acme 120 EUR"  # by name, not the id
     assert await bot.count("SELECT COUNT(*) FROM tasks WHERE state = 'succeeded'") == 1
 
     # A second press (the button is gone, but an old client may still show it):
@@ -196,7 +196,7 @@ async def test_buttons_work_after_a_restart(
         await telegram_api.wait_for(lambda: card.edits == 1, what="card edited")
         assert card.text.startswith("<b>Rejected by Ada at ")
         await telegram_api.wait_for(
-            lambda: telegram_api.sent(OP)[-1].text.startswith("Not confirmed (rejected by"),
+            lambda: telegram_api.sent(OP)[-1].text.startswith("Not confirmed (rejected by Ada)"),
             what="the task's reply",
         )
         state = await bot.runtime.store.scalar("SELECT state FROM approvals")
