@@ -51,6 +51,13 @@ class TopicBindings:
         """Where a binding made in ``conversation`` holds."""
         return self._place(conversation)
 
+    async def bound_command(self, conversation: Conversation) -> str | None:
+        """The command plain text in ``conversation`` stands for (``invoice`` in a topic
+        bound to invoices), or None: not bound, or bound to a feature no longer bindable."""
+        feature = await self.current(conversation)
+        spec = self._bindable.get(feature) if feature is not None else None
+        return spec.name if spec is not None else None
+
     async def current(self, conversation: Conversation) -> str | None:
         """The feature ``conversation`` is bound to, or None."""
         found = await self._repo.get(self._place(conversation))

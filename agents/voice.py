@@ -25,10 +25,12 @@ import logging
 from typing import Any, Literal
 
 from agents.base import Agent, AgentResult, Reroute, TaskContext
+from agents.binding_port import TopicBindings
 from agents.feature import Feature
 from agents.intents import Intent
 from agents.ports import Ports
 from agents.replies import Reply, error
+from agents.topics import bound_text
 from agents.voice_port import AudioRef, AudioUnavailable, VoicePort
 from connectors.base import PermanentError, TransientError
 
@@ -74,9 +76,15 @@ class VoiceAgent(Agent):
 
     name = NAME
 
-    def __init__(self, port: VoicePort | None, commands: frozenset[str]) -> None:
+    def __init__(
+        self,
+        port: VoicePort | None,
+        commands: frozenset[str],
+        bindings: TopicBindings | None = None,
+    ) -> None:
         self._port = port
         self._commands = commands
+        self._bindings = bindings
 
     async def handle(self, intent: Intent, ctx: TaskContext) -> AgentResult:
         assert isinstance(intent, VoiceIntent)
@@ -101,6 +109,12 @@ class VoiceAgent(Agent):
         if not text:
             return [error("I heard nothing in that voice note. Nothing was run.")]
         typed = spoken_command(text, self._commands)
+        if self._bindings is not None:
+            # Spoken in a topic bound to a feature: the words are that feature's, as
+            # typed text there would be ("Acme 1200 EUR" in Billing is an invoice).
+            command = await self._bindings.bound_command(intent.conversation)
+            if command is not None:
+                typed = bound_text(typed, command) or typed
         parsed = port.parse(typed, intent.conversation, intent.idempotency_key)
         if isinstance(parsed, str):
             return [heard(text), error(parsed)]
@@ -115,7 +129,8 @@ class VoiceAgent(Agent):
 
 def build(ports: Ports) -> Agent:
     """The voice agent, on its voice port (None: transcription is not wired)."""
-    return VoiceAgent(ports.voice, frozenset(spec.name for spec in ports.catalog))
+    commands = frozenset(spec.name for spec in ports.catalog)
+    return VoiceAgent(ports.voice, commands, ports.bindings)
 
 
 FEATURE = Feature(name=NAME, build=build, intents=(VoiceIntent,))

@@ -247,7 +247,8 @@ def ports_for(
                 clock,
                 binding_place,
             )
-            if "bind" in feature.kinds
+            # The topics feature binds; the voice feature reads where its words belong.
+            if "bind" in feature.kinds or "voice" in feature.kinds
             else None
         ),
     )

@@ -23,6 +23,7 @@ from memory.embedder import SentenceTransformerEmbedder
 from memory.tasks import TaskState
 from tests.emulators.smtp import SmtpSink
 from tests.emulators.telegram import GENERAL_TOPIC, JSON, StoredMessage, TelegramEmulator
+from tests.emulators.transcribe import TranscribeServer
 
 OP = 4242
 FORUM = -1001500
@@ -303,3 +304,27 @@ async def test_the_emulator_refuses_general_and_unknown_threads_as_telegram_does
     assert telegram_api.chat_actions == [
         {"chat_id": FORUM, "action": "typing", "thread_id": GENERAL_TOPIC}
     ]
+
+
+async def test_a_voice_note_in_a_bound_topic_goes_to_the_bound_feature(
+    tmp_path: Path,
+    telegram_api: TelegramEmulator,
+    clock: ManualClock,
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    audio = b"OggS\x00a-spoken-enquiry"
+    spoken = "Jane Doe jane@acme.com wants a site."
+    async with TranscribeServer(transcripts={audio: spoken}) as server:
+        settings = _settings(tmp_path / "home", transcribe=server.settings())
+        async with forum(settings, telegram_api, clock, embedder) as f:
+            await f.say("/bind leads", f.leads)
+            update = f.api.send_voice(OP, audio, chat_id=FORUM, thread_id=f.leads)
+            await f.api.wait_for(lambda: f.api.confirmed(update), what="update confirmed")
+            await f.runtime.settle()
+            heard, saved = [m.text for m in f.in_topic(f.leads)][-2:]
+            assert heard == f"Heard: “{spoken}”"
+            assert saved.startswith("Lead #1 saved: new: Jane Doe &lt;jane@acme.com&gt;")
+            assert await f.count("SELECT COUNT(*) FROM leads") == 1
+            # Read as typed in the topic: straight to /lead, never guessed by the router.
+            rerouted = [e.payload for e in await f.runtime.events.query(kind="task.rerouted")]
+            assert [(p["from"], p["kind"]) for p in rerouted] == [("voice", "lead_chat")]

@@ -251,15 +251,24 @@ class TelegramEmulator:
         return self.push({"message": message})
 
     def send_voice(
-        self, user_id: int, audio: bytes, *, mime: str = "audio/ogg", duration: int = 2
+        self,
+        user_id: int,
+        audio: bytes,
+        *,
+        mime: str = "audio/ogg",
+        duration: int = 2,
+        chat_id: int | None = None,
+        thread_id: int | None = None,
     ) -> JSON:
-        """Queue a voice note from a user (its audio served by getFile); return its update."""
+        """Queue a voice note from a user (its audio served by getFile); return its update.
+        ``chat_id`` and ``thread_id`` put it in a group or forum topic, as for text."""
         file_id = f"voice-{len(self.files) + 1}"
         self.files[file_id] = audio
+        chat = chat_id if chat_id is not None else user_id
         message: JSON = {
-            "message_id": self._next_message_id(user_id),
+            "message_id": self._next_message_id(chat),
             "date": int(time.time()),
-            "chat": {"id": user_id, "type": "private"},
+            "chat": self._chat(chat, user_id),
             "from": self.user(user_id),
             "voice": {
                 "file_id": file_id,
@@ -269,6 +278,9 @@ class TelegramEmulator:
                 "file_size": len(audio),
             },
         }
+        if thread_id is not None and thread_id != GENERAL_TOPIC:
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
         return self.push({"message": message})
 
     async def _m_getFile(self, params: JSON) -> JSON | web.Response:
