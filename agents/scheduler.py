@@ -209,7 +209,7 @@ class _Timer:
         from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]  # APScheduler 3 ships no type hints
 
         self._aps.add_job(
-            self._wake,
+            self._fire,
             DateTrigger(run_date=at, timezone=UTC),
             id=WAKE_JOB_ID,
             replace_existing=True,
@@ -219,6 +219,14 @@ class _Timer:
             # The wake re-arms itself while still running; run_due is serialized by a lock.
             max_instances=16,
         )
+
+    async def _fire(self) -> None:
+        try:
+            await self._wake()
+        except asyncio.CancelledError:
+            # Shutting down while a wake was under way: its pass is redone at the next
+            # start (SQLite is the truth). Not an error for APScheduler to log as one.
+            return
 
     def _load(self) -> None:
         self._loading = None
