@@ -6,18 +6,17 @@ import asyncio
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 
 from bot.inbound import Inbound
 from bot.outbox import Delivery
 from bot.runtime import open_runtime
 from config import Settings
-from memory.errors import EmbedderUnavailable
 from memory.outbox import DeliveryState
+from tests.harness.common import NoModel
 
 MESSAGES = 3000
 BATCH = 60
@@ -38,23 +37,6 @@ class CountingSender:
         return None
 
 
-class NoEmbedder:
-    """An embedder without a model: memory falls back to keywords, no CPU spent loading."""
-
-    model_id = "none"
-    dim = 0
-    is_ready = False
-
-    def start(self) -> None:
-        return None
-
-    async def ready(self) -> None:
-        raise EmbedderUnavailable("no model in this test")
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        raise EmbedderUnavailable("no model in this test")
-
-
 @pytest.fixture
 def cpu_hog() -> Iterator[None]:
     """A process spinning on one core for the whole test."""
@@ -68,7 +50,7 @@ def cpu_hog() -> Iterator[None]:
 
 async def test_no_reply_is_sent_twice_under_load(settings: Settings, cpu_hog: None) -> None:
     sender = CountingSender()
-    async with open_runtime(settings, [sender], embedder=NoEmbedder()) as runtime:
+    async with open_runtime(settings, [sender], embedder=NoModel()) as runtime:
         for start in range(0, MESSAGES, BATCH):
             await asyncio.gather(
                 *(
