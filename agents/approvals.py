@@ -292,17 +292,21 @@ class ApprovalDesk:
         async with self._store.write() as tx:
             row = await self._repo.by_code(tx, code.strip().upper())
             if row is None:
-                await self._events.append(
-                    tx,
-                    "approval.unknown_code",
-                    actor=actor,
-                    subject="approval",
-                    payload={"code": code[:16]},
-                )
-                return DecisionResult(
-                    DecisionStatus.UNKNOWN, f"No card has the code {code!r}. /pending lists them."
-                )
+                return await self._unknown_code(tx, code, actor)
             return await self._decide(tx, row, decision, actor, name)
+
+    async def _unknown_code(self, tx: Transaction, code: str, actor: str) -> DecisionResult:
+        """Record a code no card has, and say where the codes are."""
+        await self._events.append(
+            tx,
+            "approval.unknown_code",
+            actor=actor,
+            subject="approval",
+            payload={"code": code[:16]},
+        )
+        return DecisionResult(
+            DecisionStatus.UNKNOWN, f"No card has the code {code!r}. /pending lists them."
+        )
 
     async def withdraw(self, row: ApprovalRow, reason: str) -> DecisionResult:
         """Reject a pending card for the operator because what it asks no longer holds
@@ -387,16 +391,7 @@ class ApprovalDesk:
         self, tx: Transaction, row: ApprovalRow | None, code: str, actor: str
     ) -> DecisionResult | None:
         if row is None:
-            await self._events.append(
-                tx,
-                "approval.unknown_code",
-                actor=actor,
-                subject="approval",
-                payload={"code": code[:16]},
-            )
-            return DecisionResult(
-                DecisionStatus.UNKNOWN, f"No card has the code {code!r}. /pending lists them."
-            )
+            return await self._unknown_code(tx, code, actor)
         reason = None
         decided = row.state is not ApprovalState.PENDING
         if decided:
