@@ -23,12 +23,13 @@ from agents.replies import Reply
 from bot.inbound import Inbound
 from bot.runtime import open_runtime
 from config import load_settings
+from tests.harness.marker import write_marker
 
 
 async def main(marker: Path, text: str) -> None:
     class HangingNotes(NotesAgent):
         async def handle(self, intent: Intent, ctx: TaskContext) -> Sequence[Reply]:
-            marker.write_text(str(ctx.task_id))  # noqa: ASYNC240 - a few bytes, once
+            write_marker(marker, str(ctx.task_id))
             await asyncio.Event().wait()  # until SIGKILL
             return []
 

@@ -17,6 +17,7 @@ from bot.inbound import Inbound
 from bot.outbox import Delivery
 from bot.runtime import open_runtime
 from config import load_settings
+from tests.harness.marker import write_marker
 
 
 class StuckConsole:
@@ -29,7 +30,7 @@ class StuckConsole:
 
     async def send(self, delivery: Delivery) -> str | None:
         if delivery.reply.attachments:
-            self._marker.write_text(str(delivery.row.id))
+            write_marker(self._marker, str(delivery.row.id))
             await asyncio.Event().wait()  # until SIGKILL
         return str(delivery.row.id)
 
