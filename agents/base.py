@@ -65,6 +65,10 @@ class Reroute:
 
     intent: Intent
     memo: dict[str, Any] = field(default_factory=dict)
+    # The operator's own words read by the strict command grammar (a spoken command),
+    # not a guess by meaning: its target may propose an action or ask, and an action
+    # then always waits for approval (a transcript may have misheard a name or amount).
+    exact: bool = False
 
 
 @dataclass(frozen=True, slots=True)

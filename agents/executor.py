@@ -121,9 +121,19 @@ class Executor:
         return self.breakers.states()
 
     async def start(
-        self, task: TaskRow, agent: Agent, intent: Intent, proposal: Propose
+        self,
+        task: TaskRow,
+        agent: Agent,
+        intent: Intent,
+        proposal: Propose,
+        *,
+        always_ask: bool = False,
     ) -> AgentResult | Parked:
-        """Gate a freshly proposed action and carry it out (or park the task)."""
+        """Gate a freshly proposed action and carry it out (or park the task).
+
+        ``always_ask``: an action the policy would run at once waits for approval
+        instead (a spoken command); one the policy denies stays denied.
+        """
         action = proposal.action
         if (action.connector, action.operation) not in self._capabilities(agent.name):
             await self._events.record(
@@ -144,6 +154,8 @@ class Executor:
         key = f"{agent.name}.{action.name}"
         runs = await self._actions.runs(agent.name, action.name)
         gate = gate_decision(key, await self.policies.rule_for(key), action.risk, runs)
+        if always_ask and gate.mode is Mode.AUTO:
+            gate = GateDecision(Mode.APPROVE, f"a spoken command always asks ({key})")
         async with self._store.write() as tx:
             row = await self._create(tx, task, agent, proposal, gate)
             if gate.mode is Mode.APPROVE:

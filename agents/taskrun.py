@@ -12,16 +12,24 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from agents.actions import Propose
 from agents.approvals import ApprovalDesk, decision_of
-from agents.base import Agent, ApprovalDecision, NeedsApproval, Reroute, TaskContext
+from agents.base import (
+    Agent,
+    AgentResult,
+    ApprovalDecision,
+    NeedsApproval,
+    Reroute,
+    TaskContext,
+)
 from agents.delivery import queue_reply
 from agents.errors import AgentError, Refusal
 from agents.executor import Executor
 from agents.failures import Parked
 from agents.fingerprint import fingerprint
-from agents.intents import Conversation, dump_intent
+from agents.intents import Conversation, Intent, dump_intent
 from agents.lifecycle import Lifecycle
 from agents.registry import Registry
 from agents.replies import Reply, error
@@ -102,8 +110,14 @@ class TaskRunner:
                 outcome = await self.executor.resume(task, agent, intent, checkpoint)
             else:
                 outcome = await agent.handle(intent, ctx)
+            # A rerouted task run again (it was held, or a crash cut it short) keeps the
+            # rules of its reroute: a guess never acts, a spoken command always asks.
+            exact = bool(checkpoint.get("exact"))
+            guessed = "rerouted_by" in checkpoint and not exact
+            if guessed and isinstance(outcome, Propose | NeedsApproval):
+                raise Refusal(ROUTED_ACTS)
             while isinstance(outcome, Propose):
-                outcome = await self.executor.start(task, agent, intent, outcome)
+                outcome = await self.executor.start(task, agent, intent, outcome, always_ask=exact)
             if isinstance(outcome, Reroute):
                 await self._reroute(task, agent, outcome, ctx)
                 return
@@ -149,9 +163,10 @@ class TaskRunner:
             await self._tasks.retarget(
                 tx, task.id, kind=routed.kind, agent=target.name, intent=dump_intent(routed)
             )
-            await self._tasks.set_checkpoint(
-                tx, task.id, json.dumps({"rerouted_by": router.name, "memo": reroute.memo})
-            )
+            marks: dict[str, Any] = {"rerouted_by": router.name, "memo": reroute.memo}
+            if reroute.exact and outer is None:
+                marks["exact"] = True
+            await self._tasks.set_checkpoint(tx, task.id, json.dumps(marks))
             await self._events.append(
                 tx,
                 "task.rerouted",
@@ -174,12 +189,37 @@ class TaskRunner:
         if isinstance(outcome, Reroute) and outer is None:
             await self._reroute(task, target, outcome, ctx, outer=(router, reroute))
             return
+        if isinstance(outcome, Propose | NeedsApproval) and reroute.exact and outer is None:
+            await self._act_as_spoken(task, target, routed, outcome, ctx)
+            return
         if isinstance(outcome, Reroute | Propose | NeedsApproval):
             raise Refusal(ROUTED_ACTS)
         replies = await router.after_reroute(routed, list(outcome), reroute.memo)
         if outer is not None:
             replies = await outer[0].after_reroute(outer[1].intent, replies, outer[1].memo)
         await self._finish(task, replies)
+
+    async def _act_as_spoken(
+        self,
+        task: TaskRow,
+        agent: Agent,
+        intent: Intent,
+        outcome: Propose | NeedsApproval,
+        ctx: TaskContext,
+    ) -> None:
+        """A spoken command's action or question: its card, as for the typed command,
+        except that an action always waits for approval."""
+        result: AgentResult | Parked = outcome
+        while isinstance(result, Propose):
+            result = await self.executor.start(task, agent, intent, result, always_ask=True)
+        if isinstance(result, Parked):
+            return
+        if isinstance(result, NeedsApproval):
+            await self._park(task, agent, intent.conversation, result, ctx.decision)
+            return
+        if isinstance(result, Reroute):
+            raise Refusal(ROUTED_ACTS)
+        await self._finish(task, list(result))
 
     async def _after_held_reroute(self, task: TaskRow, replies: list[Reply]) -> list[Reply]:
         """Replies of a rerouted task that was held: the router still adds its notes."""

@@ -118,7 +118,9 @@ class VoiceAgent(Agent):
         parsed = port.parse(typed, intent.conversation, intent.idempotency_key)
         if isinstance(parsed, str):
             return [heard(text), error(parsed)]
-        return Reroute(parsed, memo={"heard": text})
+        # Words that start with a command's name are that command, read strictly (not a
+        # guess): it may propose an action, which then always waits for approval.
+        return Reroute(parsed, memo={"heard": text}, exact=typed.startswith("/"))
 
     async def after_reroute(
         self, routed: Intent, replies: list[Reply], memo: dict[str, Any]

@@ -10,11 +10,13 @@ from typing import ClassVar
 
 import pytest
 
-from agents.base import Agent, TaskContext
+from agents.actions import Action, Propose
+from agents.base import Agent, AgentResult, Reroute, TaskContext
 from agents.coordinator import Coordinator
 from agents.errors import AgentError, ConfigurationError
 from agents.feature import Feature
 from agents.intents import Conversation, Intent
+from agents.lifecycle import AgentState
 from agents.notes import RecallIntent, RememberIntent
 from agents.registry import Registry
 from agents.replies import Reply
@@ -210,6 +212,57 @@ async def test_a_lane_queued_before_start_runs_through_without_a_nudge(
     async with make(store, events, agent):
         await asyncio.wait_for(all_done.wait(), 30)  # a safety net: the bug took 60 s a task
     assert agent.seen == ["q0", "q1", "q2", "q3"]
+
+
+async def test_a_guess_held_and_run_again_still_never_acts(store: Store, events: EventLog) -> None:
+    """A guessed route that was held (its target paused) and runs later keeps the rule
+    of a guess: the target's proposal is refused, nothing reaches the executor."""
+
+    class Guesser(Agent):
+        name: ClassVar[str] = "guesser"
+
+        async def handle(self, intent: Intent, ctx: TaskContext) -> AgentResult:
+            assert isinstance(intent, RecallIntent)
+            routed = RememberIntent(
+                conversation=intent.conversation,
+                idempotency_key=intent.idempotency_key,
+                text=intent.query,
+            )
+            return Reroute(routed)
+
+    class Poster(Agent):
+        name: ClassVar[str] = "poster"
+
+        async def handle(self, intent: Intent, ctx: TaskContext) -> AgentResult:
+            return Propose(Action("post", "webhook", "post", {"hook": "x"}, "Post x"))
+
+    guesser, poster = Guesser(), Poster()
+    registry = Registry(
+        [
+            Feature(name="guesser", build=lambda _: guesser, intents=(RecallIntent,)),
+            Feature(name="poster", build=lambda _: poster, intents=(RememberIntent,)),
+        ]
+    )
+    coordinator = Coordinator(store, events, registry)
+    coordinator.install({"guesser": guesser, "poster": poster})
+    async with coordinator:
+        async with store.write() as tx:
+            await coordinator.lifecycle.set_state(tx, "poster", AgentState.PAUSED, "test", "t")
+        conversation = Conversation(platform="test", chat_id="c1", user_id="u")
+        task = await coordinator.submit(
+            RecallIntent(conversation=conversation, idempotency_key="k1", query="post it")
+        )
+        await coordinator.wait_idle()
+        held = await TaskRepo(store).get(task.id)
+        assert held is not None and held.state is TaskState.QUEUED  # held, rerouted
+        async with store.write() as tx:
+            await coordinator.lifecycle.set_state(tx, "poster", AgentState.RUNNING, "test", "t")
+        coordinator.wake()
+        await coordinator.wait_idle()
+    done = await TaskRepo(store).get(task.id)
+    assert done is not None and done.state is TaskState.REFUSED
+    assert await store.scalar("SELECT COUNT(*) FROM actions") == 0
+    assert any("never acts" in text for text in await _replies(store))
 
 
 def test_two_agents_cannot_claim_one_kind(store: Store, events: EventLog) -> None:

@@ -328,3 +328,29 @@ async def test_a_voice_note_in_a_bound_topic_goes_to_the_bound_feature(
             # Read as typed in the topic: straight to /lead, never guessed by the router.
             rerouted = [e.payload for e in await f.runtime.events.query(kind="task.rerouted")]
             assert [(p["from"], p["kind"]) for p in rerouted] == [("voice", "lead_chat")]
+
+
+async def test_an_invoice_spoken_in_billing_gets_its_card_and_waits_for_a_tap(
+    tmp_path: Path,
+    telegram_api: TelegramEmulator,
+    clock: ManualClock,
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    audio = b"OggS\x00a-spoken-invoice"
+    spoken = "Acme 1200 EUR October consulting to billing@acme.test"
+    async with SmtpSink() as sink, TranscribeServer(transcripts={audio: spoken}) as server:
+        settings = _settings(tmp_path / "home", sink, transcribe=server.settings())
+        async with forum(settings, telegram_api, clock, embedder) as f:
+            await f.say("/bind invoices", f.billing)
+            update = f.api.send_voice(OP, audio, chat_id=FORUM, thread_id=f.billing)
+            await f.api.wait_for(lambda: f.api.confirmed(update), what="update confirmed")
+            await f.runtime.settle()
+            card = next(m for m in reversed(f.in_topic(f.billing)) if m.buttons)
+            assert card.text.startswith("<b>Approval needed (invoices)</b>"), card.text
+            assert "INV-2026-0001" in card.text and "1,200.00" in card.text
+            assert sink.messages == []  # nothing leaves before the tap
+            press = f.api.press(OP, card.buttons[0]["callback_data"], card)
+            await f.api.wait_for(lambda: f.api.confirmed(press), what="press confirmed")
+            await f.runtime.settle()
+            await f.api.wait_for(lambda: len(sink.messages) == 1, what="the invoice emailed")
+            assert sink.messages[0].rcpt_tos == ["billing@acme.test"]

@@ -15,6 +15,7 @@ from config import Settings, TranscribeSettings
 from tests.bot.test_slack import OPERATOR, Rig, slack_settings
 from tests.bot.test_slack import slack_rig as serving_slack
 from tests.bot.test_telegram import OP, Running, running
+from tests.emulators.provider import Provider
 from tests.emulators.slack import TOKEN, slack_emulator
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.transcribe import TranscribeServer
@@ -85,6 +86,60 @@ async def test_a_refused_transcription_gets_a_clear_reply_and_runs_nothing(
         server.fail(503, "overloaded")
         await _voice(bot)
         assert "send it again" in bot.api.sent(OP)[-1].text
+
+
+async def test_a_spoken_action_always_waits_for_approval(
+    tmp_path: Path, telegram_api: TelegramEmulator, provider: Provider
+) -> None:
+    """A spoken command may propose an action (it is the operator's words, read by the
+    command grammar), but even under an auto policy it waits for a tap: a transcript may
+    have misheard. Typed, the same command runs at once."""
+    settings = Settings(home=tmp_path / "home", hooks={"crm": provider.hook()})
+    spoken = b"OggS\x00hook-spoken"
+    async with (
+        TranscribeServer(transcripts={spoken: "Hook crm spoken item."}) as server,
+        with_transcriber(settings, telegram_api, server) as bot,
+    ):
+        await bot.say("/policy ops.hook auto")
+        await bot.say("/hook crm typed item")
+        await bot.runtime.settle()
+        assert len(provider.processed) == 1  # typed: auto, as the policy says
+
+        await bot.deliver(bot.api.send_voice(OP, spoken))
+        await bot.runtime.settle()
+        card = bot.card()
+        assert "Approval needed (ops)" in card.text and "spoken item" in card.text
+        assert len(provider.processed) == 1  # the spoken one waits
+        assert await bot.press(card.buttons[0]["callback_data"], card) == "Approved."
+        await bot.runtime.settle()
+        assert len(provider.processed) == 2
+        texts = sorted(d.json()["text"] for d in provider.processed.values())
+        assert texts == ["spoken item.", "typed item"]
+
+
+async def test_a_spoken_action_held_by_a_pause_still_waits_for_approval(
+    tmp_path: Path, telegram_api: TelegramEmulator, provider: Provider
+) -> None:
+    """Held and run again later (or after a crash), a spoken command keeps its rule."""
+    settings = Settings(home=tmp_path / "home", hooks={"crm": provider.hook()})
+    spoken = b"OggS\x00hook-held"
+    async with (
+        TranscribeServer(transcripts={spoken: "hook crm held item"}) as server,
+        with_transcriber(settings, telegram_api, server) as bot,
+    ):
+        await bot.say("/policy ops.hook auto")
+        await bot.say("/pause ops")
+        await bot.deliver(bot.api.send_voice(OP, spoken))
+        await bot.runtime.settle()
+        assert provider.requests == []
+        await bot.say("/resume ops")
+        await bot.runtime.settle()
+        assert provider.requests == []  # resumed, it asks instead of running
+        card = bot.card()
+        assert "held item" in card.text
+        assert await bot.press(card.buttons[0]["callback_data"], card) == "Approved."
+        await bot.runtime.settle()
+        assert len(provider.processed) == 1
 
 
 def test_spoken_commands_need_no_slash() -> None:
