@@ -52,6 +52,12 @@ class Forum:
         await self.runtime.settle()
         return update
 
+    async def voice(self, audio: bytes, topic: int | None) -> None:
+        """Send a voice note in ``topic``; wait until it and its work settled."""
+        update = self.api.send_voice(OP, audio, chat_id=FORUM, thread_id=topic)
+        await self.api.wait_for(lambda: self.api.confirmed(update), what="update confirmed")
+        await self.runtime.settle()
+
     def in_topic(self, topic: int | None) -> list[StoredMessage]:
         """What soloops said in ``topic`` (None: without a thread id, i.e. General)."""
         return [m for m in self.api.sent(FORUM) if m.thread_id == topic]
@@ -318,9 +324,7 @@ async def test_a_voice_note_in_a_bound_topic_goes_to_the_bound_feature(
         settings = _settings(tmp_path / "home", transcribe=server.settings())
         async with forum(settings, telegram_api, clock, embedder) as f:
             await f.say("/bind leads", f.leads)
-            update = f.api.send_voice(OP, audio, chat_id=FORUM, thread_id=f.leads)
-            await f.api.wait_for(lambda: f.api.confirmed(update), what="update confirmed")
-            await f.runtime.settle()
+            await f.voice(audio, f.leads)
             heard, saved = [m.text for m in f.in_topic(f.leads)][-2:]
             assert heard == f"Heard: “{spoken}”"
             assert saved.startswith("Lead #1 saved: new: Jane Doe &lt;jane@acme.com&gt;")
@@ -342,9 +346,7 @@ async def test_an_invoice_spoken_in_billing_gets_its_card_and_waits_for_a_tap(
         settings = _settings(tmp_path / "home", sink, transcribe=server.settings())
         async with forum(settings, telegram_api, clock, embedder) as f:
             await f.say("/bind invoices", f.billing)
-            update = f.api.send_voice(OP, audio, chat_id=FORUM, thread_id=f.billing)
-            await f.api.wait_for(lambda: f.api.confirmed(update), what="update confirmed")
-            await f.runtime.settle()
+            await f.voice(audio, f.billing)
             card = next(m for m in reversed(f.in_topic(f.billing)) if m.buttons)
             assert card.text.startswith("<b>Approval needed (invoices)</b>"), card.text
             assert "INV-2026-0001" in card.text and "1,200.00" in card.text
