@@ -19,22 +19,18 @@ import pytest
 
 from connectors.email import message_id
 from tests.emulators.smtp import SmtpSink
-from tests.harness.common import crash_env, sink_env, sink_status, start_worker
+from tests.harness.common import (
+    crash_env,
+    sent_or_exited,
+    sink_env,
+    sink_status,
+    start_worker,
+)
 
 WORKER = "tests.harness.email_worker"
 WORKLOAD = 100
 KILLS = 10
 FROM = "Solo Studio <ops@solo.test>"
-
-
-async def _sent_or_exited(sink: SmtpSink, target: int, proc: asyncio.subprocess.Process) -> None:
-    """Return once the sink holds ``target`` messages or the worker ended."""
-    exited = asyncio.ensure_future(proc.wait())
-    try:
-        while len(sink.messages) < target and not exited.done():
-            await asyncio.wait({exited}, timeout=0.005)  # a condition polled, not a timing
-    finally:
-        exited.cancel()
 
 
 @pytest.mark.slow
@@ -51,7 +47,7 @@ async def test_kills_while_emailing_lose_none_and_send_none_twice(tmp_path: Path
                 # Kill after a few more emails landed (at most 8 per life, so the
                 # workload outlasts the kills), plus a random bit more.
                 target = len(sink.messages) + rng.randint(1, 8)
-                await asyncio.wait_for(_sent_or_exited(sink, target, proc), timeout=120)
+                await asyncio.wait_for(sent_or_exited(sink, target, proc), timeout=120)
                 await asyncio.sleep(rng.uniform(0, 0.05))
                 if proc.returncode is not None:
                     break

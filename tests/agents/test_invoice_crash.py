@@ -1,5 +1,6 @@
 """Crash safety for invoices: soloops killed with SIGKILL while numbering invoices,
-rendering their PDFs and emailing them, then restarted until the work is done.
+rendering their PDFs and emailing them (each kill once one or two more invoices reached
+the SMTP sink, plus a random bit), then restarted until the work is done.
 
 At the end: one invoice per message, numbers 1..N with no gap and none twice, every
 approved invoice emailed exactly once (counted by Message-ID at the SMTP sink), no
@@ -18,7 +19,13 @@ import pytest
 
 from agents.invoice_pdf import pdf_sha256
 from tests.emulators.smtp import SmtpSink
-from tests.harness.common import crash_env, sink_env, sink_status, start_worker
+from tests.harness.common import (
+    crash_env,
+    sent_or_exited,
+    sink_env,
+    sink_status,
+    start_worker,
+)
 
 WORKER = "tests.harness.invoice_worker"
 WORKLOAD = 20
@@ -37,7 +44,13 @@ async def test_kills_while_invoicing_leave_no_gap_and_no_double_email(tmp_path: 
         kills = 0
         while kills < KILLS:
             proc = await start_worker(WORKER, args, env)
-            await asyncio.sleep(rng.uniform(0.05, 0.6))
+            # Kill once one or two more invoices reached the sink (15 are approved, so the
+            # workload outlasts the kills), plus a random bit more: the other invoices are
+            # then being numbered, rendered or sent. A kill on a timer alone could land
+            # before the worker did anything when the machine is slow.
+            target = len(sink.messages) + rng.randint(1, 2)
+            await asyncio.wait_for(sent_or_exited(sink, target, proc), timeout=120)
+            await asyncio.sleep(rng.uniform(0, 0.05))
             if proc.returncode is not None:
                 break
             proc.kill()  # SIGKILL: no clean shutdown

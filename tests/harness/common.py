@@ -195,3 +195,13 @@ async def sink_status(sink: SmtpSink) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}/m/"
     finally:
         await runner.cleanup()
+
+
+async def sent_or_exited(sink: SmtpSink, target: int, proc: asyncio.subprocess.Process) -> None:
+    """Return once the sink holds ``target`` messages or the worker ended."""
+    exited = asyncio.ensure_future(proc.wait())
+    try:
+        while len(sink.messages) < target and not exited.done():
+            await asyncio.wait({exited}, timeout=0.005)  # a condition polled, not a timing
+    finally:
+        exited.cancel()
