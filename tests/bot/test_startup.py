@@ -45,6 +45,21 @@ HEAVY = (
     "dateparser",
     "prometheus_client",
     "scipy",
+    # Feature internals a /help does not reach: loaded where an invoice, a reminder's
+    # time, a digest, /today, /runbook or a voice note is handled.
+    "agents.invoice_grammar",
+    "agents.invoice_texts",
+    "agents.invoice_pdf",
+    "agents.money",
+    "agents.payment_reminders",
+    "agents.when",
+    "agents.digest_compose",
+    "agents.digest_chart",
+    "config.runbooks",
+    "memory.digest_facts",
+    "memory.reports",
+    "memory.snapshot",
+    "connectors.transcribe",
 )
 
 
@@ -79,3 +94,18 @@ def test_the_model_loads_when_memory_first_needs_it(tmp_path: Path) -> None:
     reply, imported = _chat(tmp_path, b"/help\n/recall what did I note about torch\n")
     assert "/remember" in reply
     assert {"torch", "numpy", "faiss"} <= imported
+
+
+def test_the_deferred_feature_parts_load_when_their_command_comes(tmp_path: Path) -> None:
+    # The feature internals kept out of a /help start are imported by the commands that
+    # use them, in the same process, and those commands answer.
+    reply, imported = _chat(tmp_path, b"/help\n/runbook\n/today\n/invoices\n/remind list\n")
+    assert "Runbooks (show one with /runbook <kind>)" in reply
+    assert {
+        "config.runbooks",
+        "agents.digest_compose",
+        "memory.digest_facts",
+        "memory.reports",
+        "agents.invoice_grammar",
+        "agents.invoice_texts",
+    } <= imported
