@@ -16,11 +16,12 @@ from pathlib import Path
 
 # Run in the child: the command itself, then what it imported.
 PROBE = """
-import json, sys
+import gc, json, sys
 from bot.cli import main
 status = main(["chat"])
 with open(sys.argv[1], "w", encoding="utf-8") as out:
-    json.dump({"status": status, "modules": sorted(sys.modules)}, out)
+    json.dump({"status": status, "modules": sorted(sys.modules), "collecting": gc.isenabled(),
+               "frozen": gc.get_freeze_count()}, out)
 """
 
 # Needed by no reply to /help: the model and its stack, the vector index, the HTTP
@@ -78,6 +79,10 @@ def _chat(tmp_path: Path, script: bytes) -> tuple[str, set[str]]:
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     found = json.loads(dump.read_text(encoding="utf-8"))
     assert found["status"] == 0
+    # The collector, paused while the command's modules load (bot/startup.py), runs
+    # again, with the start-up's objects frozen out of its passes.
+    assert found["collecting"] is True
+    assert found["frozen"] > 10_000
     names = set(found["modules"])
     return proc.stdout.decode(), names | {name.split(".")[0] for name in names}
 
@@ -109,3 +114,12 @@ def test_the_deferred_feature_parts_load_when_their_command_comes(tmp_path: Path
         "agents.invoice_grammar",
         "agents.invoice_texts",
     } <= imported
+
+
+def test_a_collector_paused_by_the_caller_stays_paused() -> None:
+    # bot.startup resumes only the collector it paused itself.
+    probe = "import gc; gc.disable(); import bot.cli; print(gc.isenabled(), gc.get_freeze_count())"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, timeout=300, check=True, text=True
+    )
+    assert done.stdout.split() == ["False", "0"]
