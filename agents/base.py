@@ -12,13 +12,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agents.actions import Propose
 from agents.fingerprint import fingerprint
 from agents.intents import Intent
 from agents.replies import Reply
-from memory.digest_facts import Section
+
+if TYPE_CHECKING:
+    from memory.digest_facts import Section
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
 from agents.base import Agent, TaskContext
-from agents.digest_chart import week_chart
-from agents.digest_compose import Digest, compose_digest, compose_today
 from agents.digest_port import DigestSource, end_of_day
 from agents.feature import CommandSpec, Feature
 from agents.intents import Conversation, Intent, Scheduled
@@ -29,9 +27,14 @@ from agents.ports import ApprovalsView, Ports, Reports
 from agents.replies import Attachment, Reply
 from agents.scheduler import JobSpec
 from config import Settings
-from config.runbooks import RunbookNotFound, kinds, runbook
 from memory.clock import Clock
 from memory.files import FileStore
+
+if TYPE_CHECKING:
+    from agents.digest_compose import Digest
+
+# Composing, the chart and the runbooks are imported when a digest, /today or /runbook
+# is made: a start that only answers /help never loads them (tests/bot/test_startup.py).
 
 NAME = "digest"
 JOB_PREFIX = "digest.daily"
@@ -93,6 +96,8 @@ def late_note(scheduled: Scheduled, timezone: str) -> str:
 
 
 def _runbook_list() -> str:
+    from config.runbooks import kinds, runbook
+
     return "\n".join(f"• {kind}: {runbook(kind).title}" for kind in kinds())
 
 
@@ -127,6 +132,8 @@ class DigestAgent(Agent):
             case TodayIntent():
                 now = self._clock.now()
                 facts = await self._source.facts(now, end_of_day(now, self._source.timezone))
+                from agents.digest_compose import compose_today
+
                 today = compose_today(facts)
                 return [Reply(text=today.text)]
             case RunbookIntent(name=name):
@@ -134,6 +141,8 @@ class DigestAgent(Agent):
         raise AssertionError(f"digest got an intent it does not handle: {intent.kind}")
 
     async def _runbook(self, name: str | None, conversation: Conversation) -> Reply:
+        from config.runbooks import RunbookNotFound, runbook
+
         if not name:
             return Reply(text=f"Runbooks (show one with /runbook <kind>):\n{_runbook_list()}")
         try:
@@ -173,6 +182,9 @@ class DigestAgent(Agent):
         now = self._clock.now()
         timezone = self._source.timezone
         facts = await self._source.facts(now, end_of_day(now, timezone, days_ahead=1))
+        from agents.digest_chart import week_chart
+        from agents.digest_compose import compose_digest
+
         digest = compose_digest(facts)
         chart = await asyncio.to_thread(week_chart, facts.week)
         filename = f"digest-{now.astimezone(ZoneInfo(timezone)):%Y-%m-%d}.png"

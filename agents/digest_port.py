@@ -21,14 +21,17 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from agents.base import Agent
-from memory.digest_facts import DigestFacts, Section
+
+if TYPE_CHECKING:
+    from memory.digest_facts import DigestFacts, Section
 
 log = logging.getLogger(__name__)
 
-ReadFacts = Callable[[datetime], Awaitable[DigestFacts]]
+ReadFacts = Callable[[datetime], Awaitable["DigestFacts"]]
 
 
 def end_of_day(now: datetime, timezone: str, days_ahead: int = 0) -> datetime:
@@ -54,6 +57,8 @@ class DueItems:
 
     async def sections(self, now: datetime, horizon: datetime) -> tuple[Section, ...]:
         """Each agent's non-empty due section (a failing hook becomes a one-line section)."""
+        from memory.digest_facts import Section  # loads with the first digest or /today
+
         found: list[Section] = []
         for name, agent in self._agents.items():
             try:

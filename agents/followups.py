@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,10 +45,12 @@ from connectors.base import PermanentError, TransientError
 from connectors.llm import outside_text, system, user
 from memory.clock import Clock
 from memory.contacts import OPEN_STAGES, ContactRepo, Lead, LeadStage
-from memory.digest_facts import Section
 from memory.errors import EmbedderUnavailable
 from memory.jobs import Job
 from memory.semantic import MemorySpace
+
+if TYPE_CHECKING:
+    from memory.digest_facts import Section
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,8 @@ class FollowupsAgent(Agent):
 
     async def due(self, now: datetime, horizon: datetime) -> Section | None:
         """This feature's section of the digest and ``/today`` (None when empty)."""
+        from memory.digest_facts import Section
+
         lines = await self.due_lines(now, horizon - now)
         return Section("Follow-ups", tuple(lines)) if lines else None
 

@@ -29,30 +29,16 @@ import hashlib
 import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from agents import invoice_texts as texts
 from agents.actions import Action, Propose, Risk
 from agents.base import ActionReport, Agent, AgentResult, TaskContext
 from agents.errors import ConfigurationError, Refusal
 from agents.feature import CommandSpec, Feature
-from agents.grammar import Refusal as GrammarRefusal
 from agents.intents import Conversation, Intent
-from agents.invoice_grammar import (
-    InvoiceDraft,
-    MarkPaid,
-    ShowInvoice,
-    VoidInvoice,
-    parse_invoice,
-    parse_invoices,
-    recipient_for,
-)
-from agents.invoice_pdf import pdf_sha256, render_invoice_pdf
-from agents.money import format_money
-from agents.payment_reminders import DueReminder, overdue_reminders
 from agents.policy import Rule
 from agents.ports import Ports
 from agents.replies import Attachment, Reply
@@ -60,9 +46,17 @@ from agents.scheduler import JobSpec
 from agents.schedules import ScheduleError
 from config import Settings
 from memory.contacts import ContactRepo
-from memory.digest_facts import Section
 from memory.errors import NotFoundError
 from memory.invoices import OPEN_STATES, Invoice, InvoiceMoveError, InvoiceRepo, InvoiceState
+
+if TYPE_CHECKING:
+    from agents.invoice_grammar import InvoiceDraft
+    from agents.payment_reminders import DueReminder
+    from memory.digest_facts import Section
+
+# The grammar, the texts, money formatting, the PDF and the reminder stages (about a
+# tenth of start-up's imports) are imported where an invoice is handled: a start that
+# only answers /help never loads them (tests/bot/test_startup.py).
 
 NAME = "invoices"
 REMINDER_JOB = "invoices.reminders"
@@ -139,6 +133,15 @@ class InvoicesAgent(Agent):
     # ---- entry points --------------------------------------------------------------
 
     async def handle(self, intent: Intent, ctx: TaskContext) -> AgentResult:
+        from agents.grammar import Refusal as GrammarRefusal
+        from agents.invoice_grammar import (
+            InvoiceDraft,
+            MarkPaid,
+            ShowInvoice,
+            VoidInvoice,
+            parse_invoice,
+        )
+
         today = self._today()
         match intent:
             case InvoiceIntent(text=text):
@@ -170,6 +173,8 @@ class InvoicesAgent(Agent):
         raise AssertionError(f"invoices got an intent it does not handle: {intent.kind}")
 
     async def on_action(self, intent: Intent, report: ActionReport) -> AgentResult:
+        from agents import invoice_texts as texts
+
         row = await self._ports.reports.action(report.action_id)
         name = row.name if row is not None else ""
         number = texts.number_in(report.summary) or ""
@@ -209,12 +214,16 @@ class InvoicesAgent(Agent):
 
     async def due(self, now: datetime, horizon: datetime) -> Section | None:
         """This feature's section of the digest and ``/today`` (None when empty)."""
+        from memory.digest_facts import Section
+
         lines = await self.due_lines(now, horizon - now)
         return Section("Invoices", tuple(lines)) if lines else None
 
     async def due_lines(self, now: datetime, horizon: timedelta) -> list[str]:
         """Unpaid invoices for the digest and ``/today``: overdue ones, then those due
         within ``horizon``."""
+        from agents import invoice_texts as texts
+
         today = local_today(now, self._ports.settings.timezone)
         end = local_today(now + horizon, self._ports.settings.timezone)
         sent = await self._repo.in_states(frozenset({InvoiceState.SENT}))
@@ -230,6 +239,9 @@ class InvoicesAgent(Agent):
             raise Refusal(EMAIL_SETUP)
 
     async def _recipient(self, draft: InvoiceDraft) -> str:
+        from agents.grammar import Refusal as GrammarRefusal
+        from agents.invoice_grammar import recipient_for
+
         if draft.recipient is not None:
             return draft.recipient
         emails = sorted(
@@ -247,6 +259,9 @@ class InvoicesAgent(Agent):
 
     async def _issue(self, draft: InvoiceDraft, key: str, intent: Intent) -> Propose:
         """Number, render, keep and propose one invoice (each step once per task)."""
+        from agents import invoice_texts as texts
+        from agents.invoice_pdf import pdf_sha256
+
         invoice = await self._repo.by_key(key)
         if invoice is None:
             self._ready()
@@ -286,6 +301,9 @@ class InvoicesAgent(Agent):
 
     async def _pdf(self, invoice: Invoice) -> tuple[bytes, Attachment]:
         """The invoice's PDF (rendered in a thread: ~0.3 s of CPU), kept in the file store."""
+        from agents import invoice_texts as texts
+        from agents.invoice_pdf import render_invoice_pdf
+
         pdf = await asyncio.to_thread(
             render_invoice_pdf, texts.document_of(invoice, self._settings)
         )
@@ -296,6 +314,8 @@ class InvoicesAgent(Agent):
     async def _make_recurring(
         self, draft: InvoiceDraft, text: str, ctx: TaskContext, intent: Intent
     ) -> list[Reply]:
+        from agents.money import format_money
+
         self._ready()
         await self._recipient(draft)  # refused now rather than at every run
         job_id = recurring_job_id(ctx.idempotency_key)
@@ -348,6 +368,8 @@ class InvoicesAgent(Agent):
         return invoice
 
     async def _show(self, invoice: Invoice, today: date) -> list[Reply]:
+        from agents import invoice_texts as texts
+
         _, attachment = await self._pdf(invoice)
         text = texts.invoice_detail(invoice, today, self._settings)
         return [Reply(text=text, attachments=(attachment,))]
@@ -368,6 +390,8 @@ class InvoicesAgent(Agent):
         return [Reply(text=f"{number} is paid ({invoice.paid_at}). No more reminders for it.")]
 
     async def _void(self, invoice: Invoice, intent: Intent) -> AgentResult:
+        from agents import invoice_texts as texts
+
         number = invoice.number
         if invoice.state is InvoiceState.DRAFT:
             await self._repo.move(
@@ -398,6 +422,10 @@ class InvoicesAgent(Agent):
         )
 
     async def _list(self, chosen: str, today: date) -> list[Reply]:
+        from agents import invoice_texts as texts
+        from agents.grammar import Refusal as GrammarRefusal
+        from agents.invoice_grammar import parse_invoices
+
         parsed = parse_invoices(chosen)
         if isinstance(parsed, GrammarRefusal):
             raise Refusal(parsed.message)
@@ -413,6 +441,8 @@ class InvoicesAgent(Agent):
         self, today: date, *, after: str | None, last: str | None
     ) -> AgentResult:
         """Propose the next due reminder after invoice ``after`` (by number), or finish."""
+        from agents.payment_reminders import overdue_reminders
+
         stages = self._settings.reminder_days
         waiting = await self._waiting_reminders()
         for invoice in await self._repo.overdue(today):
@@ -425,6 +455,8 @@ class InvoicesAgent(Agent):
         return [] if last is None else [Reply(text=last)]
 
     async def _propose_reminder(self, invoice: Invoice, due: DueReminder) -> Propose:
+        from agents import invoice_texts as texts
+
         pdf, _ = await self._pdf(invoice)
         email = texts.reminder_email(
             invoice, due, len(self._settings.reminder_days), pdf, self._settings
@@ -442,6 +474,8 @@ class InvoicesAgent(Agent):
 
     async def _waiting_reminders(self) -> set[str]:
         """Invoices whose reminder already waits on a card (never proposed twice)."""
+        from agents import invoice_texts as texts
+
         rows = await self._ports.approvals.pending("action")
         return {
             number
@@ -452,6 +486,8 @@ class InvoicesAgent(Agent):
         }
 
     async def _after_reminder(self, report: ActionReport, number: str) -> AgentResult:
+        from agents import invoice_texts as texts
+
         stage = texts.stage_in(report.summary) or 0
         if report.outcome == "succeeded":
             await self._repo.record_reminder(number, stage, now=self._ports.clock.now())

@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
@@ -53,9 +53,11 @@ from agents.schedule_port import FeatureSchedules
 from agents.scheduler import JobSpec
 from memory.clock import Clock
 from memory.contacts import ContactRepo, HistoryEntry, Lead, LeadStage
-from memory.digest_facts import Section
 from memory.errors import NotFoundError
 from memory.semantic import MemorySpace
+
+if TYPE_CHECKING:
+    from memory.digest_facts import Section
 
 NAMESPACE = "leads"
 FOLLOWUP_KIND = "followup_due"
@@ -212,6 +214,8 @@ class LeadsAgent(Agent):
 
     async def due(self, now: datetime, horizon: datetime) -> Section | None:
         """This feature's section of the digest and ``/today`` (None when empty)."""
+        from memory.digest_facts import Section
+
         lines = await self.due_lines(now, horizon - now)
         return Section("Leads", tuple(lines)) if lines else None
 

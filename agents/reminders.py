@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -33,19 +33,16 @@ from agents.schedule_grammar import ScheduleError, compile_plain, parse_compiled
 from agents.schedule_port import FeatureSchedules
 from agents.scheduler import JobSpec
 from agents.schedules import fires_between
-from agents.when import (
-    HOW,
-    Ambiguous,
-    Past,
-    Resolved,
-    Unparseable,
-    local_text,
-    split_reminder,
-)
 from config.durations import DurationError, parse_duration
 from memory.clock import Clock
-from memory.digest_facts import Section
 from memory.jobs import Job, JobState
+
+if TYPE_CHECKING:
+    from agents.when import Ambiguous, Past, Resolved
+    from memory.digest_facts import Section
+
+# agents.when (date reading) is imported where a reminder is read or shown: a start
+# that only answers /help never loads it (tests/bot/test_startup.py).
 
 NAME = "reminders"
 DUE_KIND = "reminder_due"
@@ -135,6 +132,8 @@ def exact_command(at: datetime, what: str) -> str:
 
 def when_options(result: Ambiguous | Past, what: str) -> tuple[Option, ...]:
     """The choices offered for an ambiguous or past time."""
+    from agents.when import Ambiguous
+
     choices = result.choices if isinstance(result, Ambiguous) else (result.suggestion,)
     return tuple(
         Option(label=choice.text, command=exact_command(choice.at, what))
@@ -151,6 +150,8 @@ def reminder_number(job_id: str) -> int | None:
 
 def due_message(intent: ReminderDueIntent, tz: str) -> Reply:
     """The reminder itself, with Snooze options; a late one says when it was due."""
+    from agents.when import local_text
+
     text = f"⏰ Reminder #{intent.number}: {intent.text}"
     run = intent.scheduled
     if run is not None and run.late:
@@ -197,6 +198,8 @@ class RemindersAgent(Agent):
         raise AssertionError(f"reminders got an intent it does not handle: {intent.kind}")
 
     async def _remind(self, text: str, conversation: Conversation, ctx: TaskContext) -> Reply:
+        from agents.when import Ambiguous, Past, Unparseable, split_reminder
+
         words = _REMIND_ME.sub("", text, count=1).split()
         head = words[0].lower() if words else ""
         if head == "cancel":
@@ -228,6 +231,8 @@ class RemindersAgent(Agent):
     async def _exact(
         self, raw: str, what: str, conversation: Conversation, ctx: TaskContext
     ) -> Reply:
+        from agents.when import HOW, Resolved, local_text
+
         try:
             at = datetime.fromisoformat(raw)
         except ValueError:
@@ -308,6 +313,8 @@ class RemindersAgent(Agent):
         return Reply(text=f"Reminder #{number} cancelled: {job.payload.get('text', '')}")
 
     async def _snooze(self, number: int, span: str) -> Reply:
+        from agents.when import local_text
+
         try:
             delay = parse_duration(span)
         except DurationError as exc:
@@ -336,6 +343,8 @@ class RemindersAgent(Agent):
         return Reply(text=f"Reminder #{number} snoozed until {local_text(at)}.")
 
     def _local(self, at: datetime) -> str:
+        from agents.when import local_text
+
         return local_text(at.astimezone(zone(self._tz)))
 
     async def _list(self) -> str:
@@ -358,6 +367,8 @@ class RemindersAgent(Agent):
 
     async def due(self, now: datetime, horizon: datetime) -> Section | None:
         """This feature's section of the digest and ``/today`` (None when empty)."""
+        from memory.digest_facts import Section
+
         lines = await self.due_lines(now, horizon - now)
         return Section("Reminders", tuple(lines)) if lines else None
 

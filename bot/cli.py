@@ -8,6 +8,10 @@ command prints to stdout or stderr outside logging goes through the redactor.
 
 from __future__ import annotations
 
+# First: the collector is paused while the command's modules load (see bot/startup.py).
+from bot import startup
+
+# isort: split
 import argparse
 import asyncio
 import logging
@@ -35,6 +39,8 @@ from memory.redact import Redactor
 
 if TYPE_CHECKING:  # aiohttp (~0.15 s to import) only when this process serves HTTP
     from bot.http import HttpServer
+
+startup.imported()
 
 log = logging.getLogger("soloops")
 

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 from agents.base import Agent
 from agents.binding_port import TopicBindings
@@ -38,22 +39,23 @@ from bot.topics import binding_place
 from config import ConfigError, Settings
 from connectors.base import Connector
 from connectors.llm import LanguageModel
-from connectors.transcribe import Transcriber
 from connectors.webhook import WebhookConnector
 from memory.anchor import AnchorKeeper, anchor_path
 from memory.bindings import BindingRepo
 from memory.clock import Clock, SystemClock
 from memory.contacts import ContactRepo
-from memory.digest_facts import DigestFacts
 from memory.embedder import Embedder, build_embedder
 from memory.events import EventLog
 from memory.files import FileStore
 from memory.invoices import InvoiceRepo
 from memory.redact import Redactor
-from memory.reports import gather_digest_facts
 from memory.retention import Retention
 from memory.semantic import SemanticMemory
 from memory.store import Store
+
+if TYPE_CHECKING:
+    from connectors.transcribe import Transcriber
+    from memory.digest_facts import DigestFacts
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +277,8 @@ def digest_source(settings: Settings, due: DueItems) -> DigestSource:
     """The digest's read: a snapshot of the database file, plus ``due``'s sections."""
 
     async def read(now: datetime) -> DigestFacts:
+        from memory.reports import gather_digest_facts  # the digest's reader, when first read
+
         return await gather_digest_facts(
             settings.database_path,
             now=now,
@@ -394,7 +398,11 @@ async def open_runtime(
         )
         model = LanguageModel(settings.llm)
         audio = AudioSources()
-        transcriber = Transcriber(settings.transcribe) if settings.transcribe.configured else None
+        transcriber: Transcriber | None = None
+        if settings.transcribe.configured:
+            from connectors.transcribe import Transcriber  # only when voice notes are set up
+
+            transcriber = Transcriber(settings.transcribe)
         voice = VoicePort(
             audio, transcriber.transcribe if transcriber else None, _text_parser(registry)
         )
