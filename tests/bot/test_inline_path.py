@@ -169,8 +169,11 @@ async def test_an_inline_kind_that_does_not_just_answer_runs_the_ordinary_way(
 
 def test_an_inline_kind_must_be_one_of_the_features_intents() -> None:
     feature = Feature(
-        name="lane", build=lambda _: Lane(), intents=(RecallIntent,), inline_kinds={"remember"}
-    )  # type: ignore[arg-type]  # a set where a frozenset is declared: any collection works
+        name="lane",
+        build=lambda _: Lane(),
+        intents=(RecallIntent,),
+        inline_kinds=frozenset({"remember"}),
+    )
     with pytest.raises(ConfigurationError, match="'remember'"):
         Registry([feature])
 
