@@ -41,7 +41,7 @@ from agents.transitions import Mover
 from config import Settings
 from connectors.base import Connector
 from memory.clock import Clock, SystemClock
-from memory.events import EventLog
+from memory.events import Draft, EventLog
 from memory.files import FileStore
 from memory.outbox import OutboxRepo
 from memory.store import Store, Transaction
@@ -143,6 +143,7 @@ class Coordinator:
         self._changed = asyncio.Condition()
         self._loop_task: asyncio.Task[None] | None = None
         self._accepting = False
+        self._inline_kinds = registry.inline_kinds
 
     def install(self, agents: Mapping[str, Agent]) -> None:
         """Set the agents, by feature name; every registered feature needs its agent."""
@@ -260,18 +261,42 @@ class Coordinator:
             now=self._clock.now(),
         )
         if created:
-            await self._events.append(
-                tx,
+            queued = Draft(
                 "task.queued",
-                actor=intent.conversation.actor,
-                subject=f"task:{task.id}",
-                payload={"kind": intent.kind, "agent": feature.name},
+                intent.conversation.actor,
+                f"task:{task.id}",
+                {"kind": intent.kind, "agent": feature.name},
             )
-            if self.lifecycle.holds(feature.name, intent.kind):
+            held = self.lifecycle.holds(feature.name, intent.kind)
+            if not held and intent.kind in self._inline_kinds and self._free_for(task):
+                done = await self._run_inline(tx, task, intent, queued)
+                if done is not None:
+                    return done, created
+            await self._events.append_many(tx, (queued,))
+            if held:
                 await self.tell_held(tx, task.id, intent.kind, feature.name, intent.conversation)
             elif self._free_for(task):
                 await self._claim_in(tx, task)
         return task, created
+
+    async def _run_inline(
+        self, tx: Transaction, task: TaskRow, intent: Intent, queued: Draft
+    ) -> TaskRow | None:
+        """Run a task of an inline kind to its reply in the transaction that queues it.
+
+        Only when it could start at once anyway (its lane idle, nothing before it, a
+        free slot): replies keep the order they were asked in. The task is queued,
+        started and succeeded, its reply in the outbox, in the message's own commit; a
+        crash before that commit loses nothing acknowledged, and after it the outbox
+        sends the reply (again at the next start if the crash came first).
+        """
+        assert self._runner is not None  # _free_for checked it
+        done = await self._runner.run_inline(tx, task, intent, queued)
+        if done is not None:
+            # Its tasks.queued news comes on commit: there is nothing left to dispatch.
+            self._started_at_once.add(task.id)
+            tx.on_rollback(lambda: self._started_at_once.discard(task.id))
+        return done
 
     def _free_for(self, task: TaskRow) -> bool:
         """Whether a new task can start at once: a free slot, its lane idle, nothing
@@ -332,8 +357,10 @@ class Coordinator:
     def _task_queued(self, value: object) -> None:
         task_id, due = cast(tuple[int, datetime | None], value)
         if task_id in self._started_at_once:
-            self._started_at_once.discard(task_id)  # claimed as it was queued
-        elif due is None or due <= self._clock.now():
+            # Claimed (or run to its end) as it was queued: no round of the dispatcher.
+            self._started_at_once.discard(task_id)
+            return
+        if due is None or due <= self._clock.now():
             self._arrived.append(task_id)
             self._dirty = True
         else:

@@ -32,4 +32,5 @@ async def queue_reply(
         now=now,
         task_id=task_id,
         replaces=replaces,
+        decoded=reply,
     )

@@ -103,6 +103,10 @@ class Feature:
     ``bind`` names the command (one of its own, taking free text) that plain text in a
     conversation bound to this feature stands for (``/bind invoices`` in a topic makes
     "Acme 1200 EUR October consulting" an ``/invoice``); None: it cannot be bound.
+    ``inline_kinds`` are kinds its agent answers from what it holds in memory alone (no
+    I/O, no store reads, no action, no approval: ``/help``). When the conversation's
+    lane is idle, such a task runs to its reply inside the transaction that records the
+    message: message, task and reply commit together (one commit instead of two).
     """
 
     name: str
@@ -121,6 +125,7 @@ class Feature:
     shared_memory: frozenset[str] = frozenset()
     scheduler_controls: bool = False
     bind: str | None = None
+    inline_kinds: frozenset[str] = frozenset()
 
     @property
     def kinds(self) -> frozenset[str]:

@@ -28,6 +28,7 @@ from memory.clock import Clock
 from memory.semantic import MemorySpace
 
 NAMESPACE = "ops"
+HELP_CACHE = 256  # /help texts kept rendered (topics are operator input: bounded)
 
 
 class HelpIntent(Intent):
@@ -150,12 +151,18 @@ class OpsAgent(Agent):
         self._clock = clock
         self._started_at = clock.now()
         self._hooks = tuple(sorted(hooks))
+        self._help: dict[str | None, str] = {}  # the catalogue is fixed: render each once
 
     async def handle(self, intent: Intent, ctx: TaskContext) -> AgentResult:
         actor = intent.conversation.actor
         match intent:
             case HelpIntent(topic=topic):
-                return [Reply(text=render_help(self._catalog, topic))]
+                text = self._help.get(topic)
+                if text is None:
+                    text = render_help(self._catalog, topic)
+                    if len(self._help) < HELP_CACHE:
+                        self._help[topic] = text
+                return [Reply(text=text)]
             case StatusIntent():
                 facts = await controls.status_facts(
                     self._reports,
@@ -467,4 +474,6 @@ FEATURE = Feature(
         }
     ),
     operator_controls=True,
+    # /help answers from the command catalogue alone: it runs inside the message's commit.
+    inline_kinds=frozenset({"help"}),
 )

@@ -109,7 +109,7 @@ class Registry:
                 f"feature {feature.name!r} shares memory namespaces it does not declare:"
                 f" {', '.join(sorted(feature.shared_memory - feature.namespaces))}"
             )
-        for kind in [*feature.phrasings, *feature.control_kinds]:
+        for kind in [*feature.phrasings, *feature.control_kinds, *feature.inline_kinds]:
             if kind not in feature.kinds:
                 raise ConfigurationError(
                     f"feature {feature.name!r} names kind {kind!r}, which is not one of its"
@@ -212,6 +212,12 @@ class Registry:
     def control_kinds(self) -> frozenset[str]:
         """Kinds that pause, degradation and budgets never hold."""
         return frozenset().union(*(f.control_kinds for f in self._features.values()))
+
+    @property
+    def inline_kinds(self) -> frozenset[str]:
+        """Kinds whose agent answers from memory alone: run inside the message's own
+        transaction when their lane is idle (``Feature.inline_kinds``)."""
+        return frozenset().union(*(f.inline_kinds for f in self._features.values()))
 
     def capabilities(self, agent: str) -> frozenset[tuple[str, str]]:
         """The (connector, operation) pairs ``agent``'s actions may use."""

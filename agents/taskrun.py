@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from agents.actions import Propose
@@ -35,7 +36,7 @@ from agents.registry import Registry
 from agents.replies import Reply, error
 from agents.transitions import Mover
 from memory.clock import Clock
-from memory.events import EventLog
+from memory.events import Draft, EventLog
 from memory.outbox import OutboxRepo
 from memory.store import Store, Transaction
 from memory.tasks import TaskRepo, TaskRow, TaskState
@@ -43,6 +44,7 @@ from memory.tasks import TaskRepo, TaskRow, TaskState
 log = logging.getLogger(__name__)
 
 TellHeld = Callable[..., Awaitable[None]]
+COORDINATOR = "coordinator"  # the actor of a task's moves (as in agents/transitions.py)
 ROUTED_ACTS = (
     "A guessed command never acts on the outside world or asks for approval."
     " Send it as a command (/help lists them)."
@@ -133,6 +135,46 @@ class TaskRunner:
             await self._finish_failed(task, exc)
             return
         await self._finish(task, replies)
+
+    async def run_inline(
+        self, tx: Transaction, task: TaskRow, intent: Intent, queued: Draft
+    ) -> TaskRow | None:
+        """Run a new task of an inline kind to its end inside ``tx``, the transaction that
+        queues it: claimed, succeeded and its replies in the outbox, with ``queued`` (its
+        ``task.queued`` event) and the rest of its events in one insert.
+
+        Returns the finished task, or None (nothing written) when the agent did not
+        answer with replies alone: it raised, or wants an action, an approval or a
+        reroute. The caller then queues the task as usual and the runner runs it again,
+        which is harmless for an agent that only reads what it holds in memory.
+        """
+        agent = self._agent_for(intent.kind)
+        ctx = TaskContext(
+            task_id=task.id, attempt=task.attempts + 1, idempotency_key=task.idempotency_key
+        )
+        try:
+            outcome = await agent.handle(intent, ctx)
+        except Exception:
+            return None
+        if isinstance(outcome, Propose | NeedsApproval | Reroute):
+            return None
+        replies = list(outcome)
+        if await self._mover.run_through(tx, task.id, TaskState.SUCCEEDED) is None:
+            return None  # not queued any more: cannot happen to a task this transaction made
+        subject = f"task:{task.id}"
+        started = {"kind": task.kind, "agent": task.agent, "attempt": task.attempts + 1}
+        succeeded = {"kind": task.kind, "replies": len(replies)}
+        await self._events.append_many(
+            tx,
+            (
+                queued,
+                Draft("task.started", COORDINATOR, subject, started),
+                Draft("task.succeeded", COORDINATOR, subject, succeeded),
+            ),
+        )
+        for reply in replies:
+            await self._queue_reply(tx, task, intent.conversation, reply)
+        return replace(task, state=TaskState.SUCCEEDED, attempts=task.attempts + 1)
 
     def _agent_for(self, kind: str) -> Agent:
         feature = self.registry.feature_for(kind)

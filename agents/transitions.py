@@ -113,6 +113,28 @@ class Mover:
             return await self._approvals.expire(tx, row_id, now)
         return await self._approvals.decide(tx, row_id, state=new, by=changes["by"], now=now)
 
+    async def run_through(
+        self, tx: Transaction, task_id: int, new: TaskState, **changes: Any
+    ) -> Moved | None:
+        """Move a queued task through running to ``new`` in one update (a task run to its
+        end in the transaction that claims it); the caller appends both moves' events.
+
+        Both steps are checked against the state table as two moves would be; returns
+        None (nothing changed) if the task was no longer queued.
+        """
+        check_transition(TaskState.QUEUED, TaskState.RUNNING)
+        check_transition(TaskState.RUNNING, new)
+        moved = await self._tasks.update(
+            tx,
+            task_id,
+            state=new,
+            now=self._clock.now(),
+            expect=TaskState.QUEUED,
+            attempt=True,
+            **changes,
+        )
+        return Moved() if moved else None
+
     async def advance(
         self,
         tx: Transaction,

@@ -45,6 +45,7 @@ from memory.events import EventLog
 from memory.inbound import InboundRepo
 from memory.outbox import OutboxRepo
 from memory.store import Store, Transaction
+from memory.tasks import TaskState
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,7 @@ class Gateway:
         subject = f"message:{inbound.platform}:{inbound.message_id}"
         press = inbound.callback_data
         decide: DecideIntent | None = None
+        finished = False
         async with self._store.write() as tx:
             if await self._inbound.seen(tx, inbound.platform, inbound.message_id):
                 seq = await self._events.append(
@@ -246,6 +248,8 @@ class Gateway:
                     handled = Handled(Outcome.DECIDED, seq)
                 else:
                     task, _ = await self._coordinator.enqueue(tx, result)
+                    # Answered inside this transaction (an inline kind): nothing to dispatch.
+                    finished = task.state is TaskState.SUCCEEDED
                     handled = Handled(Outcome.QUEUED, seq, task.id)
         # A typed decision runs after the message is committed: recorded first, applied once.
         if decide is not None:
@@ -258,7 +262,9 @@ class Gateway:
             async with self._store.write() as tx:
                 await self._queue(tx, inbound, reply)
             handled = Handled(Outcome.DECIDED, seq, notice=verdict.message)
-        if handled.outcome in (Outcome.QUEUED, Outcome.DECIDED):
+        if handled.outcome is Outcome.DECIDED or (
+            handled.outcome is Outcome.QUEUED and not finished
+        ):
             self._coordinator.wake()
         self._on_reply()
         return handled

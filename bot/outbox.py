@@ -110,12 +110,17 @@ class OutboxDispatcher:
         self._known: set[int] = set()  # ids in _ready or _later
         self._later: list[tuple[datetime, int]] = []  # retries this dispatcher scheduled
         self._scan = True  # read the table on the next round
+        # Rows seen queued in this process, not yet delivered: (row, reply) by id.
+        self._fresh: dict[int, tuple[OutboxRow, Reply | None]] = {}
 
     def _queued(self, value: object) -> None:
-        outbox_id, platform = cast(tuple[int, str], value)  # published by OutboxRepo.enqueue
+        # Published by OutboxRepo.enqueue on commit.
+        outbox_id, platform, row, decoded = cast(tuple[int, str, OutboxRow, object], value)
         if platform in self._senders and outbox_id not in self._known:
             self._known.add(outbox_id)
             self._ready.append(outbox_id)
+            # Its first delivery needs no read: the row as stored, and its reply.
+            self._fresh[outbox_id] = (row, decoded if isinstance(decoded, Reply) else None)
             self.wake()
 
     def add_sender(self, sender: Sender) -> None:
@@ -199,6 +204,7 @@ class OutboxDispatcher:
             # The scan also finds rows another process queued and retries of earlier runs.
             self._later.clear()
             self._known = set(self._ready)
+            self._fresh = {i: fresh for i, fresh in self._fresh.items() if i in self._known}
             for row in await self._repo.due(list(self._senders), self._clock.now(), limit=1000):
                 if row.id not in self._known:
                     self._known.add(row.id)
@@ -221,11 +227,12 @@ class OutboxDispatcher:
     async def _deliver(self, outbox_id: int) -> None:
         subject = f"reply:{outbox_id}"
         target: OutboxRow | None = None
+        known, reply = self._fresh.pop(outbox_id, (None, None))
         # Not waited for (the commit follows within this turn of the loop): a claim lost
         # in a crash leaves the reply pending, sent again at the next start, which is
         # what a reclaimed 'sending' row gets too; in this process the claim holds.
         async with self._store.write(durable=False) as tx:
-            claimed = await self._repo.claim(tx, outbox_id, self._clock.now())
+            claimed = await self._repo.claim(tx, outbox_id, self._clock.now(), known)
             if claimed is not None and claimed.replaces_outbox_id is not None:
                 target = await self._repo.state_in(tx, claimed.replaces_outbox_id)
         if claimed is None:
@@ -242,7 +249,8 @@ class OutboxDispatcher:
                     # The card itself is not out yet: edit it once it is.
                     raise DeliveryError("the message to edit is not delivered yet", retry_after=1.0)
                 replaces_ref = target.sent_ref if target is not None else None
-            reply = Reply.from_json(row.body)
+            if reply is None:
+                reply = Reply.from_json(row.body)
 
             async def progress(pieces: int, ref: str | None) -> None:
                 async with self._store.write() as tx:

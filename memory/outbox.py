@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -21,7 +21,9 @@ from typing import Any
 from memory.clock import from_iso, to_iso
 from memory.store import Store, Transaction
 
-QUEUED_TOPIC = "outbox.queued"  # published on commit: (outbox id, platform)
+# Published on commit: (outbox id, platform, the row as stored, the ``decoded`` body the
+# caller passed, if any), so the dispatcher needs no read to send a reply it saw queued.
+QUEUED_TOPIC = "outbox.queued"
 
 # A body at least this long is stored once in ``reply_bodies`` however many replies
 # carry it (a /help is ~3.7 KB); shorter ones stay in the row, where a lookup would
@@ -102,13 +104,17 @@ class OutboxRepo:
         now: datetime,
         task_id: int | None = None,
         replaces: int | None = None,
+        decoded: object = None,
     ) -> int:
         """Store a reply as pending; return its id.
 
         ``replaces`` names an earlier outbox message this one edits (a decided card).
+        ``decoded`` (the reply ``body`` was written from) travels with the news of the
+        commit, so whoever delivers it need not parse the body again.
         """
         stamp = to_iso(now)
         body_id = None
+        full_body = body
         if len(body) >= SHARED_BODY_CHARS:
             body_id = await _shared_body(tx, body)
             body = ""
@@ -130,7 +136,24 @@ class OutboxRepo:
             ),
         )
         # The dispatcher keeps pending ids in memory instead of polling the table.
-        tx.publish(QUEUED_TOPIC, (outbox_id, platform))
+        at = from_iso(stamp)
+        row = OutboxRow(
+            id=outbox_id,
+            platform=platform,
+            chat_id=chat_id,
+            thread_id=thread_id,
+            reply_to=reply_to,
+            body=full_body,
+            state=DeliveryState.PENDING,
+            attempts=0,
+            next_attempt_at=at,
+            last_error=None,
+            task_id=task_id,
+            sent_ref=None,
+            replaces_outbox_id=replaces,
+            created_at=at,
+        )
+        tx.publish(QUEUED_TOPIC, (outbox_id, platform, row, decoded))
         return outbox_id
 
     async def get(self, outbox_id: int) -> OutboxRow | None:
@@ -161,11 +184,15 @@ class OutboxRepo:
         )
         return None if value is None else from_iso(value)
 
-    async def claim(self, tx: Transaction, outbox_id: int, now: datetime) -> OutboxRow | None:
+    async def claim(
+        self, tx: Transaction, outbox_id: int, now: datetime, known: OutboxRow | None = None
+    ) -> OutboxRow | None:
         """Take a due pending row for delivery (``pending -> sending``).
 
         Returns the row as claimed, or None when it is no longer pending and due (another
         delivery took it, or it was already handled): the caller must not send it.
+        ``known`` is the row as :meth:`enqueue` published it: a row still pending has
+        not changed since (only a claim moves a pending row), so it is not read again.
         """
         changed = await tx.execute(
             "UPDATE outbox SET state = ? WHERE id = ? AND state = ? AND next_attempt_at <= ?",
@@ -173,6 +200,8 @@ class OutboxRepo:
         )
         if changed != 1:
             return None
+        if known is not None and known.id == outbox_id and known.attempts == 0:
+            return replace(known, state=DeliveryState.SENDING)
         row = await tx.fetchone(f"{_SELECT} WHERE o.id = ?", (outbox_id,))
         return None if row is None else _row(row)
 

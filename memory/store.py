@@ -221,13 +221,24 @@ class Store:
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """Read one row from the last committed state."""
-        self._settle()
-        return _one(self.reader, sql, params)
+        return _one(self._settled(), sql, params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """Read all rows from the last committed state."""
+        return _all(self._settled(), sql, params)
+
+    def _settled(self) -> sqlite3.Connection:
+        """The connection a read uses, once the finished writes are committed.
+
+        The writer when no write transaction is open: it sees exactly the last
+        committed state too, and its page cache survives its own commits, while the
+        reader's is dropped by every commit (a re-read of each page it touches).
+        """
         self._settle()
-        return _all(self.reader, sql, params)
+        writer = self._writer
+        if writer is not None and self._batch is None and not self._write_lock.locked():
+            return writer
+        return self.reader
 
     def _settle(self) -> None:
         # A read after a write sees it: commit the finished writes first.
