@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from memory.events import EventLog
+from memory.clock import to_iso
+from memory.events import GENESIS, EventLog, canonical, chain_hash
 from memory.redact import REDACTED, Redactor
 from memory.store import Store
 
@@ -19,7 +20,21 @@ async def test_events_chain_and_verify(events: EventLog) -> None:
     assert report.checked == 5
     stored = await events.query()
     assert [e.seq for e in stored] == [1, 2, 3, 4, 5]
-    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(stored))
+    first = stored[0]
+    assert first.hash == chain_hash(
+        GENESIS,
+        1,
+        to_iso(first.ts),
+        first.kind,
+        first.actor,
+        first.subject,
+        canonical(first.payload),
+    )
+    assert all(
+        b.hash
+        == chain_hash(a.hash, b.seq, to_iso(b.ts), b.kind, b.actor, b.subject, canonical(b.payload))
+        for a, b in itertools.pairwise(stored)
+    )
 
 
 async def test_the_log_refuses_updates_and_deletes(store: Store, events: EventLog) -> None:
