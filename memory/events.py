@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -127,11 +128,25 @@ class ChainReport:
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
 )
+# The C encoder behind it, made once: JSONEncoder.encode builds one (and a closure) on
+# every call, a third of an event's encoding. Same arguments as JSONEncoder.iterencode
+# passes for the options above, so the text (which the hash covers) is the same;
+# check_circular is off (payloads are plain data the code builds).
+_MAKE_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # untyped in typeshed
+_C_ENCODER = (
+    None
+    if _MAKE_C_ENCODER is None
+    else _MAKE_C_ENCODER(
+        None, str, json.encoder.encode_basestring, None, ":", ",", True, False, True
+    )
+)
 
 
 def canonical(payload: dict[str, Any]) -> str:
     """The one JSON text of a payload that the hash covers."""
-    return _CANONICAL.encode(payload)
+    if _C_ENCODER is None:
+        return _CANONICAL.encode(payload)
+    return "".join(_C_ENCODER(payload, 0))
 
 
 def chain_hash(
@@ -166,7 +181,7 @@ class EventLog:
         payload: dict[str, Any] | None = None,
     ) -> int:
         """Append one event inside ``tx``; return its sequence number."""
-        return (await self.append_many(tx, (Draft(kind, actor, subject, payload or {}),)))[0]
+        return await self._append(tx, [self._prepare(kind, actor, subject, payload)])
 
     async def append_many(self, tx: Transaction, drafts: Sequence[Draft]) -> list[int]:
         """Append several events inside ``tx`` in one statement; return their numbers.
@@ -179,54 +194,65 @@ class EventLog:
         """
         if not drafts:
             return []
-        ts = to_iso(self._clock.now())
-        prepared = [
-            (
-                draft.kind,
-                self._redactor.text(draft.actor),
-                self._redactor.text(draft.subject),
-                canonical(self._redactor.data(draft.payload)),
-            )
-            for draft in drafts
-        ]
-        rows, head = _chain(await self._head(tx), ts, prepared)
-        try:
-            await tx.executemany(_INSERT, rows)
-        except sqlite3.IntegrityError:
-            # Another process appended since the head was cached: read it again.
-            self._store.cache.pop(_HEAD, None)
-            tx.scratch.pop(_HEAD, None)
-            rows, head = _chain(await self._head(tx), ts, prepared)
-            await tx.executemany(_INSERT, rows)
-        if _HEAD not in tx.scratch:
-            # The next write of the same shared commit chains on from here; if that
-            # commit fails, the head is read again from the database.
-            tx.on_release(lambda: self._store.cache.__setitem__(_HEAD, tx.scratch[_HEAD]))
-            tx.on_rollback(lambda: self._store.cache.pop(_HEAD, None))
-        tx.scratch[_HEAD] = head
-        first = head[0] - len(rows) + 1
-        day = ts[:10]
-        days: set[str] | None = self._store.cache.get(_DAYS)
-        if days is None or day not in days:
-            # Once per day per process: the first event of a day (in seq order, which
-            # is the order of commits) names where that day starts.
-            await tx.execute(_DAY, (day, first))
-            tx.on_commit(lambda: self._store.cache.setdefault(_DAYS, set()).add(day))
-        return list(range(first, head[0] + 1))
-
-    async def _head(self, tx: Transaction) -> tuple[int, str]:
-        head: tuple[int, str] | None = tx.scratch.get(_HEAD) or self._store.cache.get(_HEAD)
-        if head is None:
-            last = await tx.fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-            head = (0, GENESIS) if last is None else (int(last["seq"]), hash_hex(last["hash"]))
-        return head
+        prepared = [self._prepare(d.kind, d.actor, d.subject, d.payload) for d in drafts]
+        last = await self._append(tx, prepared)
+        return list(range(last - len(prepared) + 1, last + 1))
 
     async def record(
         self, kind: str, *, actor: str, subject: str = "", payload: dict[str, Any] | None = None
     ) -> int:
         """Append one event in a transaction of its own."""
+        # Redacted and encoded before the write lock: it is the event's own work.
+        prepared = [self._prepare(kind, actor, subject, payload)]
         async with self._store.write() as tx:
-            return await self.append(tx, kind, actor=actor, subject=subject, payload=payload)
+            return await self._append(tx, prepared)
+
+    def _prepare(
+        self, kind: str, actor: str, subject: str, payload: dict[str, Any] | None
+    ) -> tuple[str, str, str, str]:
+        redactor = self._redactor
+        return (
+            kind,
+            redactor.text(actor),
+            redactor.text(subject) if subject else "",
+            canonical(redactor.data(payload)) if payload else "{}",
+        )
+
+    async def _append(self, tx: Transaction, prepared: list[tuple[str, str, str, str]]) -> int:
+        """Insert prepared events after the chain head; return the last seq."""
+        cache, scratch = self._store.cache, tx.scratch
+        head: tuple[int, str] | None = scratch.get(_HEAD) or cache.get(_HEAD)
+        if head is None:
+            head = await self._read_head(tx)
+        ts = to_iso(self._clock.now())
+        rows, head = _chain(head, ts, prepared)
+        try:
+            await tx.executemany(_INSERT, rows)
+        except sqlite3.IntegrityError:
+            # Another process appended since the head was cached: read it again.
+            cache.pop(_HEAD, None)
+            scratch.pop(_HEAD, None)
+            rows, head = _chain(await self._read_head(tx), ts, prepared)
+            await tx.executemany(_INSERT, rows)
+        if _HEAD not in scratch:
+            # The next write of the same shared commit chains on from here; if that
+            # commit fails, the head is read again from the database.
+            tx.on_release(lambda: cache.__setitem__(_HEAD, scratch[_HEAD]))
+            tx.on_rollback(lambda: cache.pop(_HEAD, None))
+        scratch[_HEAD] = head
+        last = head[0]
+        day = ts[:10]
+        days: set[str] | None = cache.get(_DAYS)
+        if days is None or day not in days:
+            # Once per day per process: the first event of a day (in seq order, which
+            # is the order of commits) names where that day starts.
+            await tx.execute(_DAY, (day, last - len(rows) + 1))
+            tx.on_commit(lambda: cache.setdefault(_DAYS, set()).add(day))
+        return last
+
+    async def _read_head(self, tx: Transaction) -> tuple[int, str]:
+        last = await tx.fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        return (0, GENESIS) if last is None else (int(last["seq"]), hash_hex(last["hash"]))
 
     async def query(
         self,

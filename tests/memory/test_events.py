@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -99,3 +100,20 @@ async def test_query_filters(events: EventLog) -> None:
     future = datetime.now(UTC) + timedelta(minutes=1)
     assert await events.query(since=future) == []
     assert len(await events.query(since=datetime.now(UTC) - timedelta(hours=1))) == 4
+
+
+def test_canonical_is_the_same_text_json_dumps_writes() -> None:
+    """The hash covers this text: the fast encoder must write exactly what the stdlib
+    encoder with the same options writes (old events re-verify against it)."""
+    payloads: list[dict[str, object]] = [
+        {},
+        {"b": 1, "a": [1, 2.5, None, True, False], "c": {"z": "ü", "y": '\u2028 \\ " \n'}},
+        {"n": 1e300, "m": -0.0, "big": 10**30, "neg": -17, "tiny": 5e-324},
+        {"when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "kinds": ("x", "y")},
+        {"emoji": "\U0001f600", "nested": [{"b": 2, "a": 1}], "1": "one", "10": "ten"},
+    ]
+    for payload in payloads:
+        expected = json.dumps(
+            payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
+        assert canonical(payload) == expected
