@@ -289,17 +289,46 @@ class TaskRepo:
                     if not open_seen:
                         settled = position
                 if ids:
-                    marks = ",".join("?" * len(ids))
-                    # The state guard is the decision: a row cannot have changed state
-                    # since it was read in this transaction, and these states are final.
-                    cleared += await tx.execute(
-                        f"UPDATE tasks SET intent = ?, checkpoint = NULL WHERE id IN ({marks})"
-                        f" AND state IN ({','.join('?' * len(_PRUNABLE))})",
-                        (PRUNED, *ids, *_PRUNABLE),
-                    )
+                    cleared += await _rewrite_pruned(tx, ids)
             if done:
                 return cleared, settled
             await asyncio.sleep(0)  # let messages in between batches
+
+
+async def _rewrite_pruned(tx: Transaction, ids: list[int]) -> int:
+    """Write the rows of ``ids`` again without intent and checkpoint; return how many.
+
+    Deleted and inserted again (same id, same everything else), not updated in place:
+    a row that shrinks stays in its page, and a page of shrunk /help tasks is still
+    a third full, which SQLite does not merge, so an UPDATE frees no page at all. Rows
+    written again in id order are packed into as few pages as they fill. Foreign keys
+    (outbox, actions and approvals point at tasks) are checked at commit, when every
+    row is back; the state counters' triggers see one delete and one insert each.
+    """
+    marks = ",".join("?" * len(ids))
+    # The state guard is the decision: a row cannot have changed state since it was
+    # read in this transaction, and these states are final.
+    rows = await tx.fetchall(
+        f"SELECT * FROM tasks WHERE id IN ({marks}) AND state IN ({','.join('?' * len(_PRUNABLE))})"
+        " ORDER BY id",
+        (*ids, *_PRUNABLE),
+    )
+    if not rows:
+        return 0
+    columns = list(rows[0].keys())
+    kept = [c for c in columns if c not in ("intent", "checkpoint")]
+    await tx.execute("PRAGMA defer_foreign_keys = ON")
+    await tx.execute(
+        f"DELETE FROM tasks WHERE id IN ({','.join('?' * len(rows))})", [r["id"] for r in rows]
+    )
+    marks = ", ".join("?" * (len(kept) + 1))
+    await tx.executemany(
+        f"INSERT INTO tasks ({', '.join(kept)}, intent) VALUES ({marks})",
+        [(*(r[c] for c in kept), PRUNED) for r in rows],
+    )
+    # Every row is back: checks are immediate again for the writes sharing this commit.
+    await tx.execute("PRAGMA defer_foreign_keys = OFF")
+    return len(rows)
 
 
 # What a pruned task's intent reads as (retention cleared it; the row and events stay).

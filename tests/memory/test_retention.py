@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -205,14 +206,31 @@ async def test_clears_the_bodies_of_old_tasks_that_ended_well_only(tmp_path: Pat
     async with Store.open(tmp_path / "r.db") as store:
         events = EventLog(store, clock=clock)
         ids = {s: await _task(store, clock, f"old-{s.value}", s) for s in TaskState}
+        async with store.write() as tx:  # a reply that points at a task to be cleared
+            await tx.execute(
+                "INSERT INTO outbox (platform, chat_id, body, next_attempt_at, task_id,"
+                " created_at) VALUES ('console', 'local', 'hi', 't', ?, 't')",
+                (ids[TaskState.SUCCEEDED],),
+            )
         clock.advance(days=10)
         young = await _task(store, clock, "young", TaskState.SUCCEEDED)
         before = await _intents(store)
+        rows_before = [dict(r) for r in await store.fetchall("SELECT * FROM tasks ORDER BY id")]
+        counts_before = await TaskRepo(store).counts()
         events_before = await events.query()
 
         pruned = await Retention(store, events, clock, days=5).run_once()
 
         assert pruned == Pruned(tasks=2)
+        # Rows written again: the same ids and every other column, counts unchanged,
+        # and the reply still points at its task.
+        rows_after = [dict(r) for r in await store.fetchall("SELECT * FROM tasks ORDER BY id")]
+        assert [{**r, "intent": "", "checkpoint": None} for r in rows_after] == [
+            {**r, "intent": "", "checkpoint": None} for r in rows_before
+        ]
+        assert await TaskRepo(store).counts() == counts_before
+        assert await store.fetchall("PRAGMA foreign_key_check") == []
+        assert await store.scalar("PRAGMA defer_foreign_keys") == 0
         after = await _intents(store)
         for state in (TaskState.SUCCEEDED, TaskState.CANCELLED):
             assert after[ids[state]] == (state.value, PRUNED, None)
@@ -268,3 +286,27 @@ async def test_many_tasks_in_batches_and_the_settled_mark(tmp_path: Path) -> Non
         intents = await _intents(store)
         assert all(intents[i][1] == PRUNED for i in [*done, after_dead])
         assert await tasks.prune_finished(clock.now(), after_id=settled) == (0, failed)
+
+
+async def test_clearing_task_bodies_frees_pages_not_just_bytes(tmp_path: Path) -> None:
+    """Shrunk rows left in place keep their pages (a page a third full is not merged);
+    the rows are written again so the pages they no longer need go to the free list."""
+    clock = ManualClock(T0)
+
+    def pages_in_use() -> int:
+        conn = sqlite3.connect(tmp_path / "r.db")
+        try:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            return int(pages - conn.execute("PRAGMA freelist_count").fetchone()[0])
+        finally:
+            conn.close()
+
+    async with Store.open(tmp_path / "r.db") as store:
+        for i in range(300):
+            await _task(store, clock, f"k{i:03d}-" + "x" * 200, TaskState.SUCCEEDED)
+        clock.advance(days=2)
+        used = pages_in_use()
+        assert await Retention(store, EventLog(store, clock=clock), clock, days=1).run_once() == (
+            Pruned(tasks=300)
+        )
+        assert pages_in_use() < used * 0.8
