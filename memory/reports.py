@@ -4,9 +4,10 @@ Everything is read in one snapshot (:func:`memory.snapshot.read_snapshot`) by
 synchronous functions over a ``sqlite3`` connection; the async wrappers run the whole
 read in one ``asyncio.to_thread`` call. Every query rides an existing index:
 
-- failures, recoveries, activity, the week, scheduled runs and latencies: ``events_ts``
-  (a range of ``ts``); the ``+kind`` keeps SQLite on the time range should a kind
-  index come back (a kind spans the whole history, the window is one day);
+- failures, recoveries, activity, the week, scheduled runs and latencies: a rowid
+  range of ``events`` from :func:`memory.events.since_sql` (``event_days`` names where
+  a time's day starts), then ``ts``; the ``+kind`` keeps SQLite on that range should
+  a kind index come back (a kind spans the whole history, the window is one day);
 - dead letters: ``tasks_state``; cards: ``approvals_pending``; deliveries:
   ``outbox_pending`` (its leading ``state``); action and spend rows of today:
   ``actions_agent_day`` / ``spend_agent_day`` scanned as covering indexes.
