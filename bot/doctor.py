@@ -24,7 +24,7 @@ from config import ConfigError, Settings, load_settings
 from memory.anchor import anchor_path, check_database, read_anchor
 from memory.clock import from_iso, to_iso
 from memory.errors import CorruptDatabaseError, HistoryLostError, MemoryError_
-from memory.events import EventLog
+from memory.events import EventLog, since_sql
 from memory.store import Store
 from memory.tasks import TaskRepo, TaskState
 from memory.vectorindex import sidecar_path
@@ -369,7 +369,9 @@ async def _size(store: Store, retention_days: int) -> Check:
     recent = 0
     if last is not None:
         since = to_iso(from_iso(last) - GROWTH_WINDOW)
-        recent = int(await store.scalar("SELECT COUNT(*) FROM events WHERE ts >= ?", (since,)))
+        recent = int(
+            await store.scalar(f"SELECT COUNT(*) FROM events WHERE {since_sql()}", (since, since))
+        )
     span = from_iso(last) - from_iso(first) if first is not None and last is not None else None
     return Check(
         "ok",

@@ -7,7 +7,9 @@ skipped, and the manifest says so (they are rebuilt from their content tables).
 File names are the table names, except ``memories`` -> ``notes.jsonl``. Values are
 exported as stored: JSON columns stay JSON text (so an event's ``payload`` is exactly
 what its hash covers and the chain can be re-checked from the export), BLOBs (the
-memory vectors) are base64.
+memory vectors) are base64. The one exception is the chain itself: an event's ``hash``
+is written as hex and its ``prev_hash`` beside it, as before migration 13 stopped
+storing them that way.
 
 The whole export reads one snapshot (:func:`memory.snapshot.read_snapshot`), so it is
 consistent and safe beside a running soloops. ``manifest.json`` is written last: an
@@ -20,6 +22,7 @@ import base64
 import json
 import sqlite3
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +31,7 @@ from typing import Any
 from config import Settings
 from memory.clock import to_iso
 from memory.errors import SnapshotError
+from memory.events import GENESIS, hash_hex
 from memory.reports import read_chain_head
 from memory.snapshot import read_snapshot
 
@@ -80,13 +84,27 @@ def _write_table(conn: sqlite3.Connection, table: str, target: Path) -> int:
     except sqlite3.OperationalError:  # a WITHOUT ROWID table: its primary key orders it
         cursor = conn.execute(f"SELECT * FROM {quoted}")
     columns = [d[0] for d in cursor.description]
+    rows: Iterable[dict[str, Any]] = (dict(zip(columns, row, strict=True)) for row in cursor)
+    if table == "events":
+        rows = _chained(rows)
     count = 0
     with target.open("w", encoding="utf-8") as out:
-        for row in cursor:
-            record = {c: _value(v) for c, v in zip(columns, row, strict=True)}
+        for row in rows:
+            record = {c: _value(v) for c, v in row.items()}
             out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
             count += 1
     return count
+
+
+def _chained(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Events as exports have always shown them: hex hashes, each row with its
+    ``prev_hash`` (the database stores neither form since migration 13)."""
+    prev = GENESIS
+    for row in rows:
+        record = {k: v for k, v in row.items() if k not in ("prev_hash", "hash")}
+        record["prev_hash"] = prev
+        record["hash"] = prev = hash_hex(row["hash"])
+        yield record
 
 
 def export_home(

@@ -26,7 +26,7 @@ from agents.digest_compose import compose_digest
 from config import Settings
 from memory.clock import to_iso
 from memory.errors import SnapshotError
-from memory.events import Event
+from memory.events import Event, since_sql
 from memory.files import FileStore
 from memory.reports import gather_digest_facts
 from memory.snapshot import read_snapshot
@@ -48,8 +48,8 @@ def read_events(
     where: list[str] = ["seq > ?"]
     params: list[object] = [after]
     if since is not None:
-        where.append("ts >= ?")
-        params.append(to_iso(since))
+        where.append(since_sql())
+        params += [to_iso(since)] * 2
     if kind:
         escaped = kind.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         where.append("(kind = ? OR kind LIKE ? ESCAPE '\\')")

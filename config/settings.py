@@ -587,11 +587,13 @@ class TranscribeSettings(_ServerSettings):
 
 
 class RetentionSettings(BaseModel):
-    """How long delivered reply bodies and inbound message texts are kept.
+    """How long delivered reply bodies, inbound message texts and finished task bodies
+    are kept.
 
-    After ``days`` days a delivered reply's body and a received message's text are
-    cleared; the rows (who, where, when, delivery state) and the event log are kept
-    forever. 0 keeps everything. Runs at start and then every ``interval_s``.
+    After ``days`` days a delivered reply's body, a received message's text and the
+    intent of a task that succeeded or was cancelled are cleared; the rows (who, where,
+    when, delivery state) and the event log are kept forever. 0 keeps everything. Runs
+    at start and then every ``interval_s``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from memory.clock import Clock, from_iso, to_iso
 from memory.errors import CorruptDatabaseError, HistoryLostError
+from memory.events import hash_hex
 from memory.store import Store
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _read_head(database: Path, seq: int) -> tuple[str | None, int]:
                 raise
             return None, 0  # a database soloops never migrated: no history in it
         row = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
-        return (None if row is None else str(row[0])), int(last)
+        return (None if row is None else hash_hex(row[0])), int(last)
     except sqlite3.DatabaseError as exc:
         raise CorruptDatabaseError(describe_corruption(database, exc)) from exc
     finally:
@@ -163,7 +164,7 @@ class AnchorKeeper:
         row = await self._store.fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
         if row is None:
             return None
-        anchor = Anchor(int(row["seq"]), str(row["hash"]), self._clock.now())
+        anchor = Anchor(int(row["seq"]), hash_hex(row["hash"]), self._clock.now())
         await asyncio.to_thread(write_anchor, self._path, anchor)
         self._written.set()
         return anchor

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from memory.anchor import Anchor, anchor_path, describe_corruption, write_anchor
 from memory.errors import CorruptDatabaseError, MemoryError_
+from memory.events import hash_hex
 
 
 class BackupError(MemoryError_):
@@ -79,7 +80,7 @@ def backup_database(
         raise BackupError(f"the backup to {target} failed: {exc.strerror or exc}") from exc
     head_path = anchor_path(target)
     if head is not None:
-        write_anchor(head_path, Anchor(int(head[0]), str(head[1]), now))
+        write_anchor(head_path, Anchor(int(head[0]), hash_hex(head[1]), now))
     return BackupResult(
         target, head_path, 0 if head is None else int(head[0]), target.stat().st_size
     )

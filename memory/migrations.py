@@ -461,6 +461,22 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (platform, chat_id, thread_id)
     ) WITHOUT ROWID;
     """,
+    # 13 (issue 11, database growth): events stop storing prev_hash (it is the previous
+    # row's hash; memory/events.py derives it) and new rows store their hash as 32 raw
+    # bytes (old rows keep hex text: SQLite 3.40 has no unhex(), and the chain is the
+    # same either way). The ts index goes: time filters ride the rowid through
+    # event_days, the first seq written on each UTC day (memory/events.py since_sql).
+    # DROP COLUMN rewrites the rows without firing the append-only triggers.
+    """
+    CREATE TABLE event_days (
+        day        TEXT    PRIMARY KEY,
+        first_seq  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO event_days (day, first_seq)
+        SELECT substr(ts, 1, 10), MIN(seq) FROM events GROUP BY substr(ts, 1, 10);
+    DROP INDEX events_ts;
+    ALTER TABLE events DROP COLUMN prev_hash;
+    """,
 )
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)

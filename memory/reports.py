@@ -4,9 +4,10 @@ Everything is read in one snapshot (:func:`memory.snapshot.read_snapshot`) by
 synchronous functions over a ``sqlite3`` connection; the async wrappers run the whole
 read in one ``asyncio.to_thread`` call. Every query rides an existing index:
 
-- failures, recoveries, activity, the week, scheduled runs and latencies: ``events_ts``
-  (a range of ``ts``); the ``+kind`` keeps SQLite on the time range should a kind
-  index come back (a kind spans the whole history, the window is one day);
+- failures, recoveries, activity, the week, scheduled runs and latencies: a rowid
+  range of ``events`` from :func:`memory.events.since_sql` (``event_days`` names where
+  a time's day starts), then ``ts``; the ``+kind`` keeps SQLite on that range should
+  a kind index come back (a kind spans the whole history, the window is one day);
 - dead letters: ``tasks_state``; cards: ``approvals_pending``; deliveries:
   ``outbox_pending`` (its leading ``state``); action and spend rows of today:
   ``actions_agent_day`` / ``spend_agent_day`` scanned as covering indexes.
@@ -50,6 +51,7 @@ from memory.digest_facts import (
     PendingApproval,
     ScheduledRun,
 )
+from memory.events import hash_hex, since_sql
 from memory.snapshot import read_snapshot
 
 FAILURE_KINDS = ("task.failed", "task.dead", "reply.failed", "breaker.opened")
@@ -116,8 +118,9 @@ def read_failures(conn: sqlite3.Connection, since: datetime) -> list[Failure]:
         "SELECT e.seq, e.ts, e.kind, e.subject, e.payload, a.connector FROM events e"
         " LEFT JOIN actions a ON e.kind = 'task.dead'"
         " AND a.id = json_extract(e.payload, '$.action')"
-        f" WHERE e.ts >= ? AND +e.kind IN ({_marks(FAILURE_KINDS)}) ORDER BY e.ts, e.seq",
-        (to_iso(since), *FAILURE_KINDS),
+        f" WHERE {since_sql('e.')} AND +e.kind IN ({_marks(FAILURE_KINDS)})"
+        " ORDER BY e.ts, e.seq",
+        (to_iso(since), to_iso(since), *FAILURE_KINDS),
     ).fetchall()
     found = [_failure(row) for row in rows]
     last_failure: dict[str, datetime] = {}
@@ -128,9 +131,9 @@ def read_failures(conn: sqlite3.Connection, since: datetime) -> list[Failure]:
         family, _, name = scope.partition(":")
         success_kind, key = RECOVERY[family]
         first = conn.execute(
-            "SELECT MIN(ts) FROM events WHERE ts > ? AND +kind = ?"
+            f"SELECT MIN(ts) FROM events WHERE {since_sql()} AND ts > ? AND +kind = ?"
             " AND json_extract(payload, ?) = ?",
-            (to_iso(last), success_kind, f"$.{key}", name),
+            (*[to_iso(last)] * 3, success_kind, f"$.{key}", name),
         ).fetchone()[0]
         if first is not None:
             recovered[scope] = from_iso(first)
@@ -222,8 +225,9 @@ def read_activity(conn: sqlite3.Connection, since: datetime) -> list[AgentActivi
     for row in conn.execute(
         "SELECT t.agent, e.kind, COUNT(*) AS n FROM events e"
         " JOIN tasks t ON t.id = CAST(substr(e.subject, 6) AS INTEGER)"
-        f" WHERE e.ts >= ? AND +e.kind IN ({_marks(OUTCOME_KINDS)}) GROUP BY t.agent, e.kind",
-        (to_iso(since), *OUTCOME_KINDS),
+        f" WHERE {since_sql('e.')} AND +e.kind IN ({_marks(OUTCOME_KINDS)})"
+        " GROUP BY t.agent, e.kind",
+        (to_iso(since), to_iso(since), *OUTCOME_KINDS),
     ):
         counts = done.setdefault(str(row["agent"]), [0, 0, 0])
         counts[0 if row["kind"] == "task.succeeded" else 1] += int(row["n"])
@@ -294,9 +298,9 @@ def read_scheduled(conn: sqlite3.Connection, since: datetime) -> list[ScheduledR
     """Scheduled runs since ``since`` that ran late or were skipped."""
     runs = []
     for row in conn.execute(
-        f"SELECT ts, kind, subject, payload FROM events WHERE ts >= ?"
+        f"SELECT ts, kind, subject, payload FROM events WHERE {since_sql()}"
         f" AND +kind IN ({_marks(list(SCHEDULE_KINDS))}) ORDER BY ts, seq",
-        (to_iso(since), *SCHEDULE_KINDS),
+        (to_iso(since), to_iso(since), *SCHEDULE_KINDS),
     ):
         payload: dict[str, Any] = json.loads(row["payload"])
         at = from_iso(row["ts"])
@@ -333,8 +337,8 @@ def read_week(
         row = conn.execute(
             "SELECT COALESCE(SUM(kind = 'task.succeeded'), 0),"
             " COALESCE(SUM(kind != 'task.succeeded'), 0)"
-            f" FROM events WHERE ts >= ? AND ts < ? AND +kind IN ({_marks(OUTCOME_KINDS)})",
-            (to_iso(start), to_iso(end), *OUTCOME_KINDS),
+            f" FROM events WHERE {since_sql()} AND ts < ? AND +kind IN ({_marks(OUTCOME_KINDS)})",
+            (to_iso(start), to_iso(start), to_iso(end), *OUTCOME_KINDS),
         ).fetchone()
         counts.append(DayCount(day, int(row[0]), int(row[1])))
     return counts
@@ -343,7 +347,7 @@ def read_week(
 def read_chain_head(conn: sqlite3.Connection) -> tuple[int, str | None]:
     """The newest event's sequence number and hash (0, None for an empty log)."""
     row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-    return (0, None) if row is None else (int(row[0]), str(row[1]))
+    return (0, None) if row is None else (int(row[0]), hash_hex(row[1]))
 
 
 def read_digest_facts(
@@ -409,9 +413,9 @@ def read_store_metrics(
     started: dict[str, datetime] = {}
     latencies: list[float] = []
     for row in conn.execute(
-        "SELECT ts, kind, subject FROM events WHERE ts >= ?"
+        f"SELECT ts, kind, subject FROM events WHERE {since_sql()}"
         " AND +kind IN ('action.started', 'action.succeeded', 'action.retry') ORDER BY ts, seq",
-        (to_iso(now - window),),
+        (to_iso(now - window), to_iso(now - window)),
     ):
         if row["kind"] == "action.started":
             started[row["subject"]] = from_iso(row["ts"])

@@ -1,9 +1,13 @@
-"""Retention: clear old delivered reply bodies and inbound message texts.
+"""Retention: clear old delivered reply bodies, inbound message texts and the bodies of
+tasks that ended well.
 
 What a message leaves behind is mostly text nobody reads again: the reply's body in
-the outbox and the message's text in the inbound log. After ``days`` days both are
-cleared; the rows themselves (who, where, when, delivery state, platform ids) and the
-event log are kept forever, so the hash chain and every audit question still hold.
+the outbox, the message's text in the inbound log, and the task's intent (the parsed
+command, which repeats the message) once the task succeeded or was cancelled. After
+``days`` days they are cleared; the rows themselves (who, where, when, delivery state,
+platform ids, task kind, agent and state) and the event log are kept forever, so the
+hash chain and every audit question still hold. Failed, refused and dead tasks keep
+their intent: a retry runs it again.
 
 Runs at start and then every ``interval_s`` as a plain asyncio task (it could become
 a scheduler job; it owns no state worth persisting: where the last run stopped is
@@ -22,6 +26,7 @@ from memory.events import EventLog
 from memory.inbound import InboundRepo
 from memory.outbox import OutboxRepo
 from memory.store import Store
+from memory.tasks import TaskRepo
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,7 @@ class Pruned:
 
     bodies: int = 0
     texts: int = 0
+    tasks: int = 0
 
 
 class Retention:
@@ -47,6 +53,7 @@ class Retention:
     ) -> None:
         self._outbox = OutboxRepo(store)
         self._inbound = InboundRepo(store)
+        self._tasks = TaskRepo(store)
         self._events = events
         self._clock = clock
         self._days = days
@@ -54,6 +61,7 @@ class Retention:
         # Everything up to these ids is final: the next run starts after them.
         self._outbox_after = 0
         self._inbound_after = 0
+        self._tasks_after = 0
         self._task: asyncio.Task[None] | None = None
         self._ran = asyncio.Event()
         self.runs = 0  # completed runs
@@ -69,7 +77,10 @@ class Retention:
         texts, self._inbound_after = await self._inbound.prune_texts(
             before, after_id=self._inbound_after
         )
-        if bodies or texts:
+        tasks, self._tasks_after = await self._tasks.prune_finished(
+            before, after_id=self._tasks_after
+        )
+        if bodies or texts or tasks:
             await self._events.record(
                 "retention.pruned",
                 actor="soloops",
@@ -78,11 +89,12 @@ class Retention:
                     "before": to_iso(before),
                     "reply_bodies": bodies,
                     "inbound_texts": texts,
+                    "task_bodies": tasks,
                 },
             )
         self.runs += 1
         self._ran.set()
-        return Pruned(bodies, texts)
+        return Pruned(bodies, texts, tasks)
 
     async def wait_runs(self, count: int) -> None:
         """Until ``count`` runs have completed (a test's or the bench's wait)."""

@@ -6,6 +6,7 @@ them); this module only stores and queries rows.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -243,3 +244,95 @@ class TaskRepo:
             (agent, TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, *exclude_kinds, limit),
         )
         return [TaskState(r["state"]) for r in rows]
+
+    async def prune_finished(
+        self, before: datetime, *, after_id: int = 0, batch: int = 500
+    ) -> tuple[int, int]:
+        """Clear the intent and checkpoint of tasks that ended well before ``before``.
+
+        Only succeeded and cancelled tasks, which nothing runs, retries or resumes
+        again; failed, refused and dead ones keep theirs (a retry or a look at why
+        needs them), as do tasks still queued, running or waiting. The row stays (kind,
+        agent, state, times, error, its events); ``intent`` becomes :data:`PRUNED`.
+        Rows are walked by id from ``after_id`` in short write transactions, stopping
+        at the first task created at or after ``before``.
+
+        Returns:
+            How many tasks were cleared, and the id up to which every task is settled
+            (cleared, or ended in a state that is never cleared): the next run may
+            start after it. A task still open holds that mark back until it ends.
+        """
+        cutoff = to_iso(before)
+        cleared, settled, position = 0, after_id, after_id
+        open_seen = False
+        while True:
+            async with self._store.write() as tx:
+                rows = await tx.fetchall(
+                    "SELECT id, state, created_at, updated_at,"
+                    " intent != ? OR checkpoint IS NOT NULL AS has_body FROM tasks"
+                    " WHERE id > ? ORDER BY id LIMIT ?",
+                    (PRUNED, position, batch),
+                )
+                ids: list[int] = []
+                done = not rows
+                for row in rows:
+                    if row["created_at"] >= cutoff:
+                        done = True
+                        break
+                    position = int(row["id"])
+                    state = row["state"]
+                    if state in _PRUNABLE and row["updated_at"] < cutoff:
+                        if row["has_body"]:
+                            ids.append(position)
+                    elif state not in _KEPT_FOR_GOOD:
+                        open_seen = True  # may still end well: look again next run
+                    if not open_seen:
+                        settled = position
+                if ids:
+                    cleared += await _rewrite_pruned(tx, ids)
+            if done:
+                return cleared, settled
+            await asyncio.sleep(0)  # let messages in between batches
+
+
+async def _rewrite_pruned(tx: Transaction, ids: list[int]) -> int:
+    """Write the rows of ``ids`` again without intent and checkpoint; return how many.
+
+    Deleted and inserted again (same id, same everything else), not updated in place:
+    a row that shrinks stays in its page, and a page of shrunk /help tasks is still
+    a third full, which SQLite does not merge, so an UPDATE frees no page at all. Rows
+    written again in id order are packed into as few pages as they fill. Foreign keys
+    (outbox, actions and approvals point at tasks) are checked at commit, when every
+    row is back; the state counters' triggers see one delete and one insert each.
+    """
+    marks = ",".join("?" * len(ids))
+    # The state guard is the decision: a row cannot have changed state since it was
+    # read in this transaction, and these states are final.
+    rows = await tx.fetchall(
+        f"SELECT * FROM tasks WHERE id IN ({marks}) AND state IN ({','.join('?' * len(_PRUNABLE))})"
+        " ORDER BY id",
+        (*ids, *_PRUNABLE),
+    )
+    if not rows:
+        return 0
+    columns = list(rows[0].keys())
+    kept = [c for c in columns if c not in ("intent", "checkpoint")]
+    await tx.execute("PRAGMA defer_foreign_keys = ON")
+    await tx.execute(
+        f"DELETE FROM tasks WHERE id IN ({','.join('?' * len(rows))})", [r["id"] for r in rows]
+    )
+    marks = ", ".join("?" * (len(kept) + 1))
+    await tx.executemany(
+        f"INSERT INTO tasks ({', '.join(kept)}, intent) VALUES ({marks})",
+        [(*(r[c] for c in kept), PRUNED) for r in rows],
+    )
+    # Every row is back: checks are immediate again for the writes sharing this commit.
+    await tx.execute("PRAGMA defer_foreign_keys = OFF")
+    return len(rows)
+
+
+# What a pruned task's intent reads as (retention cleared it; the row and events stay).
+PRUNED = ""
+# Final states whose intent nothing needs again, and final states that keep it for good.
+_PRUNABLE = (TaskState.SUCCEEDED.value, TaskState.CANCELLED.value)
+_KEPT_FOR_GOOD = frozenset({TaskState.FAILED.value, TaskState.REFUSED.value})

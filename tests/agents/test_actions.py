@@ -23,11 +23,12 @@ from agents.replies import Reply
 from bot.console import ConsoleSender
 from bot.runtime import open_runtime
 from config import ActionSettings, BreakerSettings, BudgetSettings, Settings
+from config.settings import RetentionSettings
 from memory.actions import ActionRepo, ActionState
 from memory.approvals import ApprovalState
 from memory.clock import ManualClock, from_iso
 from memory.embedder import SentenceTransformerEmbedder
-from memory.tasks import TaskState
+from memory.tasks import PRUNED, TaskState
 from tests.conftest import Chat
 from tests.emulators.provider import Provider
 
@@ -544,3 +545,42 @@ async def test_two_presses_on_an_action_card_send_once(run: Run, provider: Provi
     await run.settle()
     assert len(provider.requests) <= 1
     assert len(await run.runtime.events.query(kind="approval.decided")) == 1
+
+
+async def test_retry_of_an_old_dead_letter_after_retention(
+    tmp_path: Path, provider: Provider, embedder: SentenceTransformerEmbedder
+) -> None:
+    """Retention clears the intent of tasks that ended well; a dead one keeps its own, so
+    its Retry still runs it, days later."""
+    out = io.StringIO()
+    settings = make_settings(
+        tmp_path,
+        provider,
+        retention=RetentionSettings(days=2),
+    )
+    clock = ManualClock(datetime(2025, 3, 3, 9, 0, tzinfo=UTC))
+    async with open_runtime(
+        settings, [ConsoleSender(out)], embedder=embedder, clock=clock
+    ) as runtime:
+        run = Run(Chat(runtime, out), clock)
+        await run.say("/policy ops.hook auto")
+        provider.fail_next(1, status=422, body="bad payload")
+        await run.say("/hook crm broken")
+        assert await run.task_state() == TaskState.DEAD
+        _, (retry, _) = await run.last_card()  # the card's text goes with retention
+        clock.advance(days=4)  # the dead-letter card lasts 7 days
+        assert runtime.retention is not None
+        pruned = await runtime.retention.run_once()
+        assert pruned.tasks >= 1  # the /policy task, which succeeded
+        # The /policy task succeeded four days ago: its intent is gone, the row stays.
+        policy = await runtime.store.fetchone(
+            "SELECT state, intent FROM tasks WHERE kind = 'policy'"
+        )
+        assert policy is not None and tuple(policy) == ("succeeded", PRUNED)
+        hook_intent = await runtime.store.scalar("SELECT intent FROM tasks WHERE kind = 'hook'")
+        assert json.loads(hook_intent)["kind"] == "hook"
+        assert await run.press(retry) == "Retry."
+        action = await run.action()
+        assert action.state is ActionState.SUCCEEDED
+        assert provider.process_counts[action.idempotency_key] == 1
+        assert await run.task_state() == TaskState.SUCCEEDED

@@ -17,7 +17,7 @@ from bot.runtime import open_runtime
 from bot.verify import consistent_states
 from config import Settings
 from memory.embedder import SentenceTransformerEmbedder
-from memory.events import GENESIS, chain_hash
+from memory.events import GENESIS, chain_hash, hash_hex
 from memory.migrations import SCHEMA_VERSION
 from memory.tasks import TaskState
 from memory.vectorindex import VectorIndex, sidecar_path
@@ -133,8 +133,8 @@ async def test_export_beside_a_running_instance_reads_one_snapshot(
         assert result.rows["events.jsonl"] == await runtime.store.scalar(
             "SELECT COUNT(*) FROM events"
         )
-        assert result.manifest["event_chain"]["head"] == await runtime.store.scalar(
-            "SELECT hash FROM events ORDER BY seq DESC LIMIT 1"
+        assert result.manifest["event_chain"]["head"] == hash_hex(
+            await runtime.store.scalar("SELECT hash FROM events ORDER BY seq DESC LIMIT 1")
         )
 
 

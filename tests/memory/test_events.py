@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from memory.events import EventLog
+from memory.clock import to_iso
+from memory.events import GENESIS, EventLog, canonical, chain_hash
 from memory.redact import REDACTED, Redactor
 from memory.store import Store
 
@@ -19,7 +21,21 @@ async def test_events_chain_and_verify(events: EventLog) -> None:
     assert report.checked == 5
     stored = await events.query()
     assert [e.seq for e in stored] == [1, 2, 3, 4, 5]
-    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(stored))
+    first = stored[0]
+    assert first.hash == chain_hash(
+        GENESIS,
+        1,
+        to_iso(first.ts),
+        first.kind,
+        first.actor,
+        first.subject,
+        canonical(first.payload),
+    )
+    assert all(
+        b.hash
+        == chain_hash(a.hash, b.seq, to_iso(b.ts), b.kind, b.actor, b.subject, canonical(b.payload))
+        for a, b in itertools.pairwise(stored)
+    )
 
 
 async def test_the_log_refuses_updates_and_deletes(store: Store, events: EventLog) -> None:
@@ -84,3 +100,20 @@ async def test_query_filters(events: EventLog) -> None:
     future = datetime.now(UTC) + timedelta(minutes=1)
     assert await events.query(since=future) == []
     assert len(await events.query(since=datetime.now(UTC) - timedelta(hours=1))) == 4
+
+
+def test_canonical_is_the_same_text_json_dumps_writes() -> None:
+    """The hash covers this text: the fast encoder must write exactly what the stdlib
+    encoder with the same options writes (old events re-verify against it)."""
+    payloads: list[dict[str, object]] = [
+        {},
+        {"b": 1, "a": [1, 2.5, None, True, False], "c": {"z": "ü", "y": '\u2028 \\ " \n'}},
+        {"n": 1e300, "m": -0.0, "big": 10**30, "neg": -17, "tiny": 5e-324},
+        {"when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "kinds": ("x", "y")},
+        {"emoji": "\U0001f600", "nested": [{"b": 2, "a": 1}], "1": "one", "10": "ten"},
+    ]
+    for payload in payloads:
+        expected = json.dumps(
+            payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
+        assert canonical(payload) == expected

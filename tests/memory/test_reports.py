@@ -17,7 +17,7 @@ from memory.approvals import ApprovalRepo
 from memory.control import SpendRepo
 from memory.digest_facts import CardRef
 from memory.errors import SnapshotError
-from memory.events import EventLog
+from memory.events import EventLog, hash_hex
 from memory.outbox import OutboxRepo
 from memory.reports import (
     gather_digest_facts,
@@ -309,7 +309,7 @@ async def test_deliveries_activity_budgets_schedule_week_and_chain(home: Home) -
     assert week[date(2026, 11, 22)] == (1, 0)  # 03:00 Berlin on the 22nd
     assert sum(s + f for s, f in week.values()) == 5
     seq, head = await home.store.fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-    assert (facts.chain_length, facts.chain_head) == (seq, head)
+    assert (facts.chain_length, facts.chain_head) == (seq, hash_hex(head))
 
 
 async def test_the_snapshot_does_not_see_later_commits(home: Home) -> None:

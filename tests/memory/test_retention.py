@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from memory.inbound import InboundRepo
 from memory.outbox import SHARED_BODY_CHARS, DeliveryState, OutboxRepo
 from memory.retention import Pruned, Retention
 from memory.store import Store
+from memory.tasks import PRUNED, TaskRepo, TaskState
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 LONG = "a long reply " * (SHARED_BODY_CHARS // 10)
@@ -166,3 +168,145 @@ async def test_many_rows_in_batches(tmp_path: Path) -> None:
         assert texts == 25
         assert await store.scalar("SELECT COUNT(*) FROM inbound WHERE text != ''") == 0
         assert await store.scalar("SELECT COUNT(*) FROM outbox WHERE body != ''") == 0
+
+
+async def _task(store: Store, clock: ManualClock, key: str, end: TaskState) -> int:
+    """A task created now and taken to ``end`` now (queued if ``end`` is QUEUED)."""
+    tasks = TaskRepo(store)
+    async with store.write() as tx:
+        row, created = await tasks.create(
+            tx,
+            idempotency_key=key,
+            kind="help",
+            agent="ops",
+            lane="console:local",
+            intent=f'{{"kind":"help","key":"{key}"}}',
+            now=clock.now(),
+        )
+        assert created
+        if end is not TaskState.QUEUED:
+            assert await tasks.update(
+                tx, row.id, state=end, now=clock.now(), checkpoint=f'{{"of":"{key}"}}'
+            )
+    return row.id
+
+
+async def _intents(store: Store) -> dict[int, tuple[str, str, str | None]]:
+    tasks = TaskRepo(store)
+    found = {}
+    for (task_id,) in await store.fetchall("SELECT id FROM tasks ORDER BY id"):
+        row = await tasks.get(int(task_id))
+        assert row is not None
+        found[row.id] = (row.state.value, row.intent, row.checkpoint)
+    return found
+
+
+async def test_clears_the_bodies_of_old_tasks_that_ended_well_only(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    async with Store.open(tmp_path / "r.db") as store:
+        events = EventLog(store, clock=clock)
+        ids = {s: await _task(store, clock, f"old-{s.value}", s) for s in TaskState}
+        async with store.write() as tx:  # a reply that points at a task to be cleared
+            await tx.execute(
+                "INSERT INTO outbox (platform, chat_id, body, next_attempt_at, task_id,"
+                " created_at) VALUES ('console', 'local', 'hi', 't', ?, 't')",
+                (ids[TaskState.SUCCEEDED],),
+            )
+        clock.advance(days=10)
+        young = await _task(store, clock, "young", TaskState.SUCCEEDED)
+        before = await _intents(store)
+        rows_before = [dict(r) for r in await store.fetchall("SELECT * FROM tasks ORDER BY id")]
+        counts_before = await TaskRepo(store).counts()
+        events_before = await events.query()
+
+        pruned = await Retention(store, events, clock, days=5).run_once()
+
+        assert pruned == Pruned(tasks=2)
+        # Rows written again: the same ids and every other column, counts unchanged,
+        # and the reply still points at its task.
+        rows_after = [dict(r) for r in await store.fetchall("SELECT * FROM tasks ORDER BY id")]
+        assert [{**r, "intent": "", "checkpoint": None} for r in rows_after] == [
+            {**r, "intent": "", "checkpoint": None} for r in rows_before
+        ]
+        assert await TaskRepo(store).counts() == counts_before
+        assert await store.fetchall("PRAGMA foreign_key_check") == []
+        assert await store.scalar("PRAGMA defer_foreign_keys") == 0
+        after = await _intents(store)
+        for state in (TaskState.SUCCEEDED, TaskState.CANCELLED):
+            assert after[ids[state]] == (state.value, PRUNED, None)
+        for state in set(TaskState) - {TaskState.SUCCEEDED, TaskState.CANCELLED}:
+            assert after[ids[state]] == before[ids[state]], state  # kept, intent and all
+        assert after[young] == before[young]
+        events_after = await events.query()
+        assert events_after[: len(events_before)] == events_before
+        [record] = events_after[len(events_before) :]
+        assert record.kind == "retention.pruned"
+        assert record.payload["task_bodies"] == 2
+        assert (await events.verify()).ok
+        # Nothing more to clear: a second run records nothing.
+        assert await Retention(store, events, clock, days=5).run_once() == Pruned()
+
+
+async def test_a_task_that_ends_well_later_is_cleared_by_a_later_run(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    async with Store.open(tmp_path / "r.db") as store:
+        events = EventLog(store, clock=clock)
+        held = await _task(store, clock, "held", TaskState.WAITING_APPROVAL)
+        done = await _task(store, clock, "done", TaskState.SUCCEEDED)
+        clock.advance(days=3)
+        retention = Retention(store, events, clock, days=1)
+        assert await retention.run_once() == Pruned(tasks=1)
+        assert (await _intents(store))[held][1] != PRUNED
+        async with store.write() as tx:
+            assert await TaskRepo(store).update(
+                tx, held, state=TaskState.CANCELLED, now=clock.now()
+            )
+        # Ended one day ago is not old enough yet; three days later it is.
+        clock.advance(days=0.5)
+        assert await retention.run_once() == Pruned()
+        clock.advance(days=3)
+        assert await retention.run_once() == Pruned(tasks=1)
+        assert (await _intents(store))[held] == ("cancelled", PRUNED, None)
+        assert (await _intents(store))[done][1] == PRUNED
+
+
+async def test_many_tasks_in_batches_and_the_settled_mark(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    async with Store.open(tmp_path / "r.db") as store:
+        done = [await _task(store, clock, f"d{i}", TaskState.SUCCEEDED) for i in range(9)]
+        failed = await _task(store, clock, "f", TaskState.FAILED)
+        dead = await _task(store, clock, "x", TaskState.DEAD)
+        after_dead = await _task(store, clock, "d9", TaskState.SUCCEEDED)
+        clock.advance(days=2)
+        tasks = TaskRepo(store)
+        cleared, settled = await tasks.prune_finished(clock.now() - timedelta(days=1), batch=4)
+        # Everything up to the failed task is settled; the dead one may still be retried.
+        assert (cleared, settled) == (10, failed)
+        assert dead > failed and after_dead > dead
+        intents = await _intents(store)
+        assert all(intents[i][1] == PRUNED for i in [*done, after_dead])
+        assert await tasks.prune_finished(clock.now(), after_id=settled) == (0, failed)
+
+
+async def test_clearing_task_bodies_frees_pages_not_just_bytes(tmp_path: Path) -> None:
+    """Shrunk rows left in place keep their pages (a page a third full is not merged);
+    the rows are written again so the pages they no longer need go to the free list."""
+    clock = ManualClock(T0)
+
+    def pages_in_use() -> int:
+        conn = sqlite3.connect(tmp_path / "r.db")
+        try:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            return int(pages - conn.execute("PRAGMA freelist_count").fetchone()[0])
+        finally:
+            conn.close()
+
+    async with Store.open(tmp_path / "r.db") as store:
+        for i in range(300):
+            await _task(store, clock, f"k{i:03d}-" + "x" * 200, TaskState.SUCCEEDED)
+        clock.advance(days=2)
+        used = pages_in_use()
+        assert await Retention(store, EventLog(store, clock=clock), clock, days=1).run_once() == (
+            Pruned(tasks=300)
+        )
+        assert pages_in_use() < used * 0.8
