@@ -48,6 +48,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from memory.errors import CorruptDatabaseError, MigrationError, StoreClosedError
+from memory.fresh_schema import FRESH_SCHEMA, FRESH_VERSION
 from memory.migrations import MIGRATIONS, SCHEMA_VERSION
 
 _PRAGMAS = (
@@ -481,16 +482,37 @@ def _migrate(conn: sqlite3.Connection) -> None:
             f"the database is at schema version {current}, newer than this soloops "
             f"({SCHEMA_VERSION}); upgrade soloops or restore a matching backup"
         )
+    if current == 0 and _empty(conn):
+        current = _create(conn)
+    _upgrade(conn, current)
+
+
+def _empty(conn: sqlite3.Connection) -> bool:
+    with closing(conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")) as cursor:
+        return cursor.fetchone() is None
+
+
+def _create(conn: sqlite3.Connection) -> int:
+    """A new database in one script: the schema the migrations up to ``FRESH_VERSION``
+    produce (memory/fresh_schema.py, generated from them and tested to match), ~3 ms
+    instead of ~10 ms of migrations that create, rebuild and drop on the way."""
+    _run(conn, FRESH_SCHEMA, FRESH_VERSION, "the new database's schema")
+    return FRESH_VERSION
+
+
+def _upgrade(conn: sqlite3.Connection, current: int) -> None:
+    """Apply the numbered migrations after ``current``, each in its own transaction."""
     for version in range(current + 1, SCHEMA_VERSION + 1):
-        script = MIGRATIONS[version - 1]
-        # executescript commits implicitly, so the version bump rides inside the script.
-        try:
-            conn.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
-            )
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.rollback()
-            if isinstance(exc, sqlite3.DatabaseError) and _damaged(exc):
-                raise
-            raise MigrationError(f"migration {version} failed: {exc}") from exc
+        _run(conn, MIGRATIONS[version - 1], version, f"migration {version}")
+
+
+def _run(conn: sqlite3.Connection, script: str, version: int, what: str) -> None:
+    # executescript commits implicitly, so the version bump rides inside the script.
+    try:
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.rollback()
+        if isinstance(exc, sqlite3.DatabaseError) and _damaged(exc):
+            raise
+        raise MigrationError(f"{what} failed: {exc}") from exc
