@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from importlib.metadata import version
 from typing import TYPE_CHECKING
 
 from agents.base import Agent
@@ -36,6 +35,7 @@ from bot.grammar import Rejection, parse
 from bot.home import prepare_home, secure_home
 from bot.outbox import OutboxDispatcher, Sender
 from bot.topics import binding_place
+from bot.version import VERSION
 from config import ConfigError, Settings
 from connectors.base import Connector
 from connectors.llm import LanguageModel
@@ -421,7 +421,7 @@ async def open_runtime(
             on_reply=outbox.wake,
         )
         await events.record(
-            "system.started", actor="soloops", payload={"version": version("soloops"), "mode": mode}
+            "system.started", actor="soloops", payload={"version": VERSION, "mode": mode}
         )
         await anchor.start()
         # The model (torch: seconds and ~400 MB) loads when memory or free text first

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
+
+from bot.version import VERSION
 
 # Run in the child: the command itself, then what it imported.
 PROBE = """
-import gc, json, sys
+import gc, json, os, sys
 from bot.cli import main
 status = main(["chat"])
+from pydantic.plugin import _loader
 with open(sys.argv[1], "w", encoding="utf-8") as out:
     json.dump({"status": status, "modules": sorted(sys.modules), "collecting": gc.isenabled(),
-               "frozen": gc.get_freeze_count()}, out)
+               "frozen": gc.get_freeze_count(),
+               "plugins_env": os.environ.get("PYDANTIC_DISABLE_PLUGINS"),
+               "plugins_searched": _loader._plugins is not None}, out)
 """
 
 # Needed by no reply to /help: the model and its stack, the vector index, the HTTP
@@ -64,9 +72,17 @@ HEAVY = (
 )
 
 
-def _chat(tmp_path: Path, script: bytes) -> tuple[str, set[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
+def _probe(
+    tmp_path: Path, script: bytes, env_extra: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Run the command in a child; its stdout and what the probe wrote about it."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SOLOOPS_") and k != "PYDANTIC_DISABLE_PLUGINS"
+    }
     env["SOLOOPS_HOME"] = str(tmp_path / "home")
+    env.update(env_extra or {})
     dump = tmp_path / "modules.json"
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, str(dump)],
@@ -77,14 +93,19 @@ def _chat(tmp_path: Path, script: bytes) -> tuple[str, set[str]]:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-    found = json.loads(dump.read_text(encoding="utf-8"))
+    found: dict[str, Any] = json.loads(dump.read_text(encoding="utf-8"))
     assert found["status"] == 0
+    return proc.stdout.decode(), found
+
+
+def _chat(tmp_path: Path, script: bytes) -> tuple[str, set[str]]:
+    reply, found = _probe(tmp_path, script)
     # The collector, paused while the command's modules load (bot/startup.py), runs
     # again, with the start-up's objects frozen out of its passes.
     assert found["collecting"] is True
     assert found["frozen"] > 10_000
     names = set(found["modules"])
-    return proc.stdout.decode(), names | {name.split(".")[0] for name in names}
+    return reply, names | {name.split(".")[0] for name in names}
 
 
 def test_a_scripted_help_loads_no_model_and_no_heavy_library(tmp_path: Path) -> None:
@@ -123,3 +144,30 @@ def test_a_collector_paused_by_the_caller_stays_paused() -> None:
         [sys.executable, "-c", probe], capture_output=True, timeout=300, check=True, text=True
     )
     assert done.stdout.split() == ["False", "0"]
+
+
+def test_pydantic_plugins_are_not_searched_unless_the_environment_asks(tmp_path: Path) -> None:
+    # Searching reads every installed distribution's entry points (bot/startup.py).
+    reply, found = _probe(tmp_path / "off", b"/help\n")
+    assert "/remember" in reply
+    assert (found["plugins_env"], found["plugins_searched"]) == ("__all__", False)
+    # An operator's own setting is kept: empty means "search", and pydantic does.
+    reply, found = _probe(tmp_path / "on", b"/help\n", {"PYDANTIC_DISABLE_PLUGINS": ""})
+    assert "/remember" in reply
+    assert (found["plugins_env"], found["plugins_searched"]) == ("", True)
+
+
+def test_the_started_event_names_the_version_pyproject_declares(tmp_path: Path) -> None:
+    # bot/version.py is a constant (no metadata lookup at start): it must follow pyproject.
+    root = Path(__file__).resolve().parents[2]
+    declared = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert declared["project"]["version"] == VERSION
+    _chat(tmp_path, b"/help\n")
+    conn = sqlite3.connect(tmp_path / "home" / "soloops.db")
+    try:
+        (payload,) = conn.execute(
+            "SELECT payload FROM events WHERE kind = 'system.started'"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert json.loads(payload) == {"version": VERSION, "mode": "chat"}
