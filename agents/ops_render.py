@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ def render_help(catalog: Sequence[CommandSpec], topic: str | None) -> str:
         by_name = {info.name: info for info in catalog}
         info = by_name.get(name)
         if info is None:
+            import difflib  # only an unknown topic needs it (~1.5 ms to import at start)
+
             close = difflib.get_close_matches(name, list(by_name), n=1)
             hint = f" Did you mean /{close[0]}?" if close else ""
             return f"No command /{name}.{hint} Send /help for the list."

@@ -203,8 +203,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_for_loads()  # a model half-loaded at exit can abort the process
 
 
+# The everyday starts: they take no options, so no parser is built for them (building
+# one makes ten argparse parsers and their gettext lookups, ~2-3 ms of a start).
+_PLAIN_STARTS = {(): "run", ("run",): "run", ("chat",): "chat"}
+
+
 def _main(argv: Sequence[str] | None) -> int:
     sys.excepthook = _redacted_traceback
+    plain = _PLAIN_STARTS.get(tuple(sys.argv[1:] if argv is None else argv))
+    if plain is not None:
+        os.umask(0o077)
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            _error(str(exc))
+            return 2
+        return _in_home(settings, plain)
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "run"
@@ -258,6 +272,11 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_verify(settings)
     if command == "backup":
         return _backup(settings, args.file, force=args.force)
+    return _in_home(settings, command)
+
+
+def _in_home(settings: Settings, command: str) -> int:
+    """``run`` or ``chat``: hold the home's lock while the runtime runs."""
     # One process per home: take the lock before anything is opened, so a second
     # instance changes nothing (no requeue, no outbox drain).
     lock = HomeLock(settings.data_dir)

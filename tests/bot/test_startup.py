@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from bot.cli import _PLAIN_STARTS, build_parser
 from bot.version import VERSION
 
 # Run in the child: the command itself, then what it imported.
@@ -69,6 +70,8 @@ HEAVY = (
     "memory.reports",
     "memory.snapshot",
     "connectors.transcribe",
+    # Standard library a /help does not use: "did you mean" for a mistyped command.
+    "difflib",
 )
 
 
@@ -137,6 +140,15 @@ def test_the_deferred_feature_parts_load_when_their_command_comes(tmp_path: Path
     } <= imported
 
 
+def test_a_mistyped_command_still_gets_its_suggestion(tmp_path: Path) -> None:
+    # difflib, kept out of a /help start, is imported for the "did you mean" of the
+    # grammar and of /help <topic>.
+    reply, imported = _chat(tmp_path, b"/hepl\n/help remembr\n")
+    assert "Unknown command /hepl. Did you mean /help?" in reply
+    assert "No command /remembr. Did you mean /remember?" in reply
+    assert "difflib" in imported
+
+
 def test_a_collector_paused_by_the_caller_stays_paused() -> None:
     # bot.startup resumes only the collector it paused itself.
     probe = "import gc; gc.disable(); import bot.cli; print(gc.isenabled(), gc.get_freeze_count())"
@@ -171,3 +183,17 @@ def test_the_started_event_names_the_version_pyproject_declares(tmp_path: Path) 
     finally:
         conn.close()
     assert json.loads(payload) == {"version": VERSION, "mode": "chat"}
+
+
+def test_the_plain_starts_skip_only_a_parser_that_would_read_nothing() -> None:
+    # `soloops`, `soloops run` and `soloops chat` go straight to the runtime
+    # (bot/cli.py _PLAIN_STARTS): the parser would give the same command and no option.
+    for argv, command in _PLAIN_STARTS.items():
+        parsed = vars(build_parser().parse_args(list(argv)))
+        assert (parsed.pop("command") or "run") == command
+        assert parsed == {"version": None}  # --version not given
+    # Anything else is still read by the parser (and refused there when wrong).
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "chat", "--nope"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "unrecognized arguments: --nope" in done.stderr
