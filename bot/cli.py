@@ -33,6 +33,7 @@ from bot.home import HomeBusyError, HomeLock
 from bot.logs import configure_logging
 from bot.runtime import Runtime, open_runtime
 from config import ConfigError, Settings, load_settings
+from config.version import VERSION
 from memory.embedder import wait_for_loads
 from memory.errors import CorruptDatabaseError, HistoryLostError
 from memory.redact import Redactor
@@ -122,12 +123,10 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 
 class _Version(argparse.Action):
-    """``--version``, looked up only when asked (reading package metadata costs ms)."""
+    """``--version``: the one the event log and the connectors name (config/version.py)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        from importlib.metadata import version
-
-        print(f"soloops {version('soloops')}")
+        print(f"soloops {VERSION}")
         parser.exit()
 
 

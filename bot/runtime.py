@@ -35,8 +35,8 @@ from bot.grammar import Rejection, parse
 from bot.home import prepare_home, secure_home
 from bot.outbox import OutboxDispatcher, Sender
 from bot.topics import binding_place
-from bot.version import VERSION
 from config import ConfigError, Settings
+from config.version import VERSION
 from connectors.base import Connector
 from connectors.llm import LanguageModel
 from connectors.webhook import WebhookConnector

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from config.settings import HookSettings
+from config.version import VERSION
 from connectors.base import (
     ActionResult,
     Known,
@@ -52,14 +52,7 @@ MAX_BODY_BYTES = 64 * 1024  # read at most this much of an answer
 SHOWN_BODY_CHARS = 300  # how much of an answer an error message or result quotes
 
 
-def _user_agent() -> str:
-    try:
-        return f"soloops/{version('soloops')}"
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "soloops/0"
-
-
-USER_AGENT = _user_agent()
+USER_AGENT = f"soloops/{VERSION}"
 
 
 # --- pure functions -------------------------------------------------------------------

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.cli import _PLAIN_STARTS, build_parser
-from bot.version import VERSION
+from config.version import VERSION
+from connectors.webhook import USER_AGENT
 
 # Run in the child: the command itself, then what it imported.
 PROBE = """
@@ -70,8 +71,11 @@ HEAVY = (
     "memory.reports",
     "memory.snapshot",
     "connectors.transcribe",
-    # Standard library a /help does not use: "did you mean" for a mistyped command.
+    # Standard library a /help does not use: "did you mean" for a mistyped command, and
+    # the metadata parser of importlib.metadata.version (config/version.py instead).
     "difflib",
+    "email.parser",
+    "email.feedparser",
 )
 
 
@@ -170,7 +174,7 @@ def test_pydantic_plugins_are_not_searched_unless_the_environment_asks(tmp_path:
 
 
 def test_the_started_event_names_the_version_pyproject_declares(tmp_path: Path) -> None:
-    # bot/version.py is a constant (no metadata lookup at start): it must follow pyproject.
+    # config/version.py is a constant (no metadata lookup at start): it must follow pyproject.
     root = Path(__file__).resolve().parents[2]
     declared = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     assert declared["project"]["version"] == VERSION
@@ -183,6 +187,12 @@ def test_the_started_event_names_the_version_pyproject_declares(tmp_path: Path) 
     finally:
         conn.close()
     assert json.loads(payload) == {"version": VERSION, "mode": "chat"}
+    # The same version everywhere soloops names itself.
+    assert f"soloops/{VERSION}" == USER_AGENT
+    shown = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert shown.stdout == f"soloops {VERSION}\n"
 
 
 def test_the_plain_starts_skip_only_a_parser_that_would_read_nothing() -> None:

@@ -1,9 +1,9 @@
 """The version of this soloops, as ``pyproject.toml`` names it (a test keeps them equal).
 
 A constant rather than ``importlib.metadata.version("soloops")``: that lookup searches
-the path and parses the package's metadata with the email parser, ~3 ms of every start
-(the ``system.started`` event names the version), and for an editable install it reads
-what was installed, not what runs.
+the path and parses the package's metadata with the email parser, ~3 ms each time, and
+every start needed it twice (the ``system.started`` event and the connectors'
+User-Agent); for an editable install it also reads what was installed, not what runs.
 """
 
 from __future__ import annotations
