@@ -2,7 +2,9 @@
 
 Each migration runs once, inside one transaction with the version bump, so a crash
 mid-migration leaves the previous version intact. Never edit a released migration:
-append a new one.
+append a new one, then run ``python -m memory.schema_gen``: a new database is created
+from the one script it writes (``memory/fresh_schema.py``, ~3 ms instead of every
+migration in turn), and a test fails until the script matches the migrations.
 """
 
 from __future__ import annotations
