@@ -15,7 +15,8 @@ async def _commits(store: Store, n: int, start: int = 0) -> None:
     for i in range(start, start + n):
         async with store.write() as tx:
             await tx.execute(
-                "INSERT INTO policy_overrides (key, rule, updated_by, updated_at) VALUES (?, 'r', 'u', 't')",
+                "INSERT INTO policy_overrides (key, rule, updated_by, updated_at)"
+                " VALUES (?, 'r', 'u', 't')",
                 (f"k{i}",),
             )
 
