@@ -112,6 +112,9 @@ class OutboxDispatcher:
         self._scan = True  # read the table on the next round
         # Rows seen queued in this process, not yet delivered: (row, reply) by id.
         self._fresh: dict[int, tuple[OutboxRow, Reply | None]] = {}
+        # The store's data_version at the last scan: while it holds, every reply queued
+        # since was published to this dispatcher, so drain() needs no scan.
+        self._scanned_version: int | None = None
 
     def _queued(self, value: object) -> None:
         # Published by OutboxRepo.enqueue on commit.
@@ -152,6 +155,7 @@ class OutboxDispatcher:
                 " (a chat may see one of them twice)",
                 reclaimed,
             )
+        self._scan = True  # replies queued while it was stopped were not published to it
         self._task = asyncio.create_task(self._loop(), name="outbox")
         self.wake()
 
@@ -165,9 +169,24 @@ class OutboxDispatcher:
 
     async def drain(self) -> None:
         """Return once every reply that is due now has been handled."""
-        self._scan = True
+        if not self._complete():
+            self._scan = True  # replies may be due that this process was not told of
+        elif self._idle.is_set() and not self._wakeup.is_set() and not self._ready:
+            return
         self.wake()
         await self._idle.wait()
+
+    def _complete(self) -> bool:
+        """Whether the ids in memory are every reply due now: no retry due, and no
+        commit by another connection since the last scan (replies queued in this
+        process reach :meth:`_queued`)."""
+        return (
+            self._task is not None
+            and not self._scan
+            and not self._later_due()
+            and self._scanned_version is not None
+            and self._store.data_version() == self._scanned_version
+        )
 
     def _retry_at(self, when: datetime, outbox_id: int) -> None:
         self._known.add(outbox_id)
@@ -201,6 +220,7 @@ class OutboxDispatcher:
     async def _deliver_due(self) -> None:
         if self._scan:
             self._scan = False
+            self._scanned_version = self._store.data_version()
             # The scan also finds rows another process queued and retries of earlier runs.
             self._later.clear()
             self._known = set(self._ready)
