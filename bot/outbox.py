@@ -129,6 +129,8 @@ class OutboxDispatcher:
     def add_sender(self, sender: Sender) -> None:
         """Deliver replies for ``sender.platform`` from now on."""
         self._senders[sender.platform] = sender
+        if self._task is not None:
+            self._repo.serve(frozenset(self._senders))
         self._scan = True
         self.wake()
 
@@ -139,6 +141,12 @@ class OutboxDispatcher:
 
     async def start(self) -> None:
         """Start delivering (including replies left pending by an earlier run)."""
+        # What an earlier start knew is stale (its claims are reclaimed below): the scan
+        # finds every pending reply again.
+        self._ready.clear()
+        self._known.clear()
+        self._fresh.clear()
+        self._later.clear()
         self._store.subscribe(QUEUED_TOPIC, self._queued)
         async with self._store.write() as tx:
             reclaimed = await self._repo.reclaim(tx)
@@ -157,10 +165,14 @@ class OutboxDispatcher:
             )
         self._scan = True  # replies queued while it was stopped were not published to it
         self._task = asyncio.create_task(self._loop(), name="outbox")
+        # From here a reply for these platforms may be queued already claimed for us.
+        self._repo.serve(frozenset(self._senders))
         self.wake()
 
     async def stop(self) -> None:
-        """Stop delivering; undelivered replies stay pending for the next start."""
+        """Stop delivering; undelivered replies stay pending for the next start (a
+        reply claimed for it and not sent yet is reclaimed then)."""
+        self._repo.serve(frozenset())
         self._store.unsubscribe(QUEUED_TOPIC, self._queued)
         if self._task is not None:
             self._task.cancel()
@@ -248,13 +260,19 @@ class OutboxDispatcher:
         subject = f"reply:{outbox_id}"
         target: OutboxRow | None = None
         known, reply = self._fresh.pop(outbox_id, (None, None))
-        # Not waited for (the commit follows within this turn of the loop): a claim lost
-        # in a crash leaves the reply pending, sent again at the next start, which is
-        # what a reclaimed 'sending' row gets too; in this process the claim holds.
-        async with self._store.write(durable=False) as tx:
-            claimed = await self._repo.claim(tx, outbox_id, self._clock.now(), known)
-            if claimed is not None and claimed.replaces_outbox_id is not None:
-                target = await self._repo.state_in(tx, claimed.replaces_outbox_id)
+        claimed: OutboxRow | None
+        if known is not None and known.state is DeliveryState.SENDING:
+            # Claimed for this dispatcher in the commit that queued it (it edits nothing).
+            claimed = known
+        else:
+            # Not waited for (the commit follows within this turn of the loop): a claim
+            # lost in a crash leaves the reply pending, sent again at the next start,
+            # which is what a reclaimed 'sending' row gets too; in this process the
+            # claim holds.
+            async with self._store.write(durable=False) as tx:
+                claimed = await self._repo.claim(tx, outbox_id, self._clock.now(), known)
+                if claimed is not None and claimed.replaces_outbox_id is not None:
+                    target = await self._repo.state_in(tx, claimed.replaces_outbox_id)
         if claimed is None:
             return  # already taken or handled, or not due yet
         row = claimed

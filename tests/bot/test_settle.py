@@ -85,3 +85,33 @@ async def test_settle_delivers_a_reply_another_connection_queued(settings: Setti
             )
         await rt.settle()
         assert "from elsewhere" in out.getvalue()
+
+
+async def test_an_inline_reply_is_claimed_in_the_message_commit(settings: Settings) -> None:
+    out = io.StringIO()
+    async with open_runtime(settings, [ConsoleSender(out)], mode="chat", embedder=NoModel()) as rt:
+        await rt.gateway.handle(inbound("/help"))
+        await rt.settle()
+        statements: list[str] = []
+        rt.store._writer.set_trace_callback(statements.append)  # type: ignore[union-attr]  # open
+        await rt.gateway.handle(inbound("/help"))
+        await rt.settle()
+        assert out.getvalue().count("Send /help <command> for details.") == 2
+        # (the trace repeats a statement once per trigger statement it runs)
+        inserts = {s for s in statements if s.startswith("INSERT INTO outbox")}
+        assert len(inserts) == 1 and inserts.pop().rstrip(")").endswith("'sending'")
+        assert not [s for s in statements if "SET state = 'sending'" in s]  # no claim
+        rows = await rt.store.fetchall("SELECT state FROM outbox")
+        assert [r["state"] for r in rows] == ["sent", "sent"]
+
+
+async def test_a_stopped_dispatcher_gets_no_claimed_replies(settings: Settings) -> None:
+    out = io.StringIO()
+    async with open_runtime(settings, [ConsoleSender(out)], mode="chat", embedder=NoModel()) as rt:
+        await rt.outbox.stop()
+        await rt.gateway.handle(inbound("/help"))
+        rows = await rt.store.fetchall("SELECT state FROM outbox")
+        assert [r["state"] for r in rows] == ["pending"]
+        await rt.outbox.start()
+        await rt.settle()
+        assert out.getvalue().count("Send /help <command> for details.") == 1
