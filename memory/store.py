@@ -167,6 +167,7 @@ class Store:
         """A number that changes when another connection (another process, another
         :class:`Store` on the same file) commits: an in-memory view kept from this
         store's own commits is complete while it stays the same."""
+        self._settle()  # as a read would: finished writes are committed first
         writer = self._writer
         if writer is None:
             raise StoreClosedError("the store is closed; use it inside 'async with Store.open()'")
