@@ -398,9 +398,12 @@ class Coordinator:
         connection (``data_version`` moved) and delayed tasks coming due (none may
         exist). Otherwise :meth:`wait_idle` reads the table, as it always did.
         """
+        if not self._accepting or self._idle_version is None:
+            return False
+        # First: it commits finished writes, whose news may change what is below.
+        unchanged = self._store.data_version() == self._idle_version
         return (
-            self._accepting
-            and self._idle_version is not None
+            unchanged
             and not self._running
             and not self._claiming
             and not self._arrived
@@ -410,7 +413,6 @@ class Coordinator:
             and not self._due_times
             and not self._wakeup.is_set()
             and not any(self._queue.values())
-            and self._store.data_version() == self._idle_version
         )
 
     async def _runnable(self) -> list[TaskRow]:

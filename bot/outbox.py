@@ -192,13 +192,11 @@ class OutboxDispatcher:
         """Whether the ids in memory are every reply due now: no retry due, and no
         commit by another connection since the last scan (replies queued in this
         process reach :meth:`_queued`)."""
-        return (
-            self._task is not None
-            and not self._scan
-            and not self._later_due()
-            and self._scanned_version is not None
-            and self._store.data_version() == self._scanned_version
-        )
+        if self._task is None or self._scanned_version is None:
+            return False
+        # First: it commits finished writes, whose news may change what is below.
+        unchanged = self._store.data_version() == self._scanned_version
+        return unchanged and not self._scan and not self._later_due()
 
     def _retry_at(self, when: datetime, outbox_id: int) -> None:
         self._known.add(outbox_id)
