@@ -205,6 +205,9 @@ class OutboxDispatcher:
     async def _loop(self) -> None:
         while True:
             self._wakeup.clear()
+            # Busy until this round ends, however it began (a wake, a retry coming due,
+            # the idle poll): drain() may trust an idle that is set.
+            self._idle.clear()
             try:
                 await self._deliver_due()
             except Exception:
