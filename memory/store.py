@@ -69,9 +69,12 @@ _PRAGMAS = (
 
 Params = Sequence[Any] | dict[str, Any]
 
-# A /help writes ~20 WAL pages in two commits: a checkpoint every 64 commits copies
-# ~600 pages (SQLite's default auto-checkpoint is 1,000 pages, on the writer).
+# The first checkpoint is asked for after this many commits; then the interval adapts
+# so that each copies about CHECKPOINT_PAGES pages (SQLite's own default is a
+# checkpoint per 1,000 pages): a /help writes ~10 pages a commit, an event ~2, and a
+# checkpoint costs two fsyncs however little it copies.
 CHECKPOINT_EVERY = 64
+CHECKPOINT_PAGES = 1000
 # The writer checkpoints itself once the WAL reaches this many pages (16 MB): the WAL
 # restarts from its beginning only after a checkpoint that copied all of it, which a
 # thread racing a busy writer rarely manages.
@@ -313,7 +316,8 @@ class Store:
                 raise
             return exc
         self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY:
+        checkpointer = self._checkpointer
+        if self._commits >= (CHECKPOINT_EVERY if checkpointer is None else checkpointer.every):
             self._commits = 0
             self._request_checkpoint()
         for callback in batch.on_commit:
@@ -369,6 +373,8 @@ class _Checkpointer:
         self._wanted = threading.Event()
         self._stopping = False
         self.checkpointed = threading.Event()  # set after each checkpoint (for tests)
+        self.every = CHECKPOINT_EVERY  # commits between requests, adapted to what they write
+        self._backfilled = 0  # WAL frames copied as of the last checkpoint
         self._thread = threading.Thread(target=self._run, name="soloops-checkpoint", daemon=True)
         self._thread.start()
 
@@ -379,6 +385,14 @@ class _Checkpointer:
         self._stopping = True
         self._wanted.set()
         self._thread.join()
+
+    def _adapt(self, backfilled: int) -> None:
+        # Fewer frames than last time: the WAL restarted from its beginning meanwhile.
+        copied = backfilled - self._backfilled if backfilled >= self._backfilled else backfilled
+        self._backfilled = backfilled
+        if copied > 0:
+            every = self.every * CHECKPOINT_PAGES // copied
+            self.every = max(16, min(4096, every))
 
     @property
     def alive(self) -> bool:
@@ -397,9 +411,12 @@ class _Checkpointer:
                 if self._stopping:
                     return
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+                    with closing(conn.execute("PRAGMA wal_checkpoint(PASSIVE)")) as cursor:
+                        _, _, backfilled = cursor.fetchone()
                 except sqlite3.Error as exc:  # the writer's auto-checkpoint still bounds the WAL
                     logging.getLogger(__name__).warning("a WAL checkpoint failed: %s", exc)
+                else:
+                    self._adapt(int(backfilled))
                 self.checkpointed.set()
         finally:
             conn.close()
