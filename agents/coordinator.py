@@ -140,6 +140,11 @@ class Coordinator:
         self._rescan_queue = True
         self._queue_truncated = False
         self._started_at_once: set[int] = set()  # claimed in the transaction that queued them
+        # wait_idle answers from memory while its view is complete: no delayed task that
+        # time alone could make runnable, and no commit by another connection since
+        # SQLite last said nothing was runnable (the store's data_version then).
+        self._delayed = True  # until a rescan finds no delayed task
+        self._idle_version: int | None = None
         self._changed = asyncio.Condition()
         self._loop_task: asyncio.Task[None] | None = None
         self._accepting = False
@@ -364,21 +369,51 @@ class Coordinator:
             self._arrived.append(task_id)
             self._dirty = True
         else:
+            self._delayed = True
             heapq.heappush(self._due_times, due)
         self._wakeup.set()
 
     async def wait_idle(self) -> None:
         """Return once nothing is running and nothing runnable is queued."""
+        if self._quiet():
+            return
         async with self._changed:
             while True:
+                version = self._store.data_version()
                 runnable = await self._runnable()
                 if not self._running and not self._claiming and not runnable:
+                    self._idle_version = version
                     return
                 known = {i for lane in self._queue.values() for i in lane} | set(self._arrived)
                 if any(task.id not in known for task in runnable):
                     self._rescan = True  # queued by a path this process did not see
                 self.wake()
                 await self._changed.wait()
+
+    def _quiet(self) -> bool:
+        """Idle by what this process knows, and that knowledge is complete.
+
+        Every task this process queues is published on commit (``tasks.queued``) and
+        lands in the ready queue; what it cannot see are tasks queued by another
+        connection (``data_version`` moved) and delayed tasks coming due (none may
+        exist). Otherwise :meth:`wait_idle` reads the table, as it always did.
+        """
+        if not self._accepting or self._idle_version is None:
+            return False
+        # First: it commits finished writes, whose news may change what is below.
+        unchanged = self._store.data_version() == self._idle_version
+        return (
+            unchanged
+            and not self._running
+            and not self._claiming
+            and not self._arrived
+            and not self._dirty
+            and not self._rescan
+            and not self._delayed
+            and not self._due_times
+            and not self._wakeup.is_set()
+            and not any(self._queue.values())
+        )
 
     async def _runnable(self) -> list[TaskRow]:
         """Due queued tasks, minus those whose agent is paused, degraded or over budget."""
@@ -433,7 +468,8 @@ class Coordinator:
             now = self._clock.now()
             while self._due_times and self._due_times[0] <= now:
                 heapq.heappop(self._due_times)
-                self._dirty = self._rescan_queue = True
+                # Also learn when the next delayed task is due (only the first is known).
+                self._dirty = self._rescan_queue = self._rescan = True
             try:
                 if self._rescan:
                     self._rescan = False
@@ -443,6 +479,7 @@ class Coordinator:
                     due = await self._tasks.next_due_at(now)
                     if due is not None:
                         self._due_times.append(due)
+                    self._delayed = due is not None
                 if self._dirty:
                     self._dirty = False
                     await self._refresh_queue(now)

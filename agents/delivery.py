@@ -19,9 +19,10 @@ async def queue_reply(
     now: datetime,
     task_id: int | None = None,
     replaces: int | None = None,
+    claim: bool = False,
 ) -> int:
     """Store ``reply`` for delivery in ``conversation`` (as an edit of ``replaces``, if
-    given); return its outbox id."""
+    given); return its outbox id. ``claim``: see :meth:`OutboxRepo.enqueue`."""
     return await outbox.enqueue(
         tx,
         platform=conversation.platform,
@@ -33,4 +34,5 @@ async def queue_reply(
         task_id=task_id,
         replaces=replaces,
         decoded=reply,
+        claim=claim,
     )

@@ -172,8 +172,12 @@ class TaskRunner:
                 Draft("task.succeeded", COORDINATOR, subject, succeeded),
             ),
         )
+        now = self._clock.now()
         for reply in replies:
-            await self._queue_reply(tx, task, intent.conversation, reply)
+            # Claimed as queued: delivery is a send and a mark, not a claim first.
+            await queue_reply(
+                self._outbox, tx, intent.conversation, reply, now=now, task_id=task.id, claim=True
+            )
         return replace(task, state=TaskState.SUCCEEDED, attempts=task.attempts + 1)
 
     def _agent_for(self, kind: str) -> Agent:

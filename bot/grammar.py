@@ -74,11 +74,10 @@ def parse(
         fields = command.build(args)
     except ValueError as exc:
         return Rejection("bad_arguments", f"/{name} {exc}. {_usage(command)}")
-    model = _model(registry, command.kind)
     try:
         intent = registry.intent(command.kind, conversation, idempotency_key, **fields)
     except ValidationError as exc:
-        problem = _plain_problem(exc.errors()[0], model)
+        problem = _plain_problem(exc.errors()[0], _model(registry, command.kind))
         return Rejection("bad_arguments", f"/{name}: {problem}. {_usage(command)}")
     for field_name in fields:
         value = getattr(intent, field_name, None)
@@ -170,6 +169,8 @@ def _arguments(command: CommandSpec, rest: str) -> Any:
         return rest
     if command.style == "optional_text":
         return rest
+    if not rest:
+        return []  # what shlex.split("") gives, without building a lexer
     try:
         return shlex.split(rest)
     except ValueError as exc:  # "No closing quotation", "No escaped character"

@@ -112,6 +112,9 @@ class OutboxDispatcher:
         self._scan = True  # read the table on the next round
         # Rows seen queued in this process, not yet delivered: (row, reply) by id.
         self._fresh: dict[int, tuple[OutboxRow, Reply | None]] = {}
+        # The store's data_version at the last scan: while it holds, every reply queued
+        # since was published to this dispatcher, so drain() needs no scan.
+        self._scanned_version: int | None = None
 
     def _queued(self, value: object) -> None:
         # Published by OutboxRepo.enqueue on commit.
@@ -126,6 +129,8 @@ class OutboxDispatcher:
     def add_sender(self, sender: Sender) -> None:
         """Deliver replies for ``sender.platform`` from now on."""
         self._senders[sender.platform] = sender
+        if self._task is not None:
+            self._repo.serve(frozenset(self._senders))
         self._scan = True
         self.wake()
 
@@ -136,6 +141,12 @@ class OutboxDispatcher:
 
     async def start(self) -> None:
         """Start delivering (including replies left pending by an earlier run)."""
+        # What an earlier start knew is stale (its claims are reclaimed below): the scan
+        # finds every pending reply again.
+        self._ready.clear()
+        self._known.clear()
+        self._fresh.clear()
+        self._later.clear()
         self._store.subscribe(QUEUED_TOPIC, self._queued)
         async with self._store.write() as tx:
             reclaimed = await self._repo.reclaim(tx)
@@ -152,11 +163,16 @@ class OutboxDispatcher:
                 " (a chat may see one of them twice)",
                 reclaimed,
             )
+        self._scan = True  # replies queued while it was stopped were not published to it
         self._task = asyncio.create_task(self._loop(), name="outbox")
+        # From here a reply for these platforms may be queued already claimed for us.
+        self._repo.serve(frozenset(self._senders))
         self.wake()
 
     async def stop(self) -> None:
-        """Stop delivering; undelivered replies stay pending for the next start."""
+        """Stop delivering; undelivered replies stay pending for the next start (a
+        reply claimed for it and not sent yet is reclaimed then)."""
+        self._repo.serve(frozenset())
         self._store.unsubscribe(QUEUED_TOPIC, self._queued)
         if self._task is not None:
             self._task.cancel()
@@ -165,9 +181,22 @@ class OutboxDispatcher:
 
     async def drain(self) -> None:
         """Return once every reply that is due now has been handled."""
-        self._scan = True
+        if not self._complete():
+            self._scan = True  # replies may be due that this process was not told of
+        elif self._idle.is_set() and not self._wakeup.is_set() and not self._ready:
+            return
         self.wake()
         await self._idle.wait()
+
+    def _complete(self) -> bool:
+        """Whether the ids in memory are every reply due now: no retry due, and no
+        commit by another connection since the last scan (replies queued in this
+        process reach :meth:`_queued`)."""
+        if self._task is None or self._scanned_version is None:
+            return False
+        # First: it commits finished writes, whose news may change what is below.
+        unchanged = self._store.data_version() == self._scanned_version
+        return unchanged and not self._scan and not self._later_due()
 
     def _retry_at(self, when: datetime, outbox_id: int) -> None:
         self._known.add(outbox_id)
@@ -176,6 +205,9 @@ class OutboxDispatcher:
     async def _loop(self) -> None:
         while True:
             self._wakeup.clear()
+            # Busy until this round ends, however it began (a wake, a retry coming due,
+            # the idle poll): drain() may trust an idle that is set.
+            self._idle.clear()
             try:
                 await self._deliver_due()
             except Exception:
@@ -201,6 +233,7 @@ class OutboxDispatcher:
     async def _deliver_due(self) -> None:
         if self._scan:
             self._scan = False
+            self._scanned_version = self._store.data_version()
             # The scan also finds rows another process queued and retries of earlier runs.
             self._later.clear()
             self._known = set(self._ready)
@@ -228,13 +261,19 @@ class OutboxDispatcher:
         subject = f"reply:{outbox_id}"
         target: OutboxRow | None = None
         known, reply = self._fresh.pop(outbox_id, (None, None))
-        # Not waited for (the commit follows within this turn of the loop): a claim lost
-        # in a crash leaves the reply pending, sent again at the next start, which is
-        # what a reclaimed 'sending' row gets too; in this process the claim holds.
-        async with self._store.write(durable=False) as tx:
-            claimed = await self._repo.claim(tx, outbox_id, self._clock.now(), known)
-            if claimed is not None and claimed.replaces_outbox_id is not None:
-                target = await self._repo.state_in(tx, claimed.replaces_outbox_id)
+        claimed: OutboxRow | None
+        if known is not None and known.state is DeliveryState.SENDING:
+            # Claimed for this dispatcher in the commit that queued it (it edits nothing).
+            claimed = known
+        else:
+            # Not waited for (the commit follows within this turn of the loop): a claim
+            # lost in a crash leaves the reply pending, sent again at the next start,
+            # which is what a reclaimed 'sending' row gets too; in this process the
+            # claim holds.
+            async with self._store.write(durable=False) as tx:
+                claimed = await self._repo.claim(tx, outbox_id, self._clock.now(), known)
+                if claimed is not None and claimed.replaces_outbox_id is not None:
+                    target = await self._repo.state_in(tx, claimed.replaces_outbox_id)
         if claimed is None:
             return  # already taken or handled, or not due yet
         row = claimed

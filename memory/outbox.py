@@ -25,6 +25,10 @@ from memory.store import Store, Transaction
 # caller passed, if any), so the dispatcher needs no read to send a reply it saw queued.
 QUEUED_TOPIC = "outbox.queued"
 
+# Platforms a running dispatcher of this store delivers (a frozenset in ``store.cache``):
+# a reply for one of them may be claimed in the transaction that queues it.
+_CLAIMERS = "outbox.claimers"
+
 # A body at least this long is stored once in ``reply_bodies`` however many replies
 # carry it (a /help is ~3.7 KB); shorter ones stay in the row, where a lookup would
 # cost more than it saves.
@@ -105,13 +109,21 @@ class OutboxRepo:
         task_id: int | None = None,
         replaces: int | None = None,
         decoded: object = None,
+        claim: bool = False,
     ) -> int:
         """Store a reply as pending; return its id.
 
         ``replaces`` names an earlier outbox message this one edits (a decided card).
         ``decoded`` (the reply ``body`` was written from) travels with the news of the
-        commit, so whoever delivers it need not parse the body again.
+        commit, so whoever delivers it need not parse the body again. ``claim`` stores
+        it already claimed (``sending``) for this process's running dispatcher, when
+        one delivers that platform and the reply edits nothing: its delivery is then a
+        send and a mark. A crash before the send leaves a ``sending`` row, which the
+        next start reclaims and sends, as for any claim.
         """
+        state = DeliveryState.PENDING
+        if claim and replaces is None and platform in self._store.cache.get(_CLAIMERS, ()):
+            state = DeliveryState.SENDING
         stamp = to_iso(now)
         body_id = None
         full_body = body
@@ -120,8 +132,8 @@ class OutboxRepo:
             body = ""
         outbox_id = await tx.execute(
             "INSERT INTO outbox (platform, chat_id, thread_id, reply_to, body, next_attempt_at,"
-            " task_id, created_at, replaces_outbox_id, body_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " task_id, created_at, replaces_outbox_id, body_id, state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 platform,
                 chat_id,
@@ -133,6 +145,7 @@ class OutboxRepo:
                 stamp,
                 replaces,
                 body_id,
+                state,
             ),
         )
         # The dispatcher keeps pending ids in memory instead of polling the table.
@@ -144,7 +157,7 @@ class OutboxRepo:
             thread_id=thread_id,
             reply_to=reply_to,
             body=full_body,
-            state=DeliveryState.PENDING,
+            state=state,
             attempts=0,
             next_attempt_at=at,
             last_error=None,
@@ -155,6 +168,11 @@ class OutboxRepo:
         )
         tx.publish(QUEUED_TOPIC, (outbox_id, platform, row, decoded))
         return outbox_id
+
+    def serve(self, platforms: frozenset[str]) -> None:
+        """Say which platforms this store's running dispatcher delivers (empty: none
+        runs), so replies for them can be queued already claimed (``claim``)."""
+        self._store.cache[_CLAIMERS] = platforms
 
     async def get(self, outbox_id: int) -> OutboxRow | None:
         """One outbox message."""

@@ -66,6 +66,8 @@ class Redactor:
                     out[key] = REDACTED
                 elif type(item) in _PLAIN:  # the common case, without a call per value
                     out[key] = item
+                elif type(item) is str:
+                    out[key] = self.text(item)
                 else:
                     out[key] = self.data(item)
             return out

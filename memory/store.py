@@ -29,6 +29,13 @@ Commit callbacks and ``publish`` run only after the SQLite commit, so nothing in
 memory learns of a write that could still roll back; a read through the store
 commits the finished writes first, so a writer always reads what it wrote.
 
+Checkpoints (copying the WAL back into the database file, with two fsyncs) run off
+the serving path: every ``CHECKPOINT_EVERY`` commits the store asks a thread of its
+own, with a connection of its own, for a PASSIVE checkpoint, which never blocks the
+writer or a reader. SQLite's own auto-checkpoint on the writer stays as the bound on
+the WAL (``WAL_LIMIT_PAGES``) should the thread fall behind: it then finds most
+frames already copied.
+
     async with Store.open(path) as store:
         async with store.write() as tx:
             await tx.execute("INSERT ...")
@@ -40,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, closing
@@ -61,6 +69,17 @@ _PRAGMAS = (
 )
 
 Params = Sequence[Any] | dict[str, Any]
+
+# The first checkpoint is asked for after this many commits; then the interval adapts
+# so that each copies about CHECKPOINT_PAGES pages (SQLite's own default is a
+# checkpoint per 1,000 pages): a /help writes ~10 pages a commit, an event ~2, and a
+# checkpoint costs two fsyncs however little it copies.
+CHECKPOINT_EVERY = 64
+CHECKPOINT_PAGES = 1000
+# The writer checkpoints itself once the WAL reaches this many pages (16 MB): the WAL
+# restarts from its beginning only after a checkpoint that copied all of it, which a
+# thread racing a busy writer rarely manages.
+WAL_LIMIT_PAGES = 4000
 
 # Every open store of this process: a store about to begin a transaction first commits
 # what another store on the same file holds open, which would otherwise wait for a
@@ -145,6 +164,20 @@ class Store:
         # In-memory views of committed state, owned by the memory modules (e.g. the
         # event log's chain head), shared by every repository on this store.
         self.cache: dict[str, Any] = {}
+        self._commits = 0  # since the last checkpoint was asked for
+        self._checkpointer: _Checkpointer | None = None  # started at the first request
+
+    def data_version(self) -> int:
+        """A number that changes when another connection (another process, another
+        :class:`Store` on the same file) commits: an in-memory view kept from this
+        store's own commits is complete while it stays the same."""
+        self._settle()  # as a read would: finished writes are committed first
+        writer = self._writer
+        if writer is None:
+            raise StoreClosedError("the store is closed; use it inside 'async with Store.open()'")
+        # The writer's own: the reader's number moves with every commit of the writer.
+        with closing(writer.execute("PRAGMA data_version")) as cursor:
+            return int(cursor.fetchone()[0])
 
     def subscribe(self, topic: str, callback: Callable[[object], None]) -> None:
         """Call ``callback(value)`` after each commit that published ``topic``."""
@@ -184,6 +217,8 @@ class Store:
                 " last backup (see 'Backup and restore' in the README), then run"
                 " 'soloops doctor'."
             ) from exc
+        # Checkpoints come from the store's thread; this is only the bound.
+        writer.execute(f"PRAGMA wal_autocheckpoint={WAL_LIMIT_PAGES}").close()
         store = cls(path, writer, reader)
         _OPEN.add(store)
         try:
@@ -195,6 +230,9 @@ class Store:
         """Commit finished writes, then close both connections. Idempotent."""
         if self._batch is not None and not self._write_lock.locked():
             self._commit_batch()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
         _OPEN.discard(self)
@@ -278,11 +316,23 @@ class Store:
             if not isinstance(exc, Exception):
                 raise
             return exc
+        self._commits += 1
+        checkpointer = self._checkpointer
+        if self._commits >= (CHECKPOINT_EVERY if checkpointer is None else checkpointer.every):
+            self._commits = 0
+            self._request_checkpoint()
         for callback in batch.on_commit:
             _guarded(callback)
         if batch.done is not None and not batch.done.done():
             batch.done.set_result(None)
         return None
+
+    def _request_checkpoint(self) -> None:
+        if self._writer is None:
+            return
+        if self._checkpointer is None:
+            self._checkpointer = _Checkpointer(self.path)
+        self._checkpointer.request()
 
     def _fail_batch(self, batch: _Batch, exc: BaseException) -> None:
         conn = self._writer
@@ -310,6 +360,67 @@ class Store:
     async def quick_check(self) -> str:
         """SQLite's own consistency check: 'ok' or the first problem found."""
         return str(await self.scalar("PRAGMA quick_check"))
+
+
+class _Checkpointer:
+    """PASSIVE checkpoints on request, in a thread with its own connection.
+
+    sqlite3 releases the GIL while SQLite works, so the copy and its fsyncs overlap
+    the event loop instead of stalling the commit that happened to cross the limit.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._wanted = threading.Event()
+        self._stopping = False
+        self.checkpointed = threading.Event()  # set after each checkpoint (for tests)
+        self.every = CHECKPOINT_EVERY  # commits between requests, adapted to what they write
+        self._backfilled = 0  # WAL frames copied as of the last checkpoint
+        self._thread = threading.Thread(target=self._run, name="soloops-checkpoint", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+
+    def _adapt(self, backfilled: int) -> None:
+        # Fewer frames than last time: the WAL restarted from its beginning meanwhile.
+        copied = backfilled - self._backfilled if backfilled >= self._backfilled else backfilled
+        self._backfilled = backfilled
+        if copied > 0:
+            every = self.every * CHECKPOINT_PAGES // copied
+            self.every = max(16, min(4096, every))
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            logging.getLogger(__name__).exception("the checkpoint thread could not open the db")
+            return
+        try:
+            while True:
+                self._wanted.wait()
+                self._wanted.clear()
+                if self._stopping:
+                    return
+                try:
+                    with closing(conn.execute("PRAGMA wal_checkpoint(PASSIVE)")) as cursor:
+                        _, _, backfilled = cursor.fetchone()
+                except sqlite3.Error as exc:  # the writer's auto-checkpoint still bounds the WAL
+                    logging.getLogger(__name__).warning("a WAL checkpoint failed: %s", exc)
+                else:
+                    self._adapt(int(backfilled))
+                self.checkpointed.set()
+        finally:
+            conn.close()
 
 
 class _Batch:

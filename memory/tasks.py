@@ -87,15 +87,32 @@ class TaskRepo:
     ) -> tuple[TaskRow, bool]:
         """Insert a queued task; if the key exists, return the existing one and False."""
         stamp = to_iso(now)
-        # One statement when new (RETURNING); a duplicate inserts nothing and is read.
-        row = await tx.fetchone(
+        # One statement when new (the row is what was written; nothing to read back); a
+        # duplicate inserts nothing and is read.
+        task_id = await tx.execute(
             "INSERT OR IGNORE INTO tasks (idempotency_key, kind, agent, lane, state, intent,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (idempotency_key, kind, agent, lane, TaskState.QUEUED, intent, stamp, stamp),
         )
-        if row is not None:
-            tx.publish(QUEUED_TOPIC, (int(row["id"]), None))
-            return _row(row), True
+        if task_id:
+            tx.publish(QUEUED_TOPIC, (task_id, None))
+            at = from_iso(stamp)
+            created = TaskRow(
+                id=task_id,
+                idempotency_key=idempotency_key,
+                kind=kind,
+                agent=agent,
+                lane=lane,
+                state=TaskState.QUEUED,
+                intent=intent,
+                attempts=0,
+                error=None,
+                created_at=at,
+                updated_at=at,
+                next_attempt_at=None,
+                checkpoint=None,
+            )
+            return created, True
         row = await tx.fetchone("SELECT * FROM tasks WHERE idempotency_key = ?", (idempotency_key,))
         assert row is not None  # the key exists: that is why nothing was inserted
         return _row(row), False

@@ -212,3 +212,35 @@ def test_a_kill_while_sending_an_inline_reply_sends_it_once_at_restart(tmp_path:
         kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY seq")]
     assert kinds.count("reply.reclaimed") == 1 and kinds.count("reply.sent") == 1
     assert kinds.count("task.started") == 1  # the task ran once; only the send was redone
+
+
+def test_a_kill_after_the_commit_of_a_claimed_reply_sends_it_once_at_restart(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
+    env["SOLOOPS_HOME"] = str(home)
+    worker = subprocess.run(
+        [sys.executable, "-m", "tests.harness.preclaim_worker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert worker.returncode == -signal.SIGKILL, worker.stderr.decode()
+    assert worker.stdout == b""  # no sender was called
+    with sqlite3.connect(home / "soloops.db") as conn:
+        assert conn.execute("SELECT state FROM tasks").fetchall() == [("succeeded",)]
+        # Claimed in the message's own commit: no claim of its own was needed.
+        assert conn.execute("SELECT state FROM outbox").fetchall() == [("sending",)]
+    proc = subprocess.run(
+        [SOLOOPS, "chat"], input=b"", capture_output=True, env=env, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().count("Send /help <command> for details.") == 1
+    with sqlite3.connect(home / "soloops.db") as conn:
+        assert conn.execute("SELECT state FROM outbox").fetchall() == [("sent",)]
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY seq")]
+    assert kinds.count("reply.reclaimed") == 1 and kinds.count("reply.sent") == 1
+    assert kinds.count("task.started") == 1
