@@ -30,8 +30,9 @@ memory learns of a write that could still roll back; a read through the store
 commits the finished writes first, so a writer always reads what it wrote.
 
 Checkpoints (copying the WAL back into the database file, with two fsyncs) run off
-the serving path: every ``CHECKPOINT_EVERY`` commits the store asks a thread of its
-own, with a connection of its own, for a PASSIVE checkpoint, which never blocks the
+the serving path: every so many commits (``CHECKPOINT_EVERY`` at first, then as many
+as make a checkpoint copy about ``CHECKPOINT_PAGES`` pages) the store asks a thread of
+its own, with a connection of its own, for a PASSIVE checkpoint, which never blocks the
 writer or a reader. SQLite's own auto-checkpoint on the writer stays as the bound on
 the WAL (``WAL_LIMIT_PAGES``) should the thread fall behind: it then finds most
 frames already copied.
