@@ -459,3 +459,38 @@ async def test_http_mode_serves_from_a_shared_server_next_to_healthz(tmp_path: P
             finally:
                 await front.stop()
             assert server.started  # the front end does not stop a server it does not own
+
+
+async def test_a_channel_bound_to_leads_by_slash_command_takes_mentions_as_leads(
+    rig: Rig,
+) -> None:
+    """`/ops bind leads` in a channel: a mention there is a lead, answered in its thread;
+    `/ops unbind` ends it. Over signed HTTP through slack-bolt, as a workspace sends."""
+
+    def said(words: str) -> list[Call]:
+        return [c for c in rig.posts(channel=CHANNEL) if words in c.args.get("text", "")]
+
+    status, _ = await rig.client.command("bind leads", user=OPERATOR)
+    assert status == 200
+    await rig.slack.wait_for(lambda: said("is now bound to leads"), what="the binding")
+    status, _ = await rig.client.event(
+        mention("<@UBOT0001> Jane Doe jane@acme.com wants a site", ts="1700000400.000400"),
+        event_id="EvBind1",
+    )
+    assert status == 200
+    reply = await rig.slack.wait_for(
+        lambda: rig.posts(thread_ts="1700000400.000400"), what="the lead's reply", within=120
+    )
+    assert "Jane Doe" in reply[0].args["text"]
+    lead = await rig.runtime.store.fetchone(
+        "SELECT c.name, c.email FROM leads l JOIN contacts c ON c.id = l.contact_id"
+    )
+    assert lead is not None and (lead["name"], lead["email"]) == ("Jane Doe", "jane@acme.com")
+    tasks = await rig.runtime.store.fetchall("SELECT kind FROM tasks ORDER BY id")
+    assert [row["kind"] for row in tasks] == ["bind", "lead_chat"]  # no router guess
+
+    status, _ = await rig.client.command("unbind", user=OPERATOR)
+    assert status == 200
+    await rig.slack.wait_for(lambda: said("is no longer bound to leads"), what="the unbinding")
+    assert await rig.runtime.store.fetchall("SELECT * FROM bindings") == []
+    assert await rig.kinds("binding") == ["binding.set", "binding.removed"]
