@@ -256,14 +256,20 @@ class Coordinator:
         feature = self.registry.feature_for(intent.kind)
         if feature is None:
             raise ConfigurationError(f"no agent handles intent kind {intent.kind!r}")
+        lane = intent.conversation.lane
+        held = self.lifecycle.holds(feature.name, intent.kind)
+        # An inline kind that could start at once is written once, as finished, and put
+        # back to queued only if its run does not finish here (see _run_inline).
+        inline = not held and intent.kind in self._inline_kinds and self._free_for_lane(lane)
         task, created = await self._tasks.create(
             tx,
             idempotency_key=intent.idempotency_key,
             kind=intent.kind,
             agent=feature.name,
-            lane=intent.conversation.lane,
+            lane=lane,
             intent=dump_intent(intent),
             now=self._clock.now(),
+            finished=inline,
         )
         if created:
             queued = Draft(
@@ -272,11 +278,11 @@ class Coordinator:
                 f"task:{task.id}",
                 {"kind": intent.kind, "agent": feature.name},
             )
-            held = self.lifecycle.holds(feature.name, intent.kind)
-            if not held and intent.kind in self._inline_kinds and self._free_for(task):
+            if inline:
                 done = await self._run_inline(tx, task, intent, queued)
                 if done is not None:
                     return done, created
+                task = await self._tasks.unfinish(tx, task)
             await self._events.append_many(tx, (queued,))
             if held:
                 await self.tell_held(tx, task.id, intent.kind, feature.name, intent.conversation)
@@ -290,30 +296,32 @@ class Coordinator:
         """Run a task of an inline kind to its reply in the transaction that queues it.
 
         Only when it could start at once anyway (its lane idle, nothing before it, a
-        free slot): replies keep the order they were asked in. The task is queued,
-        started and succeeded, its reply in the outbox, in the message's own commit; a
-        crash before that commit loses nothing acknowledged, and after it the outbox
-        sends the reply (again at the next start if the crash came first).
+        free slot): replies keep the order they were asked in. The task (inserted as
+        succeeded, ``task``), its queued/started/succeeded events and its reply in the
+        outbox commit with the message; a crash before that commit loses nothing
+        acknowledged, and after it the outbox sends the reply (again at the next start
+        if the crash came first). No tasks.queued news is published for it: there is
+        nothing to dispatch. None: the run did not finish, and the caller puts the
+        task back to queued.
         """
-        assert self._runner is not None  # _free_for checked it
-        done = await self._runner.run_inline(tx, task, intent, queued)
-        if done is not None:
-            # Its tasks.queued news comes on commit: there is nothing left to dispatch.
-            self._started_at_once.add(task.id)
-            tx.on_rollback(lambda: self._started_at_once.discard(task.id))
-        return done
+        assert self._runner is not None  # _free_for_lane checked it
+        return await self._runner.run_inline(tx, task, intent, queued)
 
     def _free_for(self, task: TaskRow) -> bool:
         """Whether a new task can start at once: a free slot, its lane idle, nothing
         waiting before it in the lane (the ready queue is up to date: no round pending)."""
+        return self._free_for_lane(task.lane)
+
+    def _free_for_lane(self, lane: str) -> bool:
+        """:meth:`_free_for` by the lane alone, before the task is written."""
         return (
             self._accepting
             and self._runner is not None
             and not self._dirty
             and not self._waiting_for_lane
             and len(self._running) + self._claiming < self._concurrency
-            and task.lane not in self._busy_lanes
-            and not self._queue.get(task.lane)
+            and lane not in self._busy_lanes
+            and not self._queue.get(lane)
         )
 
     async def _claim_in(self, tx: Transaction, task: TaskRow) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from agents.actions import Propose
@@ -34,6 +33,7 @@ from agents.intents import Conversation, Intent, dump_intent
 from agents.lifecycle import Lifecycle
 from agents.registry import Registry
 from agents.replies import Reply, error
+from agents.states import check_transition
 from agents.transitions import Mover
 from memory.clock import Clock
 from memory.events import Draft, EventLog
@@ -140,17 +140,19 @@ class TaskRunner:
         self, tx: Transaction, task: TaskRow, intent: Intent, queued: Draft
     ) -> TaskRow | None:
         """Run a new task of an inline kind to its end inside ``tx``, the transaction that
-        queues it: claimed, succeeded and its replies in the outbox, with ``queued`` (its
-        ``task.queued`` event) and the rest of its events in one insert.
+        queues it. ``task`` was inserted already succeeded (``TaskRepo.create(...,
+        finished=True)``: one row write for queued, claimed and succeeded); this writes
+        its events, ``queued`` (its ``task.queued`` event) and the rest in one insert,
+        and its replies into the outbox.
 
-        Returns the finished task, or None (nothing written) when the agent did not
+        Returns the finished task, or None (nothing written here) when the agent did not
         answer with replies alone: it raised, or wants an action, an approval or a
-        reroute. The caller then queues the task as usual and the runner runs it again,
-        which is harmless for an agent that only reads what it holds in memory.
+        reroute. The caller then puts the task back to queued and the runner runs it
+        again, which is harmless for an agent that only reads what it holds in memory.
         """
         agent = self._agent_for(intent.kind)
         ctx = TaskContext(
-            task_id=task.id, attempt=task.attempts + 1, idempotency_key=task.idempotency_key
+            task_id=task.id, attempt=task.attempts, idempotency_key=task.idempotency_key
         )
         try:
             outcome = await agent.handle(intent, ctx)
@@ -159,10 +161,11 @@ class TaskRunner:
         if isinstance(outcome, Propose | NeedsApproval | Reroute):
             return None
         replies = list(outcome)
-        if await self._mover.run_through(tx, task.id, TaskState.SUCCEEDED) is None:
-            return None  # not queued any more: cannot happen to a task this transaction made
+        # The moves the row already holds, checked against the state table as moves are.
+        check_transition(TaskState.QUEUED, TaskState.RUNNING)
+        check_transition(TaskState.RUNNING, TaskState.SUCCEEDED)
         subject = f"task:{task.id}"
-        started = {"kind": task.kind, "agent": task.agent, "attempt": task.attempts + 1}
+        started = {"kind": task.kind, "agent": task.agent, "attempt": task.attempts}
         succeeded = {"kind": task.kind, "replies": len(replies)}
         await self._events.append_many(
             tx,
@@ -178,7 +181,7 @@ class TaskRunner:
             await queue_reply(
                 self._outbox, tx, intent.conversation, reply, now=now, task_id=task.id, claim=True
             )
-        return replace(task, state=TaskState.SUCCEEDED, attempts=task.attempts + 1)
+        return task
 
     def _agent_for(self, kind: str) -> Agent:
         feature = self.registry.feature_for(kind)

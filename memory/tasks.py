@@ -84,18 +84,27 @@ class TaskRepo:
         lane: str,
         intent: str,
         now: datetime,
+        finished: bool = False,
     ) -> tuple[TaskRow, bool]:
-        """Insert a queued task; if the key exists, return the existing one and False."""
+        """Insert a queued task; if the key exists, return the existing one and False.
+
+        ``finished`` inserts it as already run to success (one attempt), for a task the
+        caller runs to its end in this same transaction: one row write instead of an
+        insert and an update. If that run does not finish, the caller puts it back
+        with :meth:`unfinish` before the transaction ends. Nothing is published for it.
+        """
         stamp = to_iso(now)
+        state, attempts = (TaskState.SUCCEEDED, 1) if finished else (TaskState.QUEUED, 0)
         # One statement when new (the row is what was written; nothing to read back); a
         # duplicate inserts nothing and is read.
         task_id = await tx.execute(
             "INSERT OR IGNORE INTO tasks (idempotency_key, kind, agent, lane, state, intent,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (idempotency_key, kind, agent, lane, TaskState.QUEUED, intent, stamp, stamp),
+            " attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (idempotency_key, kind, agent, lane, state, intent, attempts, stamp, stamp),
         )
         if task_id:
-            tx.publish(QUEUED_TOPIC, (task_id, None))
+            if not finished:
+                tx.publish(QUEUED_TOPIC, (task_id, None))
             at = from_iso(stamp)
             created = TaskRow(
                 id=task_id,
@@ -103,9 +112,9 @@ class TaskRepo:
                 kind=kind,
                 agent=agent,
                 lane=lane,
-                state=TaskState.QUEUED,
+                state=state,
                 intent=intent,
-                attempts=0,
+                attempts=attempts,
                 error=None,
                 created_at=at,
                 updated_at=at,
@@ -116,6 +125,30 @@ class TaskRepo:
         row = await tx.fetchone("SELECT * FROM tasks WHERE idempotency_key = ?", (idempotency_key,))
         assert row is not None  # the key exists: that is why nothing was inserted
         return _row(row), False
+
+    async def unfinish(self, tx: Transaction, task: TaskRow) -> TaskRow:
+        """Put a task inserted ``finished`` back to queued, as a plain :meth:`create`
+        would have stored it (and publish it as queued)."""
+        await tx.execute(
+            "UPDATE tasks SET state = ?, attempts = 0 WHERE id = ? AND state = ?",
+            (TaskState.QUEUED, task.id, TaskState.SUCCEEDED),
+        )
+        tx.publish(QUEUED_TOPIC, (task.id, None))
+        return TaskRow(
+            id=task.id,
+            idempotency_key=task.idempotency_key,
+            kind=task.kind,
+            agent=task.agent,
+            lane=task.lane,
+            state=TaskState.QUEUED,
+            intent=task.intent,
+            attempts=0,
+            error=None,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+            next_attempt_at=None,
+            checkpoint=None,
+        )
 
     async def get(self, task_id: int) -> TaskRow | None:
         """The task with this id, if any."""
