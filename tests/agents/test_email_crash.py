@@ -2,15 +2,14 @@
 then restarted until the work is done.
 
 At the end every approved email reached the SMTP sink exactly once: no Message-ID
-twice, none missing, each with its own recipient and subject. The kills land at
-random points, and often right after the sink took a message (the window between
-"sent" and "recorded as sent"), which the reconciliation must answer from the sink.
+twice, none missing, each with its own recipient and subject. Each kill lands right
+after the sink took a random 1 to 8 more messages (the window between "sent" and
+"recorded as sent"), which the reconciliation must answer from the sink.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,7 @@ from connectors.email import message_id
 from tests.emulators.smtp import SmtpSink
 from tests.harness.common import (
     crash_env,
-    sent_or_exited,
+    kill_as_mail_lands,
     sink_env,
     sink_status,
     start_worker,
@@ -39,21 +38,11 @@ async def test_kills_while_emailing_lose_none_and_send_none_twice(tmp_path: Path
     async with SmtpSink() as sink, sink_status(sink) as status_url:
         env = crash_env(home, sink_env(sink, FROM))
         args = (str(WORKLOAD), status_url)
-        rng = random.Random(20261113)
-        kills = 0
         with (tmp_path / "worker.log").open("wb") as log:
-            while kills < KILLS:
-                proc = await start_worker(WORKER, args, env, log)
-                # Kill after a few more emails landed (at most 8 per life, so the
-                # workload outlasts the kills), plus a random bit more.
-                target = len(sink.messages) + rng.randint(1, 8)
-                await asyncio.wait_for(sent_or_exited(sink, target, proc), timeout=120)
-                await asyncio.sleep(rng.uniform(0, 0.05))
-                if proc.returncode is not None:
-                    break
-                proc.kill()  # SIGKILL: no clean shutdown
-                kills += 1
-                await proc.wait()
+            # At most 8 emails per life, so the workload outlasts the kills.
+            kills = await kill_as_mail_lands(
+                sink, WORKER, args, env, kills=KILLS, most=8, seed=20261113, log=log
+            )
             assert kills == KILLS, f"the workload ended after {kills} kills; make it longer"
             proc = await start_worker(WORKER, args, env, log)
             out, _ = await asyncio.wait_for(proc.communicate(), timeout=240)

@@ -1,6 +1,6 @@
 """Crash safety for invoices: soloops killed with SIGKILL while numbering invoices,
 rendering their PDFs and emailing them (each kill once one or two more invoices reached
-the SMTP sink, plus a random bit), then restarted until the work is done.
+the SMTP sink), then restarted until the work is done.
 
 At the end: one invoice per message, numbers 1..N with no gap and none twice, every
 approved invoice emailed exactly once (counted by Message-ID at the SMTP sink), no
@@ -10,7 +10,6 @@ rejected one emailed, each invoice's state matching what happened.
 from __future__ import annotations
 
 import asyncio
-import random
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,7 @@ from agents.invoice_pdf import pdf_sha256
 from tests.emulators.smtp import SmtpSink
 from tests.harness.common import (
     crash_env,
-    sent_or_exited,
+    kill_as_mail_lands,
     sink_env,
     sink_status,
     start_worker,
@@ -40,22 +39,11 @@ async def test_kills_while_invoicing_leave_no_gap_and_no_double_email(tmp_path: 
             tmp_path / "home", settings | {"SOLOOPS_INVOICES__SELLER_NAME": "Solo Studio"}
         )
         args = (str(WORKLOAD), status_url)
-        rng = random.Random(20261102)
-        kills = 0
-        while kills < KILLS:
-            proc = await start_worker(WORKER, args, env)
-            # Kill once one or two more invoices reached the sink (15 are approved, so the
-            # workload outlasts the kills), plus a random bit more: the other invoices are
-            # then being numbered, rendered or sent. A kill on a timer alone could land
-            # before the worker did anything when the machine is slow.
-            target = len(sink.messages) + rng.randint(1, 2)
-            await asyncio.wait_for(sent_or_exited(sink, target, proc), timeout=120)
-            await asyncio.sleep(rng.uniform(0, 0.05))
-            if proc.returncode is not None:
-                break
-            proc.kill()  # SIGKILL: no clean shutdown
-            kills += 1
-            await proc.wait()
+        # One or two more invoices per life: 15 are approved, so the workload outlasts
+        # the kills, and the other invoices are being numbered, rendered or sent.
+        kills = await kill_as_mail_lands(
+            sink, WORKER, args, env, kills=KILLS, most=2, seed=20261102
+        )
         assert kills == KILLS, f"the workload ended after {kills} kills; make it longer"
         proc = await start_worker(WORKER, args, env)
         out, err = await asyncio.wait_for(proc.communicate(), timeout=180)

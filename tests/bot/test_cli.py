@@ -8,15 +8,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.cli import parse_since
+from tests.harness.marker import home_env, kill_at_marker
 
-ROOT = Path(__file__).resolve().parents[2]
 SOLOOPS = str(Path(sys.executable).with_name("soloops"))
 
 
@@ -24,8 +23,7 @@ def run(
     home: Path, *args: str, stdin: str | bytes = b"", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
-    full_env.update({"SOLOOPS_HOME": str(home), **(env or {})})
+    full_env = home_env(home) | (env or {})
     proc = subprocess.run(
         [SOLOOPS, *args], input=data, capture_output=True, env=full_env, timeout=60, check=False
     )
@@ -127,25 +125,13 @@ def test_version() -> None:
 
 def test_a_task_killed_mid_run_resumes_on_the_next_start(home: Path, tmp_path: Path) -> None:
     marker = tmp_path / "running"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
-    env["SOLOOPS_HOME"] = str(home)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.harness.blocking_worker", str(marker), "survive the crash"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    kill_at_marker(
+        "tests.harness.blocking_worker",
+        [str(marker), "survive the crash"],
+        home_env(home),
+        marker,
+        "started the task",
     )
-    try:
-        deadline = time.monotonic() + 30
-        while not marker.exists():
-            assert worker.poll() is None, worker.stderr.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "the worker never started the task"
-            time.sleep(0.02)
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
-        worker.stderr.close()  # type: ignore[union-attr]
     with sqlite3.connect(home / "soloops.db") as conn:
         assert conn.execute("SELECT state FROM tasks").fetchall() == [("running",)]
     result = run(home, "chat", stdin="/recall crash\n")

@@ -4,17 +4,15 @@ SIGKILL in the middle of its delivery."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.bot.test_cli import ROOT, SOLOOPS, run
+from tests.bot.test_cli import SOLOOPS, run
+from tests.harness.marker import home_env, kill_at_marker
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -24,38 +22,19 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
-    env["SOLOOPS_HOME"] = str(home)
-    return env
-
-
-def _wait_for(path: Path, worker: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60  # a safety net: the worker signals by writing the file
-    while not path.exists():
-        assert worker.poll() is None, worker.stderr.read().decode()  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, f"the worker never {what}"
-        time.sleep(0.02)
-
-
 def test_a_digest_killed_mid_delivery_is_delivered_once_after_restart(
     home: Path, tmp_path: Path
 ) -> None:
     marker = tmp_path / "delivering"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.harness.digest_worker", str(marker)],
-        cwd=ROOT,
-        env=_env(home),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    row = int(
+        kill_at_marker(
+            "tests.harness.digest_worker",
+            [str(marker)],
+            home_env(home),
+            marker,
+            "started delivering the digest",
+        )
     )
-    try:
-        _wait_for(marker, worker, "started delivering the digest")
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
-        worker.stderr.close()  # type: ignore[union-attr]
-    row = int(marker.read_text())
     with sqlite3.connect(home / "soloops.db") as conn:
         assert conn.execute("SELECT state FROM outbox WHERE id = ?", (row,)).fetchone() == (
             "sending",
@@ -106,7 +85,7 @@ def test_events_follow_prints_new_events_until_interrupted(home: Path) -> None:
     assert run(home, "chat", stdin="/remember x\n").returncode == 0
     follower = subprocess.Popen(
         [SOLOOPS, "events", "--follow", "--kind", "memory"],
-        env=_env(home),
+        env=home_env(home),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -134,7 +113,7 @@ def test_events_follow_ends_quietly_when_its_reader_goes_away(home: Path) -> Non
     assert run(home, "chat", stdin="/remember x\n").returncode == 0
     follower = subprocess.Popen(
         [SOLOOPS, "events", "--follow"],
-        env=_env(home),
+        env=home_env(home),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,10 +33,9 @@ from memory.events import EventLog
 from memory.outbox import DeliveryState
 from memory.store import Store
 from memory.tasks import TaskRepo, TaskState
+from tests.bot.test_cli import run
 from tests.harness.common import NoModel
-
-ROOT = Path(__file__).resolve().parents[2]
-SOLOOPS = str(Path(sys.executable).with_name("soloops"))
+from tests.harness.marker import ROOT, home_env, kill_at_marker
 
 
 def inbound(text: str, message_id: str | None = None) -> Inbound:
@@ -180,33 +177,15 @@ def test_an_inline_kind_must_be_one_of_the_features_intents() -> None:
 
 def test_a_kill_while_sending_an_inline_reply_sends_it_once_at_restart(tmp_path: Path) -> None:
     home, marker = tmp_path / "home", tmp_path / "sending"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
-    env["SOLOOPS_HOME"] = str(home)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.harness.inline_worker", str(marker)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    kill_at_marker(
+        "tests.harness.inline_worker", [str(marker)], home_env(home), marker, "reached the send"
     )
-    try:
-        deadline = time.monotonic() + 60  # a safety net: the marker is what is waited for
-        while not marker.exists():
-            assert worker.poll() is None, worker.stderr.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "the worker never reached the send"
-            time.sleep(0.02)
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
-        worker.stderr.close()  # type: ignore[union-attr]
     with sqlite3.connect(home / "soloops.db") as conn:
         assert conn.execute("SELECT state FROM tasks").fetchall() == [("succeeded",)]
         assert conn.execute("SELECT state FROM outbox").fetchall() == [("sending",)]
-    proc = subprocess.run(
-        [SOLOOPS, "chat"], input=b"", capture_output=True, env=env, timeout=60, check=False
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout.decode().count("Send /help <command> for details.") == 1
+    proc = run(home, "chat")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("Send /help <command> for details.") == 1
     with sqlite3.connect(home / "soloops.db") as conn:
         assert conn.execute("SELECT state FROM outbox").fetchall() == [("sent",)]
         kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY seq")]
@@ -218,12 +197,10 @@ def test_a_kill_after_the_commit_of_a_claimed_reply_sends_it_once_at_restart(
     tmp_path: Path,
 ) -> None:
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLOOPS_")}
-    env["SOLOOPS_HOME"] = str(home)
     worker = subprocess.run(
         [sys.executable, "-m", "tests.harness.preclaim_worker"],
         cwd=ROOT,
-        env=env,
+        env=home_env(home),
         capture_output=True,
         timeout=120,
         check=False,
@@ -234,11 +211,9 @@ def test_a_kill_after_the_commit_of_a_claimed_reply_sends_it_once_at_restart(
         assert conn.execute("SELECT state FROM tasks").fetchall() == [("succeeded",)]
         # Claimed in the message's own commit: no claim of its own was needed.
         assert conn.execute("SELECT state FROM outbox").fetchall() == [("sending",)]
-    proc = subprocess.run(
-        [SOLOOPS, "chat"], input=b"", capture_output=True, env=env, timeout=60, check=False
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout.decode().count("Send /help <command> for details.") == 1
+    proc = run(home, "chat")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("Send /help <command> for details.") == 1
     with sqlite3.connect(home / "soloops.db") as conn:
         assert conn.execute("SELECT state FROM outbox").fetchall() == [("sent",)]
         kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY seq")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -205,3 +206,33 @@ async def sent_or_exited(sink: SmtpSink, target: int, proc: asyncio.subprocess.P
             await asyncio.wait({exited}, timeout=0.005)  # a condition polled, not a timing
     finally:
         exited.cancel()
+
+
+async def kill_as_mail_lands(
+    sink: SmtpSink,
+    module: str,
+    args: Sequence[str],
+    env: dict[str, str],
+    *,
+    kills: int,
+    most: int,
+    seed: int,
+    log: IO[bytes] | None = None,
+) -> int:
+    """Start the worker and SIGKILL it once 1 to ``most`` more messages (drawn from
+    ``seed``) reached ``sink``, ``kills`` times or until its workload ends first; return
+    the kills made. A kill right after a message landed falls between "sent" and
+    "recorded as sent", while the worker's other work is being prepared or sent; a
+    kill on a timer alone could land before any work on a slow machine."""
+    rng = random.Random(seed)
+    made = 0
+    while made < kills:
+        proc = await start_worker(module, args, env, log)
+        target = len(sink.messages) + rng.randint(1, most)
+        await asyncio.wait_for(sent_or_exited(sink, target, proc), timeout=120)
+        if proc.returncode is not None:
+            break
+        proc.kill()  # SIGKILL: no clean shutdown
+        made += 1
+        await proc.wait()
+    return made
