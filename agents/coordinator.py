@@ -259,7 +259,7 @@ class Coordinator:
         lane = intent.conversation.lane
         held = self.lifecycle.holds(feature.name, intent.kind)
         # An inline kind that could start at once is written once, as finished, and put
-        # back to queued only if its run does not finish here (see _run_inline).
+        # back to queued only if its run does not finish here.
         inline = not held and intent.kind in self._inline_kinds and self._free_for_lane(lane)
         task, created = await self._tasks.create(
             tx,
@@ -279,41 +279,27 @@ class Coordinator:
                 {"kind": intent.kind, "agent": feature.name},
             )
             if inline:
-                done = await self._run_inline(tx, task, intent, queued)
+                # Its lane is idle and nothing waits before it, so replies keep the order
+                # they were asked in. The task (inserted as succeeded), its events and its
+                # reply commit with the message; a crash before that commit loses nothing
+                # acknowledged, and after it the outbox sends the reply (again at the next
+                # start if the crash came first). No tasks.queued news: nothing to dispatch.
+                assert self._runner is not None  # _free_for_lane checked it
+                done = await self._runner.run_inline(tx, task, intent, queued)
                 if done is not None:
                     return done, created
                 task = await self._tasks.unfinish(tx, task)
             await self._events.append_many(tx, (queued,))
             if held:
                 await self.tell_held(tx, task.id, intent.kind, feature.name, intent.conversation)
-            elif self._free_for(task):
+            elif self._free_for_lane(task.lane):
                 await self._claim_in(tx, task)
         return task, created
 
-    async def _run_inline(
-        self, tx: Transaction, task: TaskRow, intent: Intent, queued: Draft
-    ) -> TaskRow | None:
-        """Run a task of an inline kind to its reply in the transaction that queues it.
-
-        Only when it could start at once anyway (its lane idle, nothing before it, a
-        free slot): replies keep the order they were asked in. The task (inserted as
-        succeeded, ``task``), its queued/started/succeeded events and its reply in the
-        outbox commit with the message; a crash before that commit loses nothing
-        acknowledged, and after it the outbox sends the reply (again at the next start
-        if the crash came first). No tasks.queued news is published for it: there is
-        nothing to dispatch. None: the run did not finish, and the caller puts the
-        task back to queued.
-        """
-        assert self._runner is not None  # _free_for_lane checked it
-        return await self._runner.run_inline(tx, task, intent, queued)
-
-    def _free_for(self, task: TaskRow) -> bool:
-        """Whether a new task can start at once: a free slot, its lane idle, nothing
-        waiting before it in the lane (the ready queue is up to date: no round pending)."""
-        return self._free_for_lane(task.lane)
-
     def _free_for_lane(self, lane: str) -> bool:
-        """:meth:`_free_for` by the lane alone, before the task is written."""
+        """Whether a new task in ``lane`` can start at once: a free slot, the lane idle,
+        nothing waiting before it in the lane (the ready queue is up to date: no round
+        pending)."""
         return (
             self._accepting
             and self._runner is not None

@@ -210,16 +210,11 @@ _PLAIN_STARTS = {(): "run", ("run",): "run", ("chat",): "chat"}
 def _main(argv: Sequence[str] | None) -> int:
     sys.excepthook = _redacted_traceback
     plain = _PLAIN_STARTS.get(tuple(sys.argv[1:] if argv is None else argv))
-    if plain is not None:
-        os.umask(0o077)
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            _error(str(exc))
-            return 2
-        return _in_home(settings, plain)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if plain is None:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    else:
+        args = argparse.Namespace(command=plain)
     command = args.command or "run"
     # Everything soloops creates (database, WAL, logs, index, anchor) is the owner's only.
     os.umask(0o077)

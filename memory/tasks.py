@@ -7,7 +7,7 @@ them); this module only stores and queries rows.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -134,21 +134,7 @@ class TaskRepo:
             (TaskState.QUEUED, task.id, TaskState.SUCCEEDED),
         )
         tx.publish(QUEUED_TOPIC, (task.id, None))
-        return TaskRow(
-            id=task.id,
-            idempotency_key=task.idempotency_key,
-            kind=task.kind,
-            agent=task.agent,
-            lane=task.lane,
-            state=TaskState.QUEUED,
-            intent=task.intent,
-            attempts=0,
-            error=None,
-            created_at=task.created_at,
-            updated_at=task.updated_at,
-            next_attempt_at=None,
-            checkpoint=None,
-        )
+        return replace(task, state=TaskState.QUEUED, attempts=0)
 
     async def get(self, task_id: int) -> TaskRow | None:
         """The task with this id, if any."""
