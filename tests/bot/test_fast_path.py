@@ -5,7 +5,6 @@ the event log."""
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 
 from bot.console import ConsoleSender
-from bot.inbound import Inbound
 from bot.runtime import open_runtime
 from config import Settings
 from memory.errors import EmbedderUnavailable
@@ -22,6 +20,7 @@ from memory.events import EventLog
 from memory.outbox import DeliveryState
 from memory.store import Store
 from memory.tasks import TaskState
+from tests.harness.inbound import console_inbound
 
 
 class CountingEmbedder:
@@ -45,27 +44,16 @@ class CountingEmbedder:
         raise EmbedderUnavailable("no model in this test")
 
 
-def inbound(text: str) -> Inbound:
-    return Inbound(
-        platform="console",
-        message_id=uuid.uuid4().hex,
-        chat_id="local",
-        user_id="op",
-        text=text,
-        received_at=datetime.now(UTC),
-    )
-
-
 async def test_help_never_asks_for_the_model_and_recall_does(settings: Settings) -> None:
     embedder = CountingEmbedder()
     out = io.StringIO()
     async with open_runtime(
         settings, [ConsoleSender(out)], mode="chat", embedder=embedder
     ) as runtime:
-        await runtime.gateway.handle(inbound("/help"))
+        await runtime.gateway.handle(console_inbound("/help"))
         await runtime.settle()
         assert "/help" in out.getvalue() and embedder.asked == 0
-        await runtime.gateway.handle(inbound("/recall invoices"))
+        await runtime.gateway.handle(console_inbound("/recall invoices"))
         await runtime.settle()
         assert embedder.asked >= 1
 
@@ -83,7 +71,7 @@ async def test_work_queued_while_stopped_runs_at_the_next_start(settings: Settin
     ) as runtime:
         await runtime.coordinator.stop()
         await runtime.outbox.stop()
-        await runtime.gateway.handle(inbound("/help"))
+        await runtime.gateway.handle(console_inbound("/help"))
         counts = await runtime.coordinator._tasks.counts()  # the stored truth
         assert counts[TaskState.QUEUED] == 1
         assert out.getvalue() == ""

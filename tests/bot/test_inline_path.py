@@ -10,8 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,7 +24,6 @@ from agents.notes import RecallIntent, RememberIntent
 from agents.registry import Registry
 from agents.replies import Reply
 from bot.console import ConsoleSender
-from bot.inbound import Inbound
 from bot.runtime import open_runtime
 from config import Settings
 from memory.events import EventLog
@@ -35,18 +32,8 @@ from memory.store import Store
 from memory.tasks import TaskRepo, TaskState
 from tests.bot.test_cli import run
 from tests.harness.common import NoModel
+from tests.harness.inbound import console_inbound
 from tests.harness.marker import ROOT, home_env, kill_at_marker
-
-
-def inbound(text: str, message_id: str | None = None) -> Inbound:
-    return Inbound(
-        platform="console",
-        message_id=message_id or uuid.uuid4().hex,
-        chat_id="local",
-        user_id="op",
-        text=text,
-        received_at=datetime.now(UTC),
-    )
 
 
 async def test_an_inline_command_commits_message_task_and_reply_together(
@@ -57,7 +44,7 @@ async def test_an_inline_command_commits_message_task_and_reply_together(
         settings, [ConsoleSender(out)], mode="chat", embedder=NoModel()
     ) as runtime:
         await runtime.outbox.stop()  # so what the message's own commit holds is visible
-        handled = await runtime.gateway.handle(inbound("/help"))
+        handled = await runtime.gateway.handle(console_inbound("/help"))
         store = runtime.store
         task = await TaskRepo(store).get(handled.task_id or 0)
         assert task is not None and task.state is TaskState.SUCCEEDED and task.attempts == 1

@@ -4,39 +4,27 @@ still finds work that another connection queued (the case memory cannot see)."""
 from __future__ import annotations
 
 import io
-import uuid
 from datetime import UTC, datetime
 
 from agents.delivery import queue_reply
 from agents.intents import Conversation, dump_intent
 from agents.replies import Reply
 from bot.console import ConsoleSender
-from bot.inbound import Inbound
 from bot.runtime import open_runtime
 from config import Settings
 from memory.outbox import OutboxRepo
 from memory.store import Store
 from memory.tasks import TaskRepo, TaskState
 from tests.harness.common import NoModel
-
-
-def inbound(text: str) -> Inbound:
-    return Inbound(
-        platform="console",
-        message_id=uuid.uuid4().hex,
-        chat_id="local",
-        user_id="op",
-        text=text,
-        received_at=datetime.now(UTC),
-    )
+from tests.harness.inbound import console_inbound
 
 
 async def test_settle_after_a_message_reads_nothing(settings: Settings) -> None:
     out = io.StringIO()
     async with open_runtime(settings, [ConsoleSender(out)], mode="chat", embedder=NoModel()) as rt:
-        await rt.gateway.handle(inbound("/help"))
+        await rt.gateway.handle(console_inbound("/help"))
         await rt.settle()  # the first one reads the tables: nothing known yet
-        await rt.gateway.handle(inbound("/help"))
+        await rt.gateway.handle(console_inbound("/help"))
         statements: list[str] = []
         rt.store._writer.set_trace_callback(statements.append)  # type: ignore[union-attr]  # open
         rt.store.reader.set_trace_callback(statements.append)
@@ -48,7 +36,7 @@ async def test_settle_after_a_message_reads_nothing(settings: Settings) -> None:
 async def test_settle_finds_a_task_another_connection_queued(settings: Settings) -> None:
     out = io.StringIO()
     async with open_runtime(settings, [ConsoleSender(out)], mode="chat", embedder=NoModel()) as rt:
-        await rt.gateway.handle(inbound("/help"))
+        await rt.gateway.handle(console_inbound("/help"))
         await rt.settle()
         intent = rt.coordinator.registry.intent(
             "help", Conversation(platform="console", chat_id="local", user_id="op"), "outside-1"
@@ -73,7 +61,7 @@ async def test_settle_finds_a_task_another_connection_queued(settings: Settings)
 async def test_settle_delivers_a_reply_another_connection_queued(settings: Settings) -> None:
     out = io.StringIO()
     async with open_runtime(settings, [ConsoleSender(out)], mode="chat", embedder=NoModel()) as rt:
-        await rt.gateway.handle(inbound("/help"))
+        await rt.gateway.handle(console_inbound("/help"))
         await rt.settle()
         async with Store.open(settings.database_path) as other, other.write() as tx:
             await queue_reply(
@@ -90,11 +78,11 @@ async def test_settle_delivers_a_reply_another_connection_queued(settings: Setti
 async def test_an_inline_reply_is_claimed_in_the_message_commit(settings: Settings) -> None:
     out = io.StringIO()
     async with open_runtime(settings, [ConsoleSender(out)], mode="chat", embedder=NoModel()) as rt:
-        await rt.gateway.handle(inbound("/help"))
+        await rt.gateway.handle(console_inbound("/help"))
         await rt.settle()
         statements: list[str] = []
         rt.store._writer.set_trace_callback(statements.append)  # type: ignore[union-attr]  # open
-        await rt.gateway.handle(inbound("/help"))
+        await rt.gateway.handle(console_inbound("/help"))
         await rt.settle()
         assert out.getvalue().count("Send /help <command> for details.") == 2
         # (the trace repeats a statement once per trigger statement it runs)
@@ -109,7 +97,7 @@ async def test_a_stopped_dispatcher_gets_no_claimed_replies(settings: Settings) 
     out = io.StringIO()
     async with open_runtime(settings, [ConsoleSender(out)], mode="chat", embedder=NoModel()) as rt:
         await rt.outbox.stop()
-        await rt.gateway.handle(inbound("/help"))
+        await rt.gateway.handle(console_inbound("/help"))
         rows = await rt.store.fetchall("SELECT state FROM outbox")
         assert [r["state"] for r in rows] == ["pending"]
         await rt.outbox.start()

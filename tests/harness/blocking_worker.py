@@ -11,7 +11,6 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 from agents import notes, ops
@@ -20,9 +19,9 @@ from agents.intents import Intent
 from agents.notes import NotesAgent
 from agents.ports import Ports
 from agents.replies import Reply
-from bot.inbound import Inbound
 from bot.runtime import open_runtime
 from config import load_settings
+from tests.harness.inbound import console_inbound
 from tests.harness.marker import write_marker
 
 
@@ -41,16 +40,7 @@ async def main(marker: Path, text: str) -> None:
     async with open_runtime(
         load_settings(), [], features=features, default_features=False
     ) as runtime:
-        await runtime.gateway.handle(
-            Inbound(
-                platform="console",
-                message_id="crash-1",
-                chat_id="local",
-                user_id="op",
-                text=f"/remember {text}",
-                received_at=datetime.now(UTC),
-            )
-        )
+        await runtime.gateway.handle(console_inbound(f"/remember {text}", "crash-1"))
         await asyncio.Event().wait()
 
 

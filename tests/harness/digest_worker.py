@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.inbound import Inbound
 from bot.outbox import Delivery
 from bot.runtime import open_runtime
 from config import load_settings
 from memory.store import Store
+from tests.harness.inbound import console_inbound
 from tests.harness.marker import write_marker
 
 
@@ -50,16 +49,7 @@ async def main(marker: Path) -> None:
     console = StuckConsole(marker)
     async with open_runtime(load_settings(), [console]) as runtime:
         console.store = runtime.store
-        await runtime.gateway.handle(
-            Inbound(
-                platform="console",
-                message_id="digest-1",
-                chat_id="local",
-                user_id="op",
-                text="/digest",
-                received_at=datetime.now(UTC),
-            )
-        )
+        await runtime.gateway.handle(console_inbound("/digest", "digest-1"))
         await asyncio.Event().wait()
 
 

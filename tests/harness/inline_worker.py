@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.inbound import Inbound
 from bot.outbox import Delivery
 from bot.runtime import open_runtime
 from config import load_settings
+from tests.harness.inbound import console_inbound
 from tests.harness.marker import write_marker
 
 
@@ -36,16 +35,7 @@ class HangingConsole:
 
 async def main(marker: Path) -> None:
     async with open_runtime(load_settings(), [HangingConsole(marker)], mode="chat") as runtime:
-        await runtime.gateway.handle(
-            Inbound(
-                platform="console",
-                message_id="inline-1",
-                chat_id="local",
-                user_id="op",
-                text="/help",
-                received_at=datetime.now(UTC),
-            )
-        )
+        await runtime.gateway.handle(console_inbound("/help", "inline-1"))
         await asyncio.Event().wait()
 
 

@@ -13,13 +13,12 @@ import asyncio
 import os
 import signal
 import sys
-from datetime import UTC, datetime
 
 from bot.console import ConsoleSender
-from bot.inbound import Inbound
 from bot.runtime import open_runtime
 from config import load_settings
 from memory.outbox import QUEUED_TOPIC
+from tests.harness.inbound import console_inbound
 
 
 def die(value: object) -> None:
@@ -29,16 +28,7 @@ def die(value: object) -> None:
 async def main() -> None:
     async with open_runtime(load_settings(), [ConsoleSender(sys.stdout)], mode="chat") as runtime:
         runtime.store.subscribe(QUEUED_TOPIC, die)
-        await runtime.gateway.handle(
-            Inbound(
-                platform="console",
-                message_id="preclaim-1",
-                chat_id="local",
-                user_id="op",
-                text="/help",
-                received_at=datetime.now(UTC),
-            )
-        )
+        await runtime.gateway.handle(console_inbound("/help", "preclaim-1"))
         await asyncio.Event().wait()  # not reached
 
 
