@@ -167,17 +167,7 @@ def test_a_kill_while_sending_an_inline_reply_sends_it_once_at_restart(tmp_path:
     kill_at_marker(
         "tests.harness.inline_worker", [str(marker)], home_env(home), marker, "reached the send"
     )
-    with sqlite3.connect(home / "soloops.db") as conn:
-        assert conn.execute("SELECT state FROM tasks").fetchall() == [("succeeded",)]
-        assert conn.execute("SELECT state FROM outbox").fetchall() == [("sending",)]
-    proc = run(home, "chat")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("Send /help <command> for details.") == 1
-    with sqlite3.connect(home / "soloops.db") as conn:
-        assert conn.execute("SELECT state FROM outbox").fetchall() == [("sent",)]
-        kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY seq")]
-    assert kinds.count("reply.reclaimed") == 1 and kinds.count("reply.sent") == 1
-    assert kinds.count("task.started") == 1  # the task ran once; only the send was redone
+    _the_claimed_reply_is_sent_once_at_restart(home)
 
 
 def test_a_kill_after_the_commit_of_a_claimed_reply_sends_it_once_at_restart(
@@ -194,9 +184,15 @@ def test_a_kill_after_the_commit_of_a_claimed_reply_sends_it_once_at_restart(
     )
     assert worker.returncode == -signal.SIGKILL, worker.stderr.decode()
     assert worker.stdout == b""  # no sender was called
+    # Claimed in the message's own commit: no claim of its own was needed.
+    _the_claimed_reply_is_sent_once_at_restart(home)
+
+
+def _the_claimed_reply_is_sent_once_at_restart(home: Path) -> None:
+    """The /help task succeeded and its reply is claimed (sending); the next start sends
+    it exactly once, reclaimed, without running the task again."""
     with sqlite3.connect(home / "soloops.db") as conn:
         assert conn.execute("SELECT state FROM tasks").fetchall() == [("succeeded",)]
-        # Claimed in the message's own commit: no claim of its own was needed.
         assert conn.execute("SELECT state FROM outbox").fetchall() == [("sending",)]
     proc = run(home, "chat")
     assert proc.returncode == 0, proc.stderr
@@ -205,4 +201,4 @@ def test_a_kill_after_the_commit_of_a_claimed_reply_sends_it_once_at_restart(
         assert conn.execute("SELECT state FROM outbox").fetchall() == [("sent",)]
         kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY seq")]
     assert kinds.count("reply.reclaimed") == 1 and kinds.count("reply.sent") == 1
-    assert kinds.count("task.started") == 1
+    assert kinds.count("task.started") == 1  # the task ran once; only the send was redone
